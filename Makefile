@@ -1,0 +1,25 @@
+# The two commands of the README: `make run` (main job on the shipped defaults) and `make test`.
+# Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-heavy clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints-dev.txt -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/nas build search_spaces/snapgen_v.yaml --arch reference
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-heavy: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m heavy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,10 @@
+"""The one exception type a user can cause.
+
+Anything raised as :class:`NasError` is a problem with the user's input (a file, a value,
+a path), not a bug: the CLI prints its message as a single line and exits with code 2, so
+messages must name the file and the problem and need no traceback to be understood.
+"""
+
+
+class NasError(Exception):
+    """A problem with the user's input; its message names the file (or value) and the problem."""

@@ -1,0 +1,74 @@
+"""Size of an architecture: parameters and FLOPs, in total and per slot.
+
+FLOPs are for one forward pass on one clip of the space's video shape (batch 1), counted as
+torch's FlopCounterMode counts them (2 x multiply-accumulates of matmuls, convolutions and
+attention). Counting runs on the meta device, so even the 0.6B model costs no memory.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas.ops import get_op
+from nas.space import Architecture, SearchSpace
+
+
+def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str, Any]]:
+    """One row per slot: its choice, input shape, parameters and FLOPs (all ``count`` layers)."""
+    rows = []
+    for slot in space.slots:
+        choice = architecture.choice(slot.name)
+        cost = get_op(choice.op).cost(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+        rows.append({
+            "slot": slot.name,
+            "choice": choice.label,
+            "channels": slot.channels,
+            "frames": space.video.frames,
+            "height": slot.height,
+            "width": slot.width,
+            "params": cost.params * choice.count,
+            "flops": cost.flops * choice.count,
+        })
+    return rows
+
+
+def spatial_flops(space: SearchSpace) -> int:
+    """FLOPs of the spatial UNet over all frames of one clip (text cross-attention included)."""
+    return _spatial_flops(json.dumps(space.backbone, sort_keys=True), space.video, space.text_tokens)
+
+
+@lru_cache(maxsize=32)
+def _spatial_flops(backbone_json: str, video, text_tokens: int) -> int:
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**json.loads(backbone_json))
+        x = torch.empty(video.frames, video.latent_channels, video.latent_height, video.latent_width)
+        text = torch.empty(video.frames, text_tokens, unet.config.cross_attention_dim)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            unet(x, torch.zeros(video.frames), text)
+    return int(counter.get_total_flops())
+
+
+def architecture_size(space: SearchSpace, architecture: Architecture) -> dict[str, Any]:
+    """The report of ``nas build --json``: params_total/_spatial/_temporal, FLOPs, per-slot rows."""
+    slots = slot_sizes(space, architecture)
+    params_temporal = sum(row["params"] for row in slots)
+    flops_temporal = sum(row["flops"] for row in slots)
+    flops_spatial = spatial_flops(space)
+    return {
+        "space": space.name,
+        "arch_id": architecture.id,
+        "params_total": space.params_spatial + params_temporal,
+        "params_spatial": space.params_spatial,
+        "params_temporal": params_temporal,
+        "flops_total": flops_spatial + flops_temporal,
+        "flops_spatial": flops_spatial,
+        "flops_temporal": flops_temporal,
+        "slots": slots,
+    }

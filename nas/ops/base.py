@@ -1,0 +1,91 @@
+"""TemporalOp: the one base class every temporal layer type derives from.
+
+Contract (what the model, the cost model and the profilers rely on):
+
+- ``name``: the op type as written in YAML; ``defaults``: its hyperparameters (ints) and their
+  default values. Every hyperparameter a space may set must appear in ``defaults``.
+- ``__init__(channels, frames, norm_groups, **params)``: ``frames`` is the largest number of
+  frames the layer will see (attention ops size their frame position table with it).
+- ``forward(hidden_states, num_frames)``: maps ``(B*F, C, H, W)`` to the same shape, the
+  layout the spatial UNet uses inside, so a layer can sit between any two spatial layers.
+  A fresh layer must be an identity (zero-initialised output projection on a residual),
+  so inserting it into a pretrained spatial UNet changes nothing until it is trained.
+- ``check_params(channels, params)``: raise ValueError when ``params`` cannot work at that
+  width (heads not dividing channels, even kernels), so a bad space fails at load time.
+- ``key(...)`` and ``cost(...)``: the table key and the (parameters, FLOPs) of one layer at one
+  input shape. The default ``cost`` builds the layer on the meta device and counts FLOPs with
+  torch's FlopCounterMode, so a user op needs no hand-written formula.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas.ops.key import OpKey
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Size and work of one layer for one video (batch 1).
+
+    ``flops`` counts 2 x multiply-accumulates of matmuls, convolutions and attention, as
+    torch's FlopCounterMode does; norms and activations are not counted.
+    """
+
+    params: int
+    flops: int
+
+
+class TemporalOp(nn.Module):
+    """Base of all temporal layer types; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):
+        super().__init__()
+        self.channels = channels
+        self.frames = frames
+        self.params = {**self.defaults, **params}
+
+    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def check_params(cls, channels: int, params: dict[str, int]) -> None:
+        """Raise ValueError if ``params`` cannot build a layer ``channels`` wide."""
+
+    @classmethod
+    def key(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> OpKey:
+        return OpKey(
+            op=cls.name,
+            channels=channels,
+            frames=frames,
+            height=height,
+            width=width,
+            heads=int(params.get("heads", 0)),
+            kernel=int(params.get("kernel", 0)),
+        )
+
+    @classmethod
+    def cost(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> OpCost:
+        return _meta_cost(cls, channels, frames, height, width, tuple(sorted(params.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _meta_cost(cls, channels, frames, height, width, params) -> OpCost:
+    """Count parameters and FLOPs without allocating: build and run the layer on meta tensors."""
+    with torch.device("meta"):
+        layer = cls(channels, frames, 1, **dict(params))
+        n_params = sum(p.numel() for p in layer.parameters())
+        x = torch.empty(frames, channels, height, width)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            layer(x, frames)
+    return OpCost(params=n_params, flops=int(counter.get_total_flops()))

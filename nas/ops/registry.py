@@ -1,0 +1,53 @@
+"""The temporal op registry: op type names (as written in YAML) to TemporalOp classes.
+
+Like timm's model registry, a name in a config becomes a class without import chains, and
+users extend it from their own code: decorate a TemporalOp subclass with ``@register_op``
+before loading a space that names it, or expose it under the ``nas.temporal_ops`` entry-point
+group of an installed package so that the ``nas`` command finds it too.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nas.ops.base import TemporalOp
+
+ENTRY_POINT_GROUP = "nas.temporal_ops"
+
+_REGISTRY: dict[str, type[TemporalOp]] = {}
+
+
+def register_op(cls: type[TemporalOp]) -> type[TemporalOp]:
+    """Class decorator: make ``cls`` usable under ``cls.name`` in search spaces."""
+    name = getattr(cls, "name", "")
+    if not name or not name.isidentifier():
+        raise ValueError(f"{cls.__qualname__}.name must be an identifier, got {name!r}")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"temporal op {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+@functools.cache
+def _load_entry_points() -> None:
+    """Import plugin packages once; each entry point's import registers its ops."""
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        entry_point.load()
+
+
+def get_op(name: str) -> type[TemporalOp]:
+    """The class registered as ``name``; KeyError (naming the known ops) if there is none."""
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown temporal op {name!r} (known: {', '.join(list_ops())})")
+    return _REGISTRY[name]
+
+
+def list_ops() -> list[str]:
+    """Names of all registered temporal op types."""
+    _load_entry_points()
+    return sorted(_REGISTRY)

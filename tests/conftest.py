@@ -1,0 +1,60 @@
+"""Shared fixtures: the shipped spaces, tiny inputs, and a way to run the CLI in-process."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nas.cli import main
+from nas.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "search_spaces" / "tiny.yaml"
+DEFAULT = ROOT / "search_spaces" / "snapgen_v.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> SearchSpace:
+    return SearchSpace.load(TINY)
+
+
+@pytest.fixture
+def tiny_dict() -> dict:
+    """The tiny space as a fresh dict, for tests that break it on purpose."""
+    return copy.deepcopy(yaml.safe_load(TINY.read_text()))
+
+
+@pytest.fixture
+def write_yaml(tmp_path):
+    def write(data: dict, name: str = "space.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``nas ARGS`` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def clip_inputs(space: SearchSpace, batch: int = 2, seed: int = 0):
+    """Random latents (B, C, F, H, W), timesteps (B,) and text embeddings (B, T, D) for ``space``."""
+    g = torch.Generator().manual_seed(seed)
+    v = space.video
+    sample = torch.randn(batch, v.latent_channels, v.frames, v.latent_height, v.latent_width, generator=g)
+    timesteps = torch.randint(0, 1000, (batch,), generator=g)
+    text = torch.randn(batch, space.text_tokens, space.cross_attention_dim, generator=g)
+    return sample, timesteps, text
