@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,9 @@ from nas.errors import NasError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
     try:
         for module in args.plugin:
             _import_plugin(module)
@@ -68,6 +71,63 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--out", type=Path, help="save the built model here (save_pretrained)")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=cmd_build)
+
+    table = commands.add_parser("table", help="device tables: plan, validate, check, import").add_subparsers(
+        dest="action", required=True)
+    plan = table.add_parser("plan", help="every key the space can need, once")
+    plan.add_argument("space", type=Path)
+    plan.add_argument("-o", "--out", type=Path, help="plan CSV to write (default: print)")
+    plan.set_defaults(func=cmd_table_plan)
+    validate = table.add_parser("validate", help="check tables and their sidecars (default: latency_tables/*.csv)")
+    validate.add_argument("tables", type=Path, nargs="*")
+    validate.set_defaults(func=cmd_table_validate)
+    check = table.add_parser("check", help="predicted vs measured cost of random architectures")
+    check.add_argument("space", type=Path)
+    check.add_argument("--table", type=Path, required=True)
+    check.add_argument("--samples", type=int, default=20)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_table_check)
+    time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
+    time_.add_argument("export_dir", type=Path)
+    time_.add_argument("--compute-units", default="CPU_AND_NE")
+    time_.set_defaults(func=cmd_table_time)
+    imp = table.add_parser("import", help="make a table from a timed Core ML export folder")
+    imp.add_argument("export_dir", type=Path)
+    imp.add_argument("-o", "--out", type=Path, required=True)
+    imp.set_defaults(func=cmd_table_import)
+    estimate = table.add_parser("estimate", help="an estimated table from published chip figures (roofline)")
+    estimate.add_argument("space", type=Path)
+    estimate.add_argument("--chip", default="a18-pro-ne")
+    estimate.add_argument("--calibrate-arch", default="reference", help="architecture of the published number")
+    estimate.add_argument("--calibrate-ms", type=float, default=None, help="published ms per generation")
+    estimate.add_argument("--steps", type=int, default=4, help="UNet passes in the published generation")
+    estimate.add_argument("-o", "--out", type=Path, required=True)
+    estimate.set_defaults(func=cmd_table_estimate)
+
+    prof = commands.add_parser("profile", help="measure every key of a space into a device table")
+    prof.add_argument("space", type=Path)
+    prof.add_argument("--backend", default="torch", help="torch or coreml")
+    prof.add_argument("-o", "--out", type=Path, help="table CSV (resumed if it exists)")
+    prof.add_argument("--device", default="cpu", help="torch backend: cpu, cuda or mps")
+    prof.add_argument("--precision", default=None, help="fp32, fp16 or bf16 (default fp32 torch, fp16 coreml)")
+    prof.add_argument("--compute-units", default="CPU_AND_NE", help="coreml backend: CPU_AND_NE, CPU_AND_GPU, ...")
+    prof.add_argument("--warmup", type=int, default=3)
+    prof.add_argument("--repeats", type=int, default=20)
+    prof.add_argument("--budget", type=float, default=10.0, help="seconds of timed calls per key (after 3)")
+    prof.add_argument("--time-limit", type=float, default=30.0, help="seconds one call may take before 'timeout'")
+    prof.add_argument("--memory-limit", type=float, default=None, help="MB a measurement may allocate ('oom' past it)")
+    prof.add_argument("--plan", type=Path, help="measure only the keys of this plan CSV")
+    prof.add_argument("--export-only", type=Path, metavar="DIR", help="coreml: write packages + manifest, no timing")
+    prof.set_defaults(func=cmd_profile)
+
+    cost = commands.add_parser("cost", help="latency and memory of an architecture from a device table")
+    cost.add_argument("space", type=Path)
+    cost.add_argument("--arch", default="reference")
+    cost.add_argument("--table", type=Path, required=True)
+    cost.add_argument("--steps", type=int, default=None, help="UNet passes per generation (default: the space's)")
+    cost.add_argument("--json", action="store_true")
+    cost.set_defaults(func=cmd_cost)
     return parser
 
 
@@ -152,6 +212,138 @@ def cmd_build(args) -> None:
              f"{r['params']:,}", _si(r["flops"])] for r in report["slots"]])
     if args.out:
         print(f"saved to {args.out}")
+
+
+def cmd_table_plan(args) -> None:
+    from nas.cost.plan import plan_frame, table_plan
+    from nas.space import SearchSpace
+
+    frame = plan_frame(table_plan(SearchSpace.load(args.space)))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False)
+        print(f"wrote {args.out} ({len(frame)} keys)")
+    else:
+        print(frame.to_csv(index=False), end="")
+
+
+def cmd_table_validate(args) -> None:
+    from nas.cost.table import LatencyTable
+
+    tables = args.tables or sorted(Path("latency_tables").glob("*.csv"))
+    if not tables:
+        raise NasError("no tables given and none in latency_tables/")
+    for path in tables:
+        table = LatencyTable.load(path)
+        counts = table.rows["status"].value_counts().to_dict()
+        print(f"ok  {path}: {len(table.rows)} rows ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
+              f"{table.meta['provenance']} on {table.meta['device']} ({table.meta['backend']}, "
+              f"{table.meta['precision']})")
+
+
+def cmd_table_check(args) -> None:
+    from nas.cost.check import check_table
+
+    if args.samples < 2:
+        raise NasError(f"--samples must be at least 2, got {args.samples}")
+    report = check_table(args.space, args.table, args.samples, args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['samples']} architectures of {report['space']} on {report['table']}")
+    for what, prefix in (("latency", ""), ("memory", "memory_")):
+        print(f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "
+              f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}")
+
+
+def cmd_table_time(args) -> None:
+    from nas.profile.coreml_profiler import time_packages
+
+    print(f"wrote {time_packages(args.export_dir, args.compute_units)}")
+
+
+def cmd_table_import(args) -> None:
+    from nas.profile.coreml_profiler import import_results
+
+    table = import_results(args.export_dir, args.out, command=args.command_line)
+    print(f"wrote {args.out} ({len(table.rows)} rows)")
+
+
+def cmd_table_estimate(args) -> None:
+    from nas.cost.roofline import chip, estimate_table
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    calibrate = None
+    if args.calibrate_ms is not None:
+        calibrate = (space.architecture(args.calibrate_arch), args.steps, args.calibrate_ms)
+    table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
+    table.save(args.out)
+    note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
+    print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
+
+
+def cmd_profile(args) -> None:
+    from nas.cost.table import KEY_COLUMNS
+    from nas.ops import OpKey
+
+    if args.backend == "coreml" and args.export_only:
+        from nas.profile.coreml_profiler import export_packages
+
+        manifest = export_packages(args.space, args.export_only, precision=args.precision or "fp16")
+        print(f"wrote {manifest}; time it on a Mac: nas table time {args.export_only}")
+        return
+    if args.out is None:
+        raise NasError("nas profile needs -o TABLE.csv (or --export-only DIR with --backend coreml)")
+    keys = None
+    if args.plan:
+        import pandas as pd
+
+        if not args.plan.is_file():
+            raise NasError(f"{args.plan}: no such plan")
+        frame = pd.read_csv(args.plan)
+        if list(frame.columns) != KEY_COLUMNS:
+            raise NasError(f"{args.plan}: a plan has the columns {', '.join(KEY_COLUMNS)}")
+        keys = [OpKey(*row) for row in frame.itertuples(index=False)]
+    from nas.profile.runner import profile
+
+    options = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget,
+               "time_limit_s": args.time_limit}
+    if args.backend == "torch":
+        options.update(device=args.device, precision=args.precision or "fp32")
+    elif args.backend == "coreml":
+        options.update(compute_units=args.compute_units, precision=args.precision or "fp16")
+    table = profile(args.space, args.backend, args.out, keys=keys, memory_limit_mb=args.memory_limit,
+                    command=args.command_line, **options)
+    counts = table.rows["status"].value_counts().to_dict()
+    print(f"wrote {args.out}: {len(table.rows)} rows ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+
+
+def cmd_cost(args) -> None:
+    from nas.cost.cost_model import CostModel
+    from nas.cost.table import LatencyTable
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    architecture = space.architecture(args.arch)
+    if args.steps is not None and args.steps < 1:
+        raise NasError(f"--steps must be at least 1, got {args.steps}")
+    table = LatencyTable.load(args.table)
+    prediction = CostModel(space, table).predict(architecture, args.steps)
+    if args.json:
+        print(json.dumps({"arch_id": architecture.id, "table": str(args.table),
+                          "provenance": table.meta["provenance"], **prediction.as_dict()}, indent=2))
+        return
+    p = prediction
+    print(f"arch {architecture.id} on {args.table} ({table.meta['provenance']}, {table.meta['device']})")
+    print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
+    print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations")
+    if not p.runs:
+        print("the table says this architecture cannot run on the device (see status)")
+    print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
+    _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
+           [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
+             r["status"]] for r in p.slots])
 
 
 def _choice_summary(choices) -> str:

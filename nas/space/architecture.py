@@ -94,8 +94,16 @@ def _parse_choice(raw: Any, slot, where: str) -> Choice:
     unknown = sorted(set(params) - set(op.defaults))
     if unknown:
         raise NasError(f"{where}: unknown parameter(s) {', '.join(unknown)} for op {op_name}")
-    counts = sorted({c.count for c in slot.choices if c.op == op_name})
+    # What is left out is taken from the slot when the slot offers a single value for it.
+    offered = [c for c in slot.choices if c.op == op_name]
+    for name, default in op.defaults.items():
+        if name not in params:
+            values = sorted({c.param_dict[name] for c in offered})
+            if len(values) > 1:
+                raise NasError(f"{where}: give {name} (this slot allows {values})")
+            params[name] = values[0] if values else default
+    counts = sorted({c.count for c in offered})
     count = raw.get("count", counts[0] if len(counts) == 1 else None)
     if not isinstance(count, int) or isinstance(count, bool):
         raise NasError(f"{where}: 'count' must be an integer (this slot allows {counts or 'none'})")
-    return Choice(op_name, count, tuple(sorted({**op.defaults, **params}.items())))
+    return Choice(op_name, count, tuple(sorted(params.items())))

@@ -1,0 +1,92 @@
+"""Accuracy check of a device table: predicted vs measured cost of random whole architectures.
+
+A table is only useful if the sum of its parts predicts the whole; this measures that on the
+table's own backend, end to end, with the same timing protocol the profiler used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nas.cost.cost_model import CostModel
+from nas.cost.table import LatencyTable
+from nas.errors import NasError
+from nas.model import VideoUNet
+from nas.profile.timing import device_sync, peak_memory_mb, time_call
+from nas.profile.torch_profiler import DTYPES
+from nas.space import SearchSpace
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    i, j = np.triu_indices(len(a), k=1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    concordance = (da * db).sum()
+    denominator = np.sqrt((da != 0).sum() * (db != 0).sum())
+    return float(concordance / denominator) if denominator else float("nan")
+
+
+def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> dict[str, float]:
+    error = np.abs(predicted - measured) / measured
+    return {
+        f"{prefix}within_10pct": float((error <= 0.10).mean()),
+        f"{prefix}mape": float(error.mean()),
+        f"{prefix}kendall_tau": kendall_tau(predicted, measured),
+    }
+
+
+def check_table(space_path: str | Path, table_path: str | Path, samples: int = 20, seed: int = 0,
+                warmup: int = 3, repeats: int = 20, progress: bool = True) -> dict[str, Any]:
+    """Measure ``samples`` random architectures end to end and compare with the table's predictions."""
+    space = SearchSpace.load(space_path)
+    table = LatencyTable.load(table_path)
+    if table.meta.get("backend") != "torch":
+        raise NasError(f"{table.path}: the check measures on the table's backend; "
+                       f"{table.meta.get('backend')!r} tables are checked where they were measured (torch only here)")
+    device = torch.device(table.meta.get("compute_units", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NasError(f"{table.path}: measured on cuda, and no CUDA device is available here")
+    dtype = DTYPES[table.meta["precision"]]
+    cost = CostModel(space, table)
+    v = space.video
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randn(1, v.latent_channels, v.frames, v.latent_height, v.latent_width, generator=generator)
+    text = torch.randn(1, space.text_tokens, space.cross_attention_dim, generator=generator)
+    sample, text = sample.to(device, dtype), text.to(device, dtype)
+    timestep = torch.tensor([500.0], device=device)
+    rows = []
+    for index in tqdm(range(samples), desc="check", unit="arch", disable=not progress):
+        architecture = space.sample(seed + index)
+        prediction = cost.predict(architecture, steps=1)
+        if not prediction.runs:
+            continue  # the table says it cannot run here; nothing to compare
+        torch.manual_seed(seed + index)
+        model = VideoUNet.from_space(space, architecture).to(device).eval()
+        if dtype != torch.float32:
+            model = model.to(dtype)
+
+        def run():
+            return model(sample, timestep, text, return_dict=False)
+
+        timing = time_call(run, warmup, repeats, sync=device_sync(device))
+        weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+        rows.append({
+            "arch_id": architecture.id,
+            "predicted_ms": prediction.unet_ms,
+            "measured_ms": timing.p50_ms,
+            "predicted_mb": prediction.memory_mb,
+            "measured_mb": weights_mb + peak_memory_mb(run),
+            "coverage": prediction.coverage,
+        })
+    if len(rows) < 2:
+        raise NasError(f"{table.path}: fewer than 2 of {samples} sampled architectures can run per the table")
+    pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
+    pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
+    return {"space": space.name, "table": str(table.path), "samples": len(rows), **accuracy(pm, mm),
+            **accuracy(pb, mb, "memory_"), "architectures": rows}

@@ -1,0 +1,39 @@
+"""The table plan: every OpKey a search space can ask a device table for, once each."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nas.cost.table import KEY_COLUMNS, SPATIAL
+from nas.ops import OpKey, get_op
+from nas.space import SearchSpace
+from nas.space.choice import Choice
+from nas.space.search_space import Slot
+
+
+def spatial_key(space: SearchSpace) -> OpKey:
+    """The spatial UNet over one clip; channels is the backbone's first block width."""
+    v = space.video
+    return OpKey(SPATIAL, space.backbone["block_out_channels"][0], v.frames, v.latent_height, v.latent_width)
+
+
+def choice_key(space: SearchSpace, slot: Slot, choice: Choice) -> OpKey | None:
+    """Key of one layer of ``choice`` at ``slot`` (None for the ``none`` op, which costs nothing)."""
+    if choice.is_none:
+        return None
+    return get_op(choice.op).key(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+
+
+def table_plan(space: SearchSpace) -> list[OpKey]:
+    """Unique keys in a stable order: the spatial UNet first, then ops by slot order."""
+    keys = [spatial_key(space)]
+    for slot in space.slots:
+        for choice in slot.choices:
+            key = choice_key(space, slot, choice)
+            if key is not None and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def plan_frame(keys: list[OpKey]) -> pd.DataFrame:
+    return pd.DataFrame([k.as_dict() for k in keys], columns=KEY_COLUMNS)

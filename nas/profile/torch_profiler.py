@@ -1,0 +1,59 @@
+"""The torch backend: eager PyTorch on cpu, cuda or mps."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+from nas.errors import NasError
+from nas.ops import OpKey
+from nas.profile.base import Profiler, register_profiler
+from nas.profile.timing import device_sync, peak_memory_mb, time_call
+from nas.profile.workload import build_workload
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@register_profiler
+class TorchProfiler(Profiler):
+    name = "torch"
+
+    def __init__(self, space, device: str = "cpu", precision: str = "fp32", **options: Any):
+        super().__init__(space, **options)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise NasError(f"--device {device}: not a torch device") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise NasError("--device cuda: no CUDA device is available here")
+        if self.device.type == "mps" and not torch.backends.mps.is_available():
+            raise NasError("--device mps: no MPS device is available here")
+        if precision not in DTYPES:
+            raise NasError(f"--precision must be one of {', '.join(DTYPES)}, got {precision!r}")
+        self.precision = precision
+
+    def measure(self, key: OpKey) -> dict[str, Any]:
+        workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
+        timing = time_call(workload, self.warmup, self.repeats, self.time_limit_s, self.budget_s,
+                           device_sync(self.device))
+        if timing.timed_out:
+            return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
+        return {
+            "latency_p50_ms": timing.p50_ms,
+            "latency_p90_ms": timing.p90_ms,
+            "memory_mb": peak_memory_mb(workload),
+            "samples": timing.samples,
+            "status": "ok",
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        meta = self.common_metadata()
+        if self.device.type == "cuda":
+            device = torch.cuda.get_device_name(self.device)
+        else:
+            device = f"{platform.machine()} {platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
+        meta.update(device=device, backend="torch", compute_units=self.device.type, precision=self.precision)
+        meta["tools"]["torch"] = str(torch.__version__)
+        return meta

@@ -1,0 +1,142 @@
+"""Profilers: a real torch-CPU profile, resume after a partial write or kill -9, time and memory
+limits, the Core ML export/import path, and the end-to-end accuracy check."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from nas.cost.plan import plan_frame, table_plan
+from nas.cost.table import LatencyTable
+from tests.conftest import ROOT, TINY
+
+FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """The tiny space measured on this machine's CPU with a short protocol."""
+    from nas.cli import main
+
+    path = tmp_path_factory.mktemp("profile") / "tiny_cpu.csv"
+    assert main(["profile", str(TINY), "-o", str(path), *FAST]) == 0
+    return path
+
+
+def small_plan(tiny_space, tmp_path, n=3):
+    path = tmp_path / "plan.csv"
+    plan_frame(table_plan(tiny_space)[1:1 + n]).to_csv(path, index=False)
+    return path
+
+
+def test_profile_measures_every_planned_key(measured, tiny_space):
+    table = LatencyTable.load(measured)
+    assert len(table.rows) == len(table_plan(tiny_space))
+    assert (table.rows["status"] == "ok").all()
+    assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["memory_mb"] > 0).all()
+    assert table.meta["provenance"] == "measured" and table.meta["backend"] == "torch"
+    assert table.meta["command"].startswith("nas profile ")
+    # attention over all 1024 positions costs more than over 4 frames at the same shape
+    rows = table.rows.set_index(["op", "channels", "height"])
+    assert rows.loc[("attn3d", 32, 16), "latency_p50_ms"] > rows.loc[("conv1d", 32, 16), "latency_p50_ms"]
+
+
+def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path):
+    plan = small_plan(tiny_space, tmp_path)
+    out = tmp_path / "t.csv"
+    header = "op,channels,frames,height,width,heads,kernel,latency_p50_ms,latency_p90_ms,memory_mb,samples,status\n"
+    first = table_plan(tiny_space)[1]
+    done = f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel}," \
+           "123.0,124.0,1.0,3,ok\n"
+    out.write_text(header + done + "conv3d,32,4,16")  # killed mid-line
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
+    assert code == 0, err
+    table = LatencyTable.load(out)
+    assert len(table.rows) == 3
+    assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured
+
+
+def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
+    out = tmp_path / "t.csv"
+    args = [sys.executable, "-m", "nas", "profile", str(TINY), "-o", str(out), "--warmup", "1", "--repeats", "3",
+            "--budget", "1"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = pd.read_csv(out)
+    assert 2 <= len(before) < len(table_plan(tiny_space))
+    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+    after = LatencyTable.load(out).rows
+    assert len(after) == len(table_plan(tiny_space))
+    pd.testing.assert_frame_equal(after.iloc[: len(before)].reset_index(drop=True)[before.columns[:7]],
+                                  before[before.columns[:7]], check_dtype=False)
+    assert list(after["latency_p50_ms"][: len(before)]) == pytest.approx(list(before["latency_p50_ms"]))
+
+
+def test_time_limit_records_timeouts_and_goes_on(cli, tiny_space, tmp_path):
+    out = tmp_path / "t.csv"
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", small_plan(tiny_space, tmp_path), "--time-limit",
+                       "0.000001", *FAST)
+    assert code == 0, err
+    assert set(LatencyTable.load(out).rows["status"]) == {"timeout"}
+
+
+def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
+    out = tmp_path / "t.csv"
+    plan = tmp_path / "plan.csv"
+    keys = [k for k in table_plan(tiny_space) if k.op in ("attn3d", "conv1d") and k.channels == 32]
+    plan_frame(keys).to_csv(plan, index=False)
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, "--memory-limit", "1", *FAST)
+    assert code == 0, err
+    assert set(LatencyTable.load(out).rows["status"]) <= {"oom", "ok"}
+    assert "oom" in set(LatencyTable.load(out).rows["status"])
+
+
+def test_check_reports_prediction_accuracy(cli, measured):
+    code, out, err = cli("table", "check", TINY, "--table", measured, "--samples", "4", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    for key in ("within_10pct", "mape", "kendall_tau", "memory_within_10pct", "memory_mape", "memory_kendall_tau"):
+        assert key in report
+    # Memory is deterministic: the model of weights + largest working set must hold.
+    assert report["memory_within_10pct"] == 1.0
+    assert report["samples"] == 4 and len(report["architectures"]) == 4
+
+
+def test_coreml_timing_needs_macos_here(cli, tmp_path):
+    if sys.platform == "darwin":
+        pytest.skip("this checks the Linux message")
+    code, _, err = cli("profile", TINY, "--backend", "coreml", "-o", tmp_path / "t.csv")
+    assert code == 2 and "needs macOS" in err and "--export-only" in err
+
+
+def test_coreml_export_then_import(cli, tiny_space, tmp_path):
+    pytest.importorskip("coremltools")
+    export = tmp_path / "export"
+    code, out, err = cli("profile", TINY, "--backend", "coreml", "--export-only", export)
+    assert code == 0, err
+    manifest = pd.read_csv(export / "manifest.csv")
+    assert len(manifest) == len(table_plan(tiny_space))
+    assert all((export / p).is_dir() for p in manifest["package"] if isinstance(p, str) and p)
+    # What a Mac would write after `nas table time`:
+    results = manifest.drop(columns=["package", "status"])
+    results["latency_p50_ms"], results["latency_p90_ms"] = 1.5, 1.7
+    results["memory_mb"], results["samples"], results["status"] = 0.5, 20, "ok"
+    results.to_csv(export / "results.csv", index=False)
+    (export / "results.yaml").write_text(yaml.safe_dump({
+        "device": "Mac", "os": "macOS 15", "backend": "coreml", "compute_units": "CPU_AND_NE", "precision": "fp16",
+        "tools": {"coremltools": "9.0"}, "date": "2026-11-25", "provenance": "measured"}))
+    code, out, err = cli("table", "import", export, "-o", tmp_path / "mac.csv")
+    assert code == 0, err
+    table = LatencyTable.load(tmp_path / "mac.csv")
+    assert len(table.rows) == len(manifest) and table.meta["space"] == "tiny"
