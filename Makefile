@@ -13,7 +13,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/nas build search_spaces/snapgen_v.yaml --arch reference
+	$(BIN)/nas search search_spaces/snapgen_v.yaml --table latency_tables/iphone16promax_ne_snapgen_v.csv \
+		--proxy params --trials 300 --out runs/search
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

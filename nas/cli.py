@@ -128,6 +128,24 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--steps", type=int, default=None, help="UNet passes per generation (default: the space's)")
     cost.add_argument("--json", action="store_true")
     cost.set_defaults(func=cmd_cost)
+
+    find = commands.add_parser("search", help="joint latency-memory-quality search; writes the Pareto set")
+    find.add_argument("space", type=Path)
+    find.add_argument("--table", type=Path, required=True)
+    find.add_argument("--latency-budget", type=float, metavar="MS", help="per generation (default: the space's)")
+    find.add_argument("--memory-budget", type=float, metavar="MB", help="peak memory (default: the space's)")
+    find.add_argument("--steps", type=int, help="UNet passes per generation (default: the space's)")
+    find.add_argument("--proxy", default="params", help="quality proxy: params, flops, gradnorm (none: exhaustive)")
+    find.add_argument("--trials", type=int, default=200)
+    find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
+    find.add_argument("--storage", help="optuna storage URL: sqlite:///F.db, journal:F.log, postgresql://..., memory "
+                                        "(default: sqlite in --out)")
+    find.add_argument("--study", help="study name (default: SPACE-TABLE)")
+    find.add_argument("--workers", type=int, default=1)
+    find.add_argument("--seed", type=int, default=0)
+    find.add_argument("--out", type=Path, default=Path("runs/search"))
+    find.add_argument("--json", action="store_true")
+    find.set_defaults(func=cmd_search)
     return parser
 
 
@@ -344,6 +362,23 @@ def cmd_cost(args) -> None:
     _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
            [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
              r["status"]] for r in p.slots])
+
+
+def cmd_search(args) -> None:
+    from nas.search.job import describe, search
+
+    summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
+                     memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
+                     trials=args.trials, storage=args.storage, study=args.study, workers=args.workers, seed=args.seed,
+                     progress=not args.json)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(describe(summary))
+        print(f"wrote {args.out}/pareto.csv, pareto.png, pareto.html, architectures/")
+    if not summary["feasible_front"]:
+        raise NasError(f"{args.space}: no architecture meets the budgets; the {summary['pareto']} least-violating "
+                       f"are in {args.out}/pareto.csv (feasible = False)")
 
 
 def _choice_summary(choices) -> str:

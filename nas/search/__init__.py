@@ -1,0 +1,7 @@
+"""Joint latency-memory-quality search over a space (optuna), and quality proxies."""
+
+from nas.search.job import search
+from nas.search.proxies import QualityProxy, get_proxy, list_proxies, register_proxy
+from nas.search.search import Budgets
+
+__all__ = ["Budgets", "QualityProxy", "get_proxy", "list_proxies", "register_proxy", "search"]

@@ -1,0 +1,73 @@
+"""``search()``: the whole search job behind ``nas search``, from paths to written results."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from nas.cost.cost_model import CostModel
+from nas.cost.table import LatencyTable
+from nas.errors import NasError
+from nas.search.exhaustive import exhaustive_front
+from nas.search.proxies import get_proxy
+from nas.search.results import pareto_set, trials_frame, write_results
+from nas.search.search import SAMPLERS, Budgets, SearchSetup, run_study
+from nas.space import SearchSpace
+
+
+def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, latency_budget: float | None = None,
+           memory_budget: float | None = None, steps: int | None = None, proxy: str = "params",
+           sampler: str = "nsga2", trials: int = 200, storage: str | None = None, study: str | None = None,
+           workers: int = 1, seed: int = 0, progress: bool = True,
+           proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) a search and write its results to ``out``; returns the summary."""
+    space = SearchSpace.load(space_path)
+    table = LatencyTable.load(table_path)
+    cost = CostModel(space, table)
+    budgets = Budgets.for_space(space, latency_budget, memory_budget, steps)
+    if sampler not in SAMPLERS:
+        raise NasError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    try:
+        proxy_cls = get_proxy(proxy) if proxy != "none" else None
+    except KeyError as exc:
+        raise NasError(f"--proxy: {exc.args[0]}") from None
+    cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now
+    out = Path(out)
+    summary: dict[str, Any] = {
+        "space": space.name, "table": str(table_path), "provenance": table.meta["provenance"],
+        "proxy": proxy, "sampler": sampler,
+        "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "steps": budgets.steps},
+    }
+    if sampler == "exhaustive":
+        front, counts = exhaustive_front(space, cost, budgets, proxy_cls(space, seed=seed) if proxy_cls else None)
+        summary.update(counts)
+        trials_table = None
+    else:
+        if proxy_cls is None:
+            raise NasError("--proxy none works with --sampler exhaustive only; the samplers need a quality objective")
+        if trials < 1 or workers < 1:
+            raise NasError(f"--trials and --workers must be at least 1, got {trials} and {workers}")
+        storage = storage if storage is not None else f"sqlite:///{(out / 'study.db').resolve()}"
+        setup = SearchSetup(str(space_path), str(table_path), budgets, proxy, sampler, storage,
+                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options or {})
+        done = run_study(setup, trials, workers, progress)
+        trials_table = trials_frame(done, space)
+        front = pareto_set(trials_table, space.slot_names)
+        summary.update(study=setup.study, storage=storage, trials=len(trials_table),
+                       feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0)
+    summary["pareto"] = len(front)
+    summary["feasible_front"] = bool(len(front) and front["feasible"].all())
+    write_results(out, space, front, trials_table, summary)
+    return summary
+
+
+def describe(summary: dict[str, Any]) -> str:
+    budgets = summary["budgets"]
+    limits = ", ".join(f"{v:g} {u}" for v, u in ((budgets["latency_ms"], "ms"), (budgets["memory_mb"], "MB"))
+                       if math.isfinite(v)) or "none"
+    head = (f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
+            f"sampler {summary['sampler']}, budgets {limits} per {budgets['steps']}-step generation")
+    if not summary["feasible_front"]:
+        return head + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
+    return head + f"\n{summary['pareto']} Pareto-optimal architectures ({summary.get('feasible', 0):,} feasible seen)"

@@ -1,0 +1,105 @@
+"""What a search writes: pareto.csv, architectures/<id>.yaml, trials.csv and the Pareto plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from optuna.study._multi_objective import _is_pareto_front
+
+from nas.space import Architecture, SearchSpace
+
+COLUMNS = ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
+LEAST_VIOLATING = 10
+
+
+def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
+    """All completed trials: objectives, feasibility, violation and the choice at every slot."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.values is None:
+            continue
+        constraints = trial.system_attrs.get("constraints") or []
+        rows.append({
+            "trial": trial.number,
+            "arch_id": trial.user_attrs.get("arch_id"),
+            "latency_ms": trial.values[0],
+            "memory_mb": trial.values[1],
+            "quality": trial.values[2] if trial.user_attrs.get("quality_evaluated") else np.nan,
+            "feasible": bool(trial.user_attrs.get("feasible")),
+            "violation": float(sum(max(c, 0.0) for c in constraints)),
+            **{slot.name: trial.params.get(slot.name) for slot in space.slots},
+        })
+    return pd.DataFrame(rows)
+
+
+def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
+    """Non-dominated feasible architectures; if none is feasible, the least-violating ones."""
+    unique = frame.drop_duplicates("arch_id")
+    feasible = unique[unique["feasible"]]
+    if feasible.empty:
+        return unique.nsmallest(LEAST_VIOLATING, "violation")[COLUMNS + slots].reset_index(drop=True)
+    quality = feasible["quality"].fillna(-np.inf).to_numpy()
+    loss = np.column_stack([feasible["latency_ms"], feasible["memory_mb"], -quality])
+    front = feasible[_is_pareto_front(loss, assume_unique_lexsorted=False)]
+    return front.sort_values("latency_ms")[COLUMNS + slots].reset_index(drop=True)
+
+
+def write_results(out: Path, space: SearchSpace, pareto: pd.DataFrame, trials: pd.DataFrame | None,
+                  summary: dict[str, Any]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    pareto.to_csv(out / "pareto.csv", index=False)
+    folder = out / "architectures"
+    folder.mkdir(exist_ok=True)
+    for row in pareto.to_dict("records"):
+        choices = {slot.name: next(c for c in slot.choices if c.label == row[slot.name]) for slot in space.slots}
+        Architecture(space.name, tuple(choices.items())).save(folder / f"{row['arch_id']}.yaml")
+    if trials is not None:
+        trials.to_csv(out / "trials.csv", index=False)
+    plot_front(out, pareto, trials, summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, summary: dict[str, Any]) -> None:
+    """pareto.html (interactive, plotly) and pareto.png (matplotlib): latency vs memory, colour = quality."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    title = (f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} Pareto architectures "
+             f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)")
+    shown = trials[np.isfinite(trials["latency_ms"]) & (trials["latency_ms"] < 1e11)] if trials is not None else None
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    if shown is not None and len(shown):
+        ax.scatter(shown["latency_ms"], shown["memory_mb"], s=8, c="#bbbbbb", label="trials")
+    points = ax.scatter(pareto["latency_ms"], pareto["memory_mb"], s=36, c=pareto["quality"].fillna(0),
+                        cmap="viridis", edgecolors="black", linewidths=0.5, label="Pareto set", zorder=3)
+    for budget, line in ((summary["budgets"]["latency_ms"], ax.axvline), (summary["budgets"]["memory_mb"], ax.axhline)):
+        if np.isfinite(budget):
+            line(budget, color="red", linestyle="--", linewidth=1)
+    fig.colorbar(points, ax=ax, label=f"quality ({summary['proxy']}, higher is better)")
+    ax.set_xlabel(f"latency per generation (ms, {summary['budgets']['steps']} steps)")
+    ax.set_ylabel("peak memory (MB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png")
+    plt.close(fig)
+
+    figure = go.Figure()
+    if shown is not None and len(shown):
+        figure.add_trace(go.Scatter(x=shown["latency_ms"], y=shown["memory_mb"], mode="markers", name="trials",
+                                    marker={"color": "#bbbbbb", "size": 5}, text=shown["arch_id"]))
+    figure.add_trace(go.Scatter(x=pareto["latency_ms"], y=pareto["memory_mb"], mode="markers", name="Pareto set",
+                                marker={"color": pareto["quality"].fillna(0), "colorscale": "Viridis", "size": 10,
+                                        "showscale": True, "colorbar": {"title": summary["proxy"]}},
+                                text=[f"{a} quality {q:.4g}" for a, q in zip(pareto["arch_id"], pareto["quality"])]))
+    figure.update_layout(title=title, xaxis_title="latency per generation (ms)", yaxis_title="peak memory (MB)")
+    figure.write_html(out / "pareto.html", include_plotlyjs=True)

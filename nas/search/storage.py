@@ -1,0 +1,37 @@
+"""Optuna storage from a URL: in-memory, SQLite/PostgreSQL (RDB URLs) or a JournalFile."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+
+from nas.errors import NasError
+
+JOURNAL_PREFIX = "journal:"
+
+
+def open_storage(url: str | None):
+    """``None``/``memory`` -> in memory; ``journal:PATH`` -> JournalFile; anything else -> RDB URL."""
+    if url in (None, "", "memory"):
+        return optuna.storages.InMemoryStorage()
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):].removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(
+            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path)))
+        return optuna.storages.JournalStorage(backend)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
+    except Exception as exc:  # sqlalchemy raises many types for bad URLs and unreachable servers
+        raise NasError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
+
+
+def is_shared(url: str | None) -> bool:
+    """Whether several processes can work on one study in this storage."""
+    return url not in (None, "", "memory")

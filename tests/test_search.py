@@ -1,0 +1,174 @@
+"""Search: exact exhaustive front, NSGA-II outputs, budgets, resume, kill -9, workers, bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from nas.cost.cost_model import CostModel
+from nas.cost.roofline import CHIPS, estimate_table
+from nas.search import search
+from nas.search.proxies import get_proxy
+from nas.space import SearchSpace
+from tests.conftest import ROOT, TINY
+
+
+@pytest.fixture(scope="module")
+def table_path(tiny_space, tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "tiny_table.csv"
+    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_space(tmp_path_factory):
+    data = yaml.safe_load(TINY.read_text())
+    data["slots"] = data["slots"][:4]
+    data.pop("architectures")
+    path = tmp_path_factory.mktemp("space") / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def brute_force_front(space, cost, proxy, latency_budget, memory_budget):
+    points = []
+    for arch in space.enumerate():
+        p = cost.predict(arch, steps=4)
+        if p.latency_ms <= latency_budget and p.memory_mb <= memory_budget:
+            points.append((arch.id, p.latency_ms, p.memory_mb, proxy.score(arch)))
+    front = set()
+    for a in points:
+        dominated = any(b[1] <= a[1] and b[2] <= a[2] and b[3] >= a[3] and b[1:] != a[1:] for b in points)
+        if not dominated:
+            front.add(a[0])
+    return front
+
+
+def test_exhaustive_front_is_exact(small_space, table_path, tmp_path):
+    space = SearchSpace.load(small_space)
+    from nas.cost.table import LatencyTable
+
+    cost = CostModel(space, LatencyTable.load(table_path))
+    lat = np.median([cost.predict(a, steps=4).latency_ms for a in space.enumerate()])
+    summary = search(small_space, table_path, tmp_path, latency_budget=lat, sampler="exhaustive", proxy="params",
+                     progress=False)
+    front = pd.read_csv(tmp_path / "pareto.csv")
+    expected = brute_force_front(space, cost, get_proxy("params")(space), lat, float("inf"))
+    assert set(front["arch_id"]) == expected
+    assert summary["architectures"] == space.num_architectures == 625
+    assert front["feasible"].all() and (front["latency_ms"] <= lat).all()
+
+
+def test_nsga2_search_writes_every_output(cli, table_path, tmp_path):
+    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "40", "--out", tmp_path, "--steps", "4",
+                         "--latency-budget", "1000000")
+    assert code == 0, err
+    for name in ("pareto.csv", "trials.csv", "pareto.png", "pareto.html", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    pareto = pd.read_csv(tmp_path / "pareto.csv")
+    assert list(pareto.columns[:5]) == ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == 40
+    first = pareto["arch_id"].iloc[0]
+    code, out, err = cli("build", TINY, "--arch", tmp_path / "architectures" / f"{first}.yaml", "--device", "meta",
+                         "--json")
+    assert code == 0, err
+
+
+def test_budgets_no_architecture_meets(cli, table_path, tmp_path):
+    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "15", "--out", tmp_path,
+                         "--memory-budget", "0.001")
+    last = err.strip().splitlines()[-1]  # above it: the progress bar
+    assert code == 2 and last.startswith("nas: error: ") and "no architecture meets the budgets" in last
+    pareto = pd.read_csv(tmp_path / "pareto.csv")
+    assert len(pareto) and not pareto["feasible"].any()
+
+
+def test_same_command_resumes_to_the_total(table_path, tmp_path):
+    search(TINY, table_path, tmp_path, trials=12, progress=False, latency_budget=1e9)
+    first = pd.read_csv(tmp_path / "trials.csv")
+    search(TINY, table_path, tmp_path, trials=20, progress=False, latency_budget=1e9)
+    after = pd.read_csv(tmp_path / "trials.csv")
+    assert len(after) == 20 and after["trial"].is_unique
+    pd.testing.assert_frame_equal(after.iloc[:12].reset_index(drop=True), first)
+
+
+def completed(storage_url: str) -> list:
+    from nas.search.storage import open_storage
+
+    storage = open_storage(storage_url)
+    name = optuna.get_all_study_names(storage)[0]
+    return optuna.load_study(study_name=name, storage=storage).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "nas", "search", str(TINY), "--table", str(table_path), "--trials", "400",
+            "--out", str(out), "--latency-budget", "1e9", "--json"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    url = f"sqlite:///{out.resolve() / 'study.db'}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        time.sleep(1)
+        if (out / "study.db").exists():
+            try:
+                if len(completed(url)) >= 10:
+                    break
+            except (IndexError, optuna.exceptions.StorageInternalError):  # the study may not exist yet
+                pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {t.number: t.values for t in completed(url)}
+    assert 10 <= len(before) < 400
+    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+    after = completed(url)
+    assert len(after) == 400
+    assert len({t.number for t in after}) == 400
+    assert all(t.values == before[t.number] for t in after if t.number in before)
+
+
+def test_two_workers_share_a_journal_study(table_path, tmp_path):
+    url = f"journal:{tmp_path / 'study.log'}"
+    search(TINY, table_path, tmp_path, trials=30, workers=2, storage=url, progress=False, latency_budget=1e9)
+    trials = completed(url)
+    assert len(trials) == 30
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == 30
+
+
+def test_gradnorm_ranks_architectures(tiny_space):
+    proxy = get_proxy("gradnorm")(tiny_space)
+    none = tiny_space.architecture("reference").__class__(
+        "tiny", tuple((s, tiny_space.slot(s).choices[0]) for s in tiny_space.slot_names))
+    assert proxy.score(none) == 0.0
+    scores = {proxy.score(tiny_space.sample(seed)) for seed in range(3)}
+    assert len(scores) == 3 and all(s > 0 for s in scores)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proxy", "vibes"], "unknown proxy 'vibes'"),
+    (["--sampler", "annealing"], "--sampler must be one of"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open"),
+    (["--workers", "2", "--storage", "memory"], "needs a shared --storage"),
+])
+def test_bad_search_input(cli, table_path, tmp_path, args, message):
+    code, _, err = cli("search", TINY, "--table", table_path, "--trials", "5", "--out", tmp_path, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_table_that_does_not_cover_the_space(cli, table_path, tmp_path):
+    frame = pd.read_csv(table_path, keep_default_na=False)
+    frame = frame[frame["op"] != "conv3d"]
+    frame.to_csv(tmp_path / "thin.csv", index=False)
+    meta = yaml.safe_load(table_path.with_suffix(".yaml").read_text())
+    meta["rows"] = len(frame)
+    (tmp_path / "thin.yaml").write_text(yaml.safe_dump(meta))
+    code, _, err = cli("search", TINY, "--table", tmp_path / "thin.csv", "--trials", "5", "--out", tmp_path / "o")
+    assert code == 2 and "no conv3d rows" in err
