@@ -2,6 +2,6 @@
 
 from nas.search.job import search
 from nas.search.proxies import QualityProxy, get_proxy, list_proxies, register_proxy
-from nas.search.search import Budgets
+from nas.search.study import Budgets
 
 __all__ = ["Budgets", "QualityProxy", "get_proxy", "list_proxies", "register_proxy", "search"]

@@ -13,7 +13,7 @@ from nas.cost.cost_model import CostModel
 from nas.errors import NasError
 from nas.search.proxies import QualityProxy
 from nas.search.results import COLUMNS, LEAST_VIOLATING
-from nas.search.search import Budgets
+from nas.search.study import Budgets
 from nas.space import Architecture, SearchSpace
 from optuna.study._multi_objective import _is_pareto_front
 

@@ -12,7 +12,7 @@ from nas.errors import NasError
 from nas.search.exhaustive import exhaustive_front
 from nas.search.proxies import get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
-from nas.search.search import SAMPLERS, Budgets, SearchSetup, run_study
+from nas.search.study import SAMPLERS, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace
 
 
