@@ -172,3 +172,17 @@ def test_table_that_does_not_cover_the_space(cli, table_path, tmp_path):
     (tmp_path / "thin.yaml").write_text(yaml.safe_dump(meta))
     code, _, err = cli("search", TINY, "--table", tmp_path / "thin.csv", "--trials", "5", "--out", tmp_path / "o")
     assert code == 2 and "no conv3d rows" in err
+
+
+@pytest.mark.skipif(not os.environ.get("NAS_TEST_POSTGRES"),
+                    reason="NAS_TEST_POSTGRES is unset: .ci/run starts a PostgreSQL server on loopback and sets it")
+def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
+    url = os.environ["NAS_TEST_POSTGRES"]
+    study = f"ci-{os.getpid()}-{time.time_ns()}"
+    search(TINY, table_path, tmp_path, trials=24, workers=2, storage=url, study=study, progress=False,
+           latency_budget=1e9)
+    from nas.search.storage import open_storage
+
+    done = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 24 and len({t.number for t in done}) == 24
