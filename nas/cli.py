@@ -146,6 +146,17 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--out", type=Path, default=Path("runs/search"))
     find.add_argument("--json", action="store_true")
     find.set_defaults(func=cmd_search)
+
+    proxy = commands.add_parser("proxy", help="quality proxies").add_subparsers(dest="action", required=True)
+    pcheck = proxy.add_parser("check", help="Kendall tau of a proxy against longer training")
+    pcheck.add_argument("space", type=Path)
+    pcheck.add_argument("--proxy", default="distill")
+    pcheck.add_argument("--samples", type=int, default=8)
+    pcheck.add_argument("--steps", type=int, default=20, help="training steps of the distill proxy")
+    pcheck.add_argument("--reference-factor", type=int, default=5, help="reference trains this many times longer")
+    pcheck.add_argument("--seed", type=int, default=0)
+    pcheck.add_argument("--json", action="store_true")
+    pcheck.set_defaults(func=cmd_proxy_check)
     return parser
 
 
@@ -379,6 +390,26 @@ def cmd_search(args) -> None:
     if not summary["feasible_front"]:
         raise NasError(f"{args.space}: no architecture meets the budgets; the {summary['pareto']} least-violating "
                        f"are in {args.out}/pareto.csv (feasible = False)")
+
+
+def cmd_proxy_check(args) -> None:
+    from nas.search.proxies import get_proxy, proxy_check
+    from nas.space import SearchSpace
+
+    try:
+        get_proxy(args.proxy)
+    except KeyError as exc:
+        raise NasError(f"--proxy: {exc.args[0]}") from None
+    if args.samples < 2 or args.steps < 1 or args.reference_factor < 1:
+        raise NasError("--samples must be at least 2, --steps and --reference-factor at least 1")
+    options = {"steps": args.steps} if args.proxy == "distill" else {}
+    report = proxy_check(SearchSpace.load(args.space), args.proxy, args.samples, args.seed,
+                         reference_steps=args.steps * args.reference_factor, progress=not args.json, **options)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{args.proxy} on {report['space']}: Kendall tau {report['kendall_tau']:.3f} against {report['reference_steps']}-"
+          f"step distill training over {report['samples']} architectures")
 
 
 def _choice_summary(choices) -> str:

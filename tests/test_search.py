@@ -186,3 +186,14 @@ def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
     done = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 24 and len({t.number for t in done}) == 24
+
+
+def test_distill_proxy_learns_and_prunes(tiny_space, table_path, tmp_path):
+    proxy = get_proxy("distill")(tiny_space, steps=6, report_every=3, clips=4)
+    arch = tiny_space.architecture("reference")
+    assert proxy.score(arch) > proxy._held_out(
+        __import__("nas").VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
+    summary = search(TINY, table_path, tmp_path, trials=8, proxy="distill", progress=False, latency_budget=1e9,
+                     proxy_options={"steps": 2, "report_every": 1, "clips": 4})
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert summary["pareto"] >= 1 and len(trials) >= 1
