@@ -12,6 +12,7 @@ from nas.cost.plan import choice_key, spatial_key
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import LatencyTable
 from nas.errors import NasError
+from nas.model import VideoUNet
 from nas.space import Architecture
 
 
@@ -41,7 +42,7 @@ def test_prediction_is_the_sum_of_rows(tiny_space, table):
     assert p.unet_ms == pytest.approx(expected)
     assert model.predict(arch, steps=4).latency_ms == pytest.approx(4 * expected)
     assert p.coverage["exact"] == 1 + sum(1 for _, c in arch.choices if not c.is_none)
-    params = sum(p.numel() for p in __import__("nas").VideoUNet.from_space(tiny_space, arch).parameters())
+    params = sum(p.numel() for p in VideoUNet.from_space(tiny_space, arch).parameters())
     assert p.weights_mb == pytest.approx(params * 2 / 2**20)
 
 

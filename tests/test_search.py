@@ -14,6 +14,7 @@ import yaml
 
 from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
+from nas.model import VideoUNet
 from nas.search import search
 from nas.search.proxies import get_proxy
 from nas.space import SearchSpace
@@ -192,7 +193,7 @@ def test_distill_proxy_learns_and_prunes(tiny_space, table_path, tmp_path):
     proxy = get_proxy("distill")(tiny_space, steps=6, report_every=3, clips=4)
     arch = tiny_space.architecture("reference")
     assert proxy.score(arch) > proxy._held_out(
-        __import__("nas").VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
+        VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
     summary = search(TINY, table_path, tmp_path, trials=8, proxy="distill", progress=False, latency_budget=1e9,
                      proxy_options={"steps": 2, "report_every": 1, "clips": 4})
     trials = pd.read_csv(tmp_path / "trials.csv")

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Callable
 
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nas.cost.memory import MemoryTracker
 from nas.cost.plan import table_plan
@@ -26,7 +27,6 @@ from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.workload import build_workload
 from nas.space import Architecture, SearchSpace
-from torch.utils.flop_counter import FlopCounterMode
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ def roofline_ms(work: KeyWork, chip: Chip, efficiency: float, layers: int = 1) -
 def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture, int, float] | None = None,
                    command: str = "") -> LatencyTable:
     """A table for every planned key of ``space`` on ``chip``; ``calibrate`` = (arch, steps, total_ms)."""
+    import nas
     from nas.cost.cost_model import CostModel
 
     keys = table_plan(space)
@@ -145,7 +146,7 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         "backend": "coreml",
         "compute_units": chip.compute_units,
         "precision": "fp16",
-        "tools": {"nas": __import__("nas").__version__},
+        "tools": {"nas": nas.__version__},
         "date": date.today().isoformat(),
         "provenance": "estimated",
         "space": space.name,
@@ -161,7 +162,7 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
     return table
 
 
-def _calibrate(total: callable, target_ms: float) -> float:
+def _calibrate(total: Callable[[float], float], target_ms: float) -> float:
     """Efficiency in (0, 1] whose predicted total matches ``target_ms`` (bisection; total falls as it grows)."""
     low, high = 1e-3, 1.0
     if total(high) > target_ms:
@@ -180,6 +181,3 @@ def chip(name: str) -> Chip:
         raise NasError(f"--chip: unknown chip {name!r} (known: {', '.join(CHIPS)})")
     return CHIPS[name]
 
-
-def estimate_summary(table: LatencyTable) -> dict[str, Any]:
-    return {"rows": len(table.rows), "calibration": table.meta.get("calibration")}

@@ -150,9 +150,9 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
     results = export_dir / "results.csv"
     if not results.is_file():
         raise NasError(f"{results}: no results yet (time the export on a Mac with `nas table time {export_dir}`)")
-    meta = read_yaml_mapping(export_dir / "results.yaml") if (export_dir / "results.yaml").is_file() else None
-    if meta is None:
+    if not (export_dir / "results.yaml").is_file():
         raise NasError(f"{export_dir / 'results.yaml'}: missing (written by `nas table time` with the results)")
+    meta = read_yaml_mapping(export_dir / "results.yaml")
     frame = pd.read_csv(results, dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
