@@ -157,6 +157,29 @@ def _parser() -> argparse.ArgumentParser:
     pcheck.add_argument("--seed", type=int, default=0)
     pcheck.add_argument("--json", action="store_true")
     pcheck.set_defaults(func=cmd_proxy_check)
+    export = commands.add_parser("export", help="export a model to a device format").add_subparsers(
+        dest="format", required=True)
+    coreml = export.add_parser("coreml", help="convert a whole VideoUNet to a Core ML package (mlprogram)",
+                               description="Convert at the model's clip shape; verify the program; write "
+                                           "NAME.json next to the package. Timing needs macOS.")
+    source = coreml.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="a VideoUNet save_pretrained folder (e.g. from nas build -o)")
+    source.add_argument("--space", type=Path, help="build --arch of this search space (random init)")
+    coreml.add_argument("--arch", help="with --space: a named architecture or an ARCH.yaml (default: reference)")
+    coreml.add_argument("-o", "--out", type=Path, required=True, help="NAME.mlpackage to write")
+    coreml.add_argument("--target", choices=("iOS17", "iOS18"), default="iOS18",
+                        help="minimum deployment target (iOS18 keeps attention as one SDPA op)")
+    coreml.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    coreml.add_argument("--batch", type=int, default=1, help="clips per call (1: no CFG)")
+    coreml.add_argument("--palettize", type=int, choices=(4, 6, 8), help="palettize weights to this many bits")
+    coreml.add_argument("--palettize-mode", choices=("kmeans", "uniform"), default="kmeans")
+    coreml.add_argument("--chunks", type=int, default=1,
+                        help="split into this many packages (power of two) for the Neural Engine's ~1 GB limit")
+    coreml.add_argument("--compute-units", choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
+                        help="time the package on these units (macOS only)")
+    coreml.add_argument("--runs", type=int, default=5, help="timed predictions after one warm-up")
+    coreml.add_argument("--json", action="store_true", help="print the summary as JSON")
+    coreml.set_defaults(func=cmd_export_coreml)
     return parser
 
 
@@ -410,6 +433,49 @@ def cmd_proxy_check(args) -> None:
         return
     print(f"{args.proxy} on {report['space']}: Kendall tau {report['kendall_tau']:.3f} against {report['reference_steps']}-"
           f"step distill training over {report['samples']} architectures")
+def cmd_export_coreml(args) -> None:
+    from nas.export import export_coreml
+
+    model = _load_or_build(args)
+    summary = export_coreml(model, args.out, target=args.target, precision=args.precision, batch=args.batch,
+                            palettize=args.palettize, palettize_mode=args.palettize_mode, chunks=args.chunks,
+                            compute_units=args.compute_units, runs=args.runs)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"converted {summary['model']['space']} ({summary['model']['params']:,} params) for {summary['target']} "
+          f"{summary['precision']} in {summary['convert_s']} s; peak RSS {summary['peak_rss_mb']:,} MB")
+    _table(["package", "ops", "weights", "palettized", "inputs", "outputs"],
+           [[p["path"], p["ops"], f"{p['weight_bytes'] / 2**20:,.1f} MiB", p["palettized_weights"],
+             _features(p["inputs"]), _features(p["outputs"])] for p in summary["packages"]])
+    for package in summary["packages"]:
+        for warning in package["warnings"]:
+            print(f"warning: {package['path']}: {warning}")
+    if summary["timing"]:
+        t = summary["timing"]
+        print(f"{t['compute_units']}: {t['latency_ms_p50']} ms per call (median of {t['runs']}), load {t['load_s']} s")
+    print(f"summary: {args.out.with_suffix('.json')}")
+
+
+def _load_or_build(args):
+    from nas.model import VideoUNet
+    from nas.space import SearchSpace
+
+    if args.space:
+        space = SearchSpace.load(args.space)
+        return VideoUNet.from_space(space, space.architecture(args.arch or "reference"))
+    if args.arch:
+        raise NasError(f"--arch {args.arch}: goes with --space; a --model folder already fixes its architecture")
+    if not (args.model / "config.json").is_file():
+        raise NasError(f"{args.model}: not a VideoUNet folder (no config.json; make one with nas build -o)")
+    try:
+        return VideoUNet.from_pretrained(args.model)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise NasError(f"{args.model}: cannot load a VideoUNet ({str(exc).splitlines()[0]})") from None
+
+
+def _features(features) -> str:
+    return ", ".join(f"{f['name']}{tuple(f['shape'])}" for f in features)
 
 
 def _choice_summary(choices) -> str:

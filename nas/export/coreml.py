@@ -19,6 +19,17 @@ TARGETS = ("iOS17", "iOS18")
 PRECISIONS = ("fp16", "fp32")
 
 
+class VideoUNetGraph(nn.Module):
+    """A VideoUNet returning a bare tensor, so it traces with positional (sample, timestep, text) inputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor):
+        return self.model(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
 class OpGraph(nn.Module):
     """One temporal op with its frame count fixed, so it traces with a single tensor input."""
 
@@ -59,6 +70,27 @@ def convert(
         minimum_deployment_target=getattr(ct.target, target),
         skip_model_load=True,
     )
+
+
+def video_unet_inputs(model: nn.Module, batch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Example inputs of a VideoUNet at the clip shape its config was built for (static shapes)."""
+    config = model.config
+    g = torch.Generator().manual_seed(seed)
+    latent = (batch, config.backbone["in_channels"], config.frames, config.sample_height, config.sample_width)
+    text = (batch, config.text_tokens, config.backbone["cross_attention_dim"])
+    return {
+        "sample": torch.randn(latent, generator=g),
+        "timestep": torch.full((batch,), 999.0),
+        "encoder_hidden_states": torch.randn(text, generator=g),
+    }
+
+
+def convert_video_unet(model: nn.Module, batch: int = 1, precision: str = "fp16", target: str = "iOS18"):
+    """Convert a whole VideoUNet at its configured clip shape; inputs as :func:`video_unet_inputs`, output
+    ``noise_pred`` (the name apple/ml-stable-diffusion pipelines read)."""
+    inputs = video_unet_inputs(model, batch)
+    return convert(VideoUNetGraph(model), list(inputs.values()), list(inputs), ["noise_pred"],
+                   precision=precision, target=target)
 
 
 def convert_op(

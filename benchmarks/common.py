@@ -1,0 +1,192 @@
+"""Shared parts of the side-by-side benchmarks: the models, the clip shape, memory, workers.
+
+The comparison is our ``reference`` architecture (search_spaces/snapgen_v.yaml) against what
+a user would pick instead: diffusers' UNetMotionModel (AnimateDiff) = SD1.5's UNet with the
+default MotionAdapter. Everything is random-init (timing does not depend on weights) and
+built at the same clip shape. Each model runs in its own fresh process so that its peak
+memory is its own: on CPU the peak RSS high-water mark is reset after the model is built
+(/proc/self/clear_refs), so it counts weights plus the working set of the timed calls, not
+the transient copies of construction; on CUDA torch's peak allocator counter does the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas import SearchSpace, VideoUNet  # noqa: E402
+from nas.errors import NasError  # noqa: E402
+
+DEFAULT_SPACE = ROOT / "search_spaces" / "snapgen_v.yaml"
+MODELS = ("reference", "animatediff")
+
+# Stable Diffusion 1.5's UNet (diffusers UNet2DConditionModel defaults, except these) and VAE.
+SD15_UNET = {"sample_size": 64, "cross_attention_dim": 768, "attention_head_dim": 8}
+SD_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "sample_size": 512,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512], "scaling_factor": 0.18215,
+}
+
+
+def add_shape_arguments(parser, space_default: Path = DEFAULT_SPACE) -> None:
+    parser.add_argument("--space", type=Path, default=space_default,
+                        help="search space whose `reference` architecture is ours")
+    parser.add_argument("--frames", type=int, help="latent frames (default: the space's)")
+    parser.add_argument("--height", type=int, help="pixels (default: the space's)")
+    parser.add_argument("--width", type=int, help="pixels (default: the space's)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's). On a CPU shared with other jobs, 1 thread "
+                             "avoids OpenMP threads waiting on each other and gives stable ratios")
+
+
+def load_space(args) -> SearchSpace:
+    """The space with the clip shape overridden by --frames/--height/--width (validated as a space)."""
+    data = yaml.safe_load(Path(args.space).read_text())
+    for key in ("frames", "height", "width"):
+        if getattr(args, key) is not None:
+            data["video"][key] = getattr(args, key)
+    return SearchSpace.from_dict(data, source=str(args.space))
+
+
+def shape_argv(args) -> list[str]:
+    """The shared arguments again, for a worker process."""
+    argv = ["--space", str(args.space), "--device", args.device]
+    for key in ("frames", "height", "width", "threads"):
+        if getattr(args, key) is not None:
+            argv += [f"--{key}", str(getattr(args, key))]
+    return argv
+
+
+def setup(args) -> torch.device:
+    """Threads and device for a worker process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return pick_device(args.device)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_unet(name: str, space: SearchSpace, device: torch.device, dtype: torch.dtype):
+    """(model, forward(sample, timestep, text) -> noise): ours, or UNetMotionModel as AnimateDiff calls it."""
+    if name == "reference":
+        model = VideoUNet.from_space(space, space.architecture("reference"))
+
+        def forward(sample, timestep, text):
+            return model(sample, timestep, text).sample
+    elif name == "animatediff":
+        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+        model = UNetMotionModel.from_unet2d(UNet2DConditionModel(**SD15_UNET), MotionAdapter())
+
+        def forward(sample, timestep, text):
+            # UNetMotionModel folds frames into the batch and no longer repeats the text per frame itself
+            return model(sample, timestep, encoder_hidden_states=text.repeat_interleave(sample.shape[2], 0)).sample
+    else:
+        raise NasError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+    model.to(device=device, dtype=None if dtype == torch.float32 else dtype).eval().requires_grad_(False)
+    return model, forward
+
+
+def build_vae(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(**SD_VAE)
+    return vae.to(device=device, dtype=None if dtype == torch.float32 else dtype).eval().requires_grad_(False)
+
+
+def params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the RSS high-water mark (Linux)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_memory_mb(device: torch.device) -> float:
+    """Memory held now (after a build: about the weights)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated() / 2**20
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    info = {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device),
+            # other jobs on a shared machine slow everything down; the ratios are measured under the same load
+            "load_average_1m_at_start": os.getloadavg()[0]}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        return match.group(1).strip() if match else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def run_worker(script: Path, argv: list[str]) -> dict[str, Any]:
+    """Run ``script argv`` in a fresh Python process; its last stdout line is its JSON result."""
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_main(main) -> None:
+    """Run a script's main; a mistake in its arguments (NasError) is one line and exit code 2."""
+    try:
+        main()
+    except NasError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def print_table(header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))

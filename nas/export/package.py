@@ -1,0 +1,149 @@
+"""``nas export coreml``: a whole VideoUNet to Core ML packages a phone app can load.
+
+Converts at the clip shape the model was built for (static shapes, batch 1 = no CFG), then
+optionally palettizes the weights and splits the program into chunks for the Neural Engine,
+reads every package back to verify it (op counts, weight bytes, inputs/outputs, Core ML
+rules) and writes a JSON summary next to it. Timing on compute units needs macOS; elsewhere
+that step stops with one line saying so, after the packages and the summary are written.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nas.errors import NasError
+from nas.export import verify
+from nas.export.chunk import split_package
+from nas.export.compress import check_palettize
+from nas.export.compress import palettize as palettize_weights
+from nas.export.coreml import PRECISIONS, TARGETS, convert_video_unet, video_unet_inputs
+
+
+def export_coreml(
+    model,
+    out: str | Path,
+    *,
+    target: str = "iOS18",
+    precision: str = "fp16",
+    batch: int = 1,
+    palettize: int | None = None,
+    palettize_mode: str = "kmeans",
+    chunks: int = 1,
+    compute_units: str | None = None,
+    runs: int = 5,
+) -> dict[str, Any]:
+    """Convert ``model`` (a VideoUNet) to ``out`` (``NAME.mlpackage``); return the summary also written
+    to ``NAME.json``.
+
+    With ``chunks`` > 1 the packages are ``NAME_chunk1.mlpackage`` ... instead of ``NAME.mlpackage``.
+    ``compute_units`` (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE) asks for timing, which needs macOS.
+    """
+    out = Path(out)
+    _check_arguments(out, target, precision, batch, chunks, runs)
+    if palettize:
+        check_palettize(palettize, palettize_mode)
+    summary: dict[str, Any] = {
+        "model": {"space": model.config.space_name, "architecture": dict(model.config.architecture),
+                  "params": sum(p.numel() for p in model.parameters())},
+        "target": target, "precision": precision,
+        "palettize": {"nbits": palettize, "mode": palettize_mode} if palettize else None,
+        "chunks": chunks,
+        "tools": _versions(),
+    }
+    start = time.perf_counter()
+    try:
+        mlmodel = convert_video_unet(model, batch=batch, precision=precision, target=target)
+    except Exception as exc:  # coremltools names the op it cannot convert; one line is enough
+        raise NasError(f"{out}: Core ML conversion failed: {_first_line(exc)}") from exc
+    summary["convert_s"] = round(time.perf_counter() - start, 1)
+    if palettize:
+        start = time.perf_counter()
+        mlmodel = palettize_weights(mlmodel, palettize, palettize_mode)
+        summary["palettize_s"] = round(time.perf_counter() - start, 1)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    if chunks == 1:
+        _save(mlmodel, out)
+        packages = [out]
+    else:
+        with tempfile.TemporaryDirectory(prefix="nas-export-", dir=out.parent) as scratch:
+            whole = Path(scratch) / out.name
+            _save(mlmodel, whole)
+            start = time.perf_counter()
+            packages = split_package(whole, chunks, stem)
+            summary["chunk_s"] = round(time.perf_counter() - start, 1)
+    del mlmodel
+
+    summary["packages"] = [verify.describe_package(p) for p in packages]
+    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    expected = _expected_io(model, batch)
+    problems = [f"{Path(p['path']).name}: {problem}" for p in summary["packages"] for problem in p["problems"]]
+    problems += verify.check_chain(summary["packages"], expected["inputs"], expected["outputs"])
+    summary["inputs"], summary["outputs"] = expected["inputs"], expected["outputs"]
+    summary["weight_bytes"] = sum(p["weight_bytes"] for p in summary["packages"])
+    summary["problems"] = problems
+    summary["timing"] = None
+    summary_path = stem.with_suffix(".json")
+    _write(summary_path, summary)
+    if problems:
+        raise NasError(f"{packages[0]}: converted program breaks Core ML rules: {problems[0]} (see {summary_path})")
+    if compute_units:
+        from nas.export.timing import time_packages
+
+        dtypes = {f["name"]: f["dtype"] for f in summary["packages"][0]["inputs"]}
+        inputs = {name: tensor.numpy().astype(dtypes[name])
+                  for name, tensor in video_unet_inputs(model, batch).items()}
+        summary["timing"] = time_packages(packages, inputs, compute_units, runs)
+        _write(summary_path, summary)
+    return summary
+
+
+def _check_arguments(out: Path, target: str, precision: str, batch: int, chunks: int, runs: int) -> None:
+    if out.suffix != ".mlpackage":
+        raise NasError(f"{out}: the output must be a NAME.mlpackage path")
+    if target not in TARGETS:
+        raise NasError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if precision not in PRECISIONS:
+        raise NasError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if batch < 1 or runs < 1:
+        raise NasError(f"--batch and --runs must be >= 1, got {batch} and {runs}")
+    if chunks < 1 or chunks & (chunks - 1):
+        raise NasError(f"--chunks must be a power of two (1, 2, 4, 8, ...), got {chunks}")
+
+
+def _expected_io(model, batch: int) -> dict[str, list[dict[str, Any]]]:
+    inputs = video_unet_inputs(model, batch)
+    return {"inputs": [{"name": n, "shape": list(t.shape)} for n, t in inputs.items()],
+            "outputs": [{"name": "noise_pred", "shape": list(inputs["sample"].shape)}]}
+
+
+def _save(mlmodel, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    mlmodel.save(str(path))
+
+
+def _write(path: Path, summary: dict[str, Any]) -> None:
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _versions() -> dict[str, str]:
+    import coremltools
+    import torch
+
+    return {"coremltools": coremltools.__version__, "torch": torch.__version__,
+            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine()}
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return re.sub(r"\s+", " ", text.splitlines()[0])

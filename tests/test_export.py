@@ -1,0 +1,171 @@
+"""nas export coreml: a whole tiny VideoUNet to verified Core ML packages, on any OS.
+
+Converting even the tiny model takes ~15 s (coremltools' graph passes over ~2,500 ops), so the
+module converts once, through the command, and palettization and chunking run on that package.
+Running a package needs macOS, so on Linux the timing step is checked to stop with one line.
+"""
+
+import contextlib
+import io
+import json
+import platform
+
+import pytest
+
+pytest.importorskip("coremltools")
+
+from nas.cli import main  # noqa: E402
+from nas.errors import NasError  # noqa: E402
+from nas.export import export_coreml  # noqa: E402
+from nas.export.chunk import split_package  # noqa: E402
+from nas.export.compress import palettize  # noqa: E402
+from nas.export.timing import run_chain, time_packages  # noqa: E402
+from nas.export.verify import check_chain, describe_package  # noqa: E402
+from nas.model import VideoUNet  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_space):
+    return VideoUNet.from_space(tiny_space, tiny_space.architecture("reference")).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    """``nas export coreml --model RUN --compute-units CPU_AND_NE`` of the tiny reference, run once.
+
+    Returns (summary, package path, exit code, stdout, stderr); off macOS the timing step fails.
+    """
+    root = tmp_path_factory.mktemp("export")
+    tiny_model.save_pretrained(root / "run")
+    out = root / "tiny.mlpackage"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["export", "coreml", "--model", str(root / "run"), "-o", str(out),
+                     "--compute-units", "CPU_AND_NE", "--runs", "1"])
+    return json.loads(out.with_suffix(".json").read_text()), out, code, stdout.getvalue(), stderr.getvalue()
+
+
+def names_and_shapes(features):
+    return [(f["name"], f["shape"]) for f in features]
+
+
+def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny_model):
+    summary, out, code, stdout, stderr = exported
+    v = tiny_space.video
+    latent = [1, v.latent_channels, v.frames, v.latent_height, v.latent_width]
+    assert out.is_dir() and out.with_suffix(".json").is_file()
+    (package,) = summary["packages"]
+    text = [1, 77, tiny_space.cross_attention_dim]
+    assert names_and_shapes(package["inputs"]) == [("sample", latent), ("timestep", [1]), ("encoder_hidden_states", text)]
+    assert names_and_shapes(package["outputs"]) == [("noise_pred", latent)]
+    assert package["ops"] > 500 and package["max_rank"] <= 5 and not summary["problems"]
+    # iOS18 keeps attention as one op; every temporal layer type of the reference is in the program
+    assert {"scaled_dot_product_attention", "conv", "linear"} <= set(package["op_types"])
+    params = sum(p.numel() for p in tiny_model.parameters())
+    # FP16: two bytes per weight, less a little: identical constants (the zero-initialised output
+    # layers of fresh temporal ops) are stored once
+    assert 0.97 < package["weight_bytes"] / (2 * params) < 1.01
+    if platform.system() == "Darwin":
+        assert code == 0 and summary["timing"]["latency_ms_p50"] > 0
+    else:  # the package and summary are written, then the timing step stops with one line
+        assert code == 2 and summary["timing"] is None and stdout == ""
+        # (coremltools' progress bars go to stderr before it)
+        assert stderr.strip().splitlines()[-1].startswith("nas: error: timing on CPU_AND_NE needs macOS")
+
+
+@pytest.mark.parametrize("nbits, mode", [(4, "uniform"), pytest.param(6, "kmeans", marks=pytest.mark.heavy)])
+def test_palettized_weights_shrink_by_the_bit_width(exported, tmp_path, nbits, mode):
+    import coremltools as ct
+
+    summary, out, *_ = exported
+    fp16 = summary["packages"][0]["weight_bytes"]
+    model = palettize(ct.models.MLModel(str(out), skip_model_load=True), nbits, mode)
+    model.save(str(tmp_path / "p.mlpackage"))
+    small = describe_package(tmp_path / "p.mlpackage")
+    assert small["palettized_weights"] > 50
+    assert small["weight_bytes"] < fp16 * (nbits / 16 + 0.1)
+    assert names_and_shapes(small["outputs"]) == names_and_shapes(summary["packages"][0]["outputs"])
+
+
+def test_chunks_chain_back_into_the_whole_model(exported, tmp_path):
+    summary, out, *_ = exported
+    parts = [describe_package(p) for p in split_package(out, 2, tmp_path / "tiny")]
+    assert [p["path"].rsplit("/", 1)[1] for p in parts] == ["tiny_chunk1.mlpackage", "tiny_chunk2.mlpackage"]
+    assert check_chain(parts, summary["inputs"], summary["outputs"]) == []
+    whole = summary["packages"][0]["weight_bytes"]
+    assert sum(p["weight_bytes"] for p in parts) == pytest.approx(whole, rel=0.02)
+    assert all(p["weight_bytes"] < 0.75 * whole for p in parts)
+    # a broken chain is reported: the second chunk alone lacks what the first makes
+    assert check_chain(parts[1:], summary["inputs"], summary["outputs"])
+
+
+def test_run_chain_feeds_each_part_what_came_before():
+    calls = []
+
+    def part(out_name, fn):
+        def predict(values):
+            calls.append(sorted(values))
+            return {out_name: fn(values)}
+        return predict
+
+    values = run_chain([(["x"], part("h", lambda v: v["x"] + 1)),
+                        (["h", "t"], part("y", lambda v: v["h"] * v["t"]))], {"x": 1, "t": 3})
+    assert values["y"] == 6 and calls == [["x"], ["h", "t"]]
+
+
+@pytest.mark.heavy
+def test_cli_exports_palettized_and_chunked_for_ios17(cli, tmp_path):
+    out = tmp_path / "m.mlpackage"
+    code, stdout, err = cli("export", "coreml", "--space", TINY, "-o", out, "--palettize", "8",
+                            "--palettize-mode", "uniform", "--chunks", "2", "--target", "iOS17")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert [p["path"] for p in summary["packages"]] == [str(tmp_path / f"m_chunk{i}.mlpackage") for i in (1, 2)]
+    assert all(p["palettized_weights"] > 0 and p["opset"] == "CoreML7" for p in summary["packages"])
+    assert "m_chunk2.mlpackage" in stdout and not out.exists()
+    # iOS17 has no fused attention op: SDPA is lowered to matmul + softmax
+    assert not any("scaled_dot_product_attention" in p["op_types"] for p in summary["packages"])
+
+
+@pytest.mark.skipif(platform.system() == "Darwin", reason="Core ML runs on macOS")
+def test_timing_off_macos_is_one_clear_error(exported):
+    out = exported[1]
+    with pytest.raises(NasError, match=r"timing on CPU_AND_NE needs macOS .*tiny.mlpackage was written"):
+        time_packages([out], {}, "CPU_AND_NE")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", TINY, "-o", "x.onnx"], "must be a NAME.mlpackage"),
+    (["--space", TINY, "-o", "x.mlpackage", "--chunks", "3"], "power of two"),
+    (["--model", "no/such/run", "-o", "x.mlpackage"], "not a VideoUNet folder"),
+    (["--model", TINY.parent, "--arch", "reference", "-o", "x.mlpackage"], "goes with --space"),
+])
+def test_bad_export_arguments_fail_in_one_line(cli, args, message):
+    code, _, err = cli("export", "coreml", *args)
+    assert code == 2 and message in err and err.strip().count("\n") == 0
+
+
+def test_conversion_failure_names_the_problem(tiny_model, tmp_path, monkeypatch):
+    import nas.export.package as package
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("PyTorch convert function for op 'frobnicate' not implemented.\nmore detail")
+
+    monkeypatch.setattr(package, "convert_video_unet", broken)
+    with pytest.raises(NasError, match="conversion failed: PyTorch convert function for op 'frobnicate'"):
+        export_coreml(tiny_model, tmp_path / "x.mlpackage")
+
+
+@pytest.mark.heavy
+def test_paper_scale_reference_fits_the_neural_engine_at_6_bits(cli, tmp_path):
+    """The acceptance check: the 0.58B default converts on this OS and palettizes under 1 GiB."""
+    from tests.conftest import DEFAULT
+
+    out = tmp_path / "ref.mlpackage"
+    code, _, err = cli("export", "coreml", "--space", DEFAULT, "-o", out, "--palettize", "6",
+                       "--palettize-mode", "uniform")
+    assert code == 0, err
+    (package,) = json.loads(out.with_suffix(".json").read_text())["packages"]
+    assert package["warnings"] == [] and package["max_rank"] <= 5
+    assert package["weight_bytes"] < 1 << 30 and package["palettized_weights"] > 250
