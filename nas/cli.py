@@ -180,7 +180,74 @@ def _parser() -> argparse.ArgumentParser:
     coreml.add_argument("--runs", type=int, default=5, help="timed predictions after one warm-up")
     coreml.add_argument("--json", action="store_true", help="print the summary as JSON")
     coreml.set_defaults(func=cmd_export_coreml)
+    _data_parser(commands)
+    _train_parser(commands)
+
+    gen = commands.add_parser("generate", help="text -> video with a trained run (few steps, no guidance)")
+    gen.add_argument("--model", type=Path, required=True, help="a finished `nas train` run folder")
+    gen.add_argument("--text-encoder", type=Path, required=True, help="local CLIP text encoder (+ tokenizer) folder")
+    gen.add_argument("--vae", type=Path, help="local AutoencoderKL folder (not needed with --latents-only)")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--steps", type=int, default=4)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--fps", type=int, default=8)
+    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--latents-only", action="store_true", help="write the latents (.safetensors), skip the VAE")
+    gen.add_argument("-o", "--out", type=Path, required=True)
+    gen.set_defaults(func=cmd_generate)
     return parser
+
+
+def _data_parser(commands) -> None:
+    data = commands.add_parser("data", help="make and encode training data").add_subparsers(dest="action", required=True)
+    synth = data.add_parser("synth", help="write a small synthetic video-text set (moving/rotating shapes)")
+    synth.add_argument("-o", "--out", type=Path, required=True)
+    synth.add_argument("--clips", type=int, default=16)
+    synth.add_argument("--images", type=int, default=4)
+    synth.add_argument("--frames", type=int, default=16)
+    synth.add_argument("--height", type=int, default=96)
+    synth.add_argument("--width", type=int, default=128)
+    synth.add_argument("--fps", type=int, default=8)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_data_synth)
+    encode = data.add_parser("encode", help="videos/images + captions.csv -> sharded latents and text embeddings")
+    encode.add_argument("source", type=Path, help="folder of videos and images")
+    encode.add_argument("--captions", type=Path, help="CSV with columns file, caption (default SOURCE/captions.csv)")
+    encode.add_argument("--vae", type=Path, required=True)
+    encode.add_argument("--text-encoder", type=Path, required=True)
+    encode.add_argument("--space", type=Path, required=True, help="search space YAML: the video shape to encode to")
+    encode.add_argument("-o", "--out", type=Path, required=True)
+    encode.add_argument("--stride", type=int, default=1, help="take every STRIDE-th frame")
+    encode.add_argument("--clips-per-video", type=int, default=1)
+    encode.add_argument("--shard-size", type=int, default=256)
+    encode.add_argument("--batch-frames", type=int, default=16)
+    encode.add_argument("--device", default="cpu")
+    encode.set_defaults(func=cmd_data_encode)
+
+
+def _train_parser(commands) -> None:
+    train = commands.add_parser("train", help="train a model").add_subparsers(dest="action", required=True)
+    stages = {
+        "distill": ("stage 1: the searched architecture into a full video model (+ teacher distillation)",
+                    ["space", "arch", "teacher", "spatial_weights"]),
+        "adversarial": ("stage 2: adversarial fine-tuning to a few-step generator", ["init"]),
+    }
+    for stage, (help_text, own) in stages.items():
+        sub = train.add_parser(stage, help=help_text)
+        sub.add_argument("--config", type=Path, help="stage config YAML (see examples/); flags override it")
+        for name in ["data", "out", *own]:
+            sub.add_argument(f"--{name.replace('_', '-')}", dest=name)
+        if stage == "distill":
+            sub.add_argument("--freeze-spatial", action="store_const", const=True, dest="freeze_spatial")
+        for name, kind in (("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int),
+                           ("mixed_precision", str)):
+            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override any config key (VALUE read as YAML); repeatable")
+        sub.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+        sub.add_argument("--stop-after", type=int, metavar="STEP",
+                         help="checkpoint and stop after STEP (e.g. a time-limited job); --resume continues")
+        sub.set_defaults(func=cmd_train, stage=stage, own=own)
 
 
 # -------------------------------------------------------------------- commands
@@ -476,6 +543,56 @@ def _load_or_build(args):
 
 def _features(features) -> str:
     return ", ".join(f"{f['name']}{tuple(f['shape'])}" for f in features)
+def cmd_data_synth(args) -> None:
+    from nas.data import synth_dataset
+
+    csv = synth_dataset(args.out, clips=args.clips, images=args.images, frames=args.frames, height=args.height,
+                        width=args.width, fps=args.fps, seed=args.seed)
+    print(f"wrote {args.clips} clips and {args.images} images to {args.out} (captions: {csv})")
+
+
+def cmd_data_encode(args) -> None:
+    from nas.data import encode_dataset
+    from nas.space import SearchSpace
+
+    manifest = encode_dataset(args.source, args.vae, args.text_encoder, args.out, SearchSpace.load(args.space),
+                              captions=args.captions, stride=args.stride, clips_per_video=args.clips_per_video,
+                              shard_size=args.shard_size, batch_frames=args.batch_frames, device=args.device)
+    kinds = [s["kind"] for s in manifest["samples"]]
+    print(f"encoded {kinds.count('video')} clips and {kinds.count('image')} images into {args.out} "
+          f"({len(manifest['shards'])} shards); skipped {len(manifest['skipped'])}")
+    for item in manifest["skipped"]:
+        print(f"  skipped {item['file']}: {item['reason']}")
+
+
+def cmd_train(args) -> None:
+    import yaml
+
+    from nas.train import AdversarialConfig, DistillConfig, adversarial, distill, load_config
+
+    flags = ["data", "out", *args.own, "max_steps", "batch_size", "lr", "seed", "mixed_precision"]
+    flags += ["freeze_spatial"] if args.stage == "distill" else []
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise NasError(f"--set {item}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise NasError(f"--set {item}: VALUE is not valid YAML") from None
+    cls, run = (DistillConfig, distill) if args.stage == "distill" else (AdversarialConfig, adversarial)
+    config = load_config(cls, args.config, overrides)
+    summary = run(config, resume=args.resume, stop_after=args.stop_after)
+    print(json.dumps(summary, indent=1))
+
+
+def cmd_generate(args) -> None:
+    from nas.generate import generate
+
+    out = generate(args.model, args.prompt, args.text_encoder, args.out, vae=args.vae, steps=args.steps,
+                   seed=args.seed, fps=args.fps, latents_only=args.latents_only, device=args.device)
+    print(f"wrote {out}")
 
 
 def _choice_summary(choices) -> str:

@@ -25,9 +25,11 @@ from nas.space.choice import Choice
 
 @dataclass
 class VideoUNetOutput(BaseOutput):
-    """``sample``: predicted noise (or whatever the backbone was trained to predict), (B, C, F, H, W)."""
+    """``sample``: predicted noise (or whatever the backbone was trained to predict), (B, C, F, H, W);
+    ``features``: block outputs by name when asked for (``return_features=True``), else None."""
 
     sample: torch.Tensor
+    features: dict[str, torch.Tensor] | None = None
 
 
 class VideoUNet(ModelMixin, ConfigMixin):
@@ -122,34 +124,24 @@ class VideoUNet(ModelMixin, ConfigMixin):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
         return_dict: bool = True,
+        return_features: bool = False,
     ) -> VideoUNetOutput | tuple[torch.Tensor]:
-        """``sample`` (B, C, F, H, W); ``timestep`` scalar or (B,); ``encoder_hidden_states`` (B, T, D)."""
+        """``sample`` (B, C, F, H, W); ``timestep`` scalar or (B,); ``encoder_hidden_states`` (B, T, D).
+
+        ``return_features`` also returns every block's output (frames in the batch, (B*F, C, h, w)),
+        named as diffusers names the blocks (``down_blocks.0``, ``mid_block``, ``up_blocks.0``, ...):
+        the targets of BK-SDM-style feature distillation.
+        """
         unet = self.spatial
         b, c, f, h, w = sample.shape
-        x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-        timesteps = torch.as_tensor(timestep, device=sample.device)
-        timesteps = timesteps.expand(b) if timesteps.ndim == 0 else timesteps
-        timesteps = timesteps.repeat_interleave(f)
-        emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=timesteps))
-        text = encoder_hidden_states.repeat_interleave(f, dim=0)
-
-        x = unet.conv_in(x)
-        skips = [x]
-        for level, block in enumerate(unet.down_blocks):
-            attentions = getattr(block, "attentions", None)
-            for position, resnet in enumerate(block.resnets):
-                x = self._run(resnet, x, emb)
-                if attentions is not None:
-                    x = self._run_attention(attentions[position], x, text)
-                x = self._temporal("down", level, position, x, f)
-                skips.append(x)
-            for downsampler in block.downsamplers or []:
-                x = self._run(downsampler, x)
-                skips.append(x)
+        features: dict[str, torch.Tensor] = {}
+        x, emb, text = self._inputs(sample, timestep, encoder_hidden_states)
+        x, skips = self._down(x, emb, text, f, features)
 
         if unet.mid_block is not None:
             x = self._run(unet.mid_block, x, emb, text)
             x = self._temporal("mid", len(unet.down_blocks) - 1, 0, x, f)
+            features["mid_block"] = x
 
         for index, block in enumerate(unet.up_blocks):
             level = len(unet.up_blocks) - 1 - index
@@ -162,12 +154,58 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 x = self._temporal("up", level, position, x, f)
             for upsampler in block.upsamplers or []:
                 x = self._run(upsampler, x)
+            features[f"up_blocks.{index}"] = x
 
         if unet.conv_norm_out is not None:
             x = unet.conv_act(unet.conv_norm_out(x))
         x = unet.conv_out(x)
         out = x.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
-        return VideoUNetOutput(sample=out) if return_dict else (out,)
+        if not return_dict:
+            return (out, features) if return_features else (out,)
+        return VideoUNetOutput(sample=out, features=features if return_features else None)
+
+    def encode(
+        self, sample: torch.Tensor, timestep: torch.Tensor | float | int, encoder_hidden_states: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The encoder half only (conv_in and down blocks): each down block's output, (B*F, C, h, w).
+
+        The adversarial stage's discriminator is built on this (frozen) half of the stage-1 model.
+        """
+        features: dict[str, torch.Tensor] = {}
+        x, emb, text = self._inputs(sample, timestep, encoder_hidden_states)
+        self._down(x, emb, text, sample.shape[2], features)
+        return list(features.values())
+
+    def _inputs(self, sample, timestep, encoder_hidden_states):
+        """Frames folded into the batch: latents (B*F, C, H, W), time embedding and text per frame."""
+        unet = self.spatial
+        b, c, f, h, w = sample.shape
+        x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        timesteps = torch.as_tensor(timestep, device=sample.device)
+        timesteps = timesteps.expand(b) if timesteps.ndim == 0 else timesteps
+        timesteps = timesteps.repeat_interleave(f)
+        emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=timesteps))
+        text = encoder_hidden_states.repeat_interleave(f, dim=0)
+        return x, emb, text
+
+    def _down(self, x, emb, text, frames: int, features: dict[str, torch.Tensor]):
+        """conv_in and the down blocks; returns the last output and the skip connections."""
+        unet = self.spatial
+        x = unet.conv_in(x)
+        skips = [x]
+        for level, block in enumerate(unet.down_blocks):
+            attentions = getattr(block, "attentions", None)
+            for position, resnet in enumerate(block.resnets):
+                x = self._run(resnet, x, emb)
+                if attentions is not None:
+                    x = self._run_attention(attentions[position], x, text)
+                x = self._temporal("down", level, position, x, frames)
+                skips.append(x)
+            for downsampler in block.downsamplers or []:
+                x = self._run(downsampler, x)
+                skips.append(x)
+            features[f"down_blocks.{level}"] = x
+        return x, skips
 
     def _temporal(self, path: str, level: int, position: int, x: torch.Tensor, frames: int) -> torch.Tensor:
         name = self._slot_at.get((path, level, position))

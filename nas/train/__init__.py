@@ -1,0 +1,10 @@
+"""Training: stage 1 ``distill`` (the searched architecture into a full video model) and stage 2
+``adversarial`` (latent adversarial fine-tuning to a few-step generator), with the shared
+machinery -- configs, checkpoints with exact resume, EMA, loss logs -- in small modules.
+"""
+
+from nas.train.adversarial import adversarial
+from nas.train.config import AdversarialConfig, DistillConfig, load_config
+from nas.train.distill import distill
+
+__all__ = ["AdversarialConfig", "DistillConfig", "adversarial", "distill", "load_config"]

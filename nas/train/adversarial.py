@@ -1,0 +1,187 @@
+"""Stage 2, ``nas train adversarial``: latent adversarial fine-tuning to a few-step generator.
+
+The generator is the stage-1 model. At every step it gets a data clip noised to one of a fixed
+set of timesteps -- the ``steps`` timesteps the few-step sampler visits (4: 999, 749, 499, 249)
+-- and makes one-step clean estimates of it. The discriminator (a frozen copy of the stage-1
+encoder with trainable heads, see ``discriminator.py``) sees real and estimated latents re-noised
+to a random t' < ``disc_max_timestep``, with the text. Losses, each weighted in the config:
+
+- generator: ``loss_adversarial`` = -D(fake) (hinge generator loss), plus ``loss_reconstruction``
+  = MSE of the clean estimate to the data clip, which keeps early training anchored;
+- discriminator: ``loss_disc`` = relu(1 - D(real)) + relu(1 + D(fake)) (hinge), averaged over heads.
+
+Image and video batches are mixed (``image_ratio``). ``eval_sample_mse`` measures what the stage
+is for: the generator's ``steps``-step samples (no guidance) for the captions of training clips,
+as latent MSE to the nearest data clip; its value at step 0 is the stage-1 model's.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import gather_object, set_seed
+from diffusers import DDPMScheduler
+from tqdm import tqdm
+
+from nas.data import LatentDataset
+from nas.errors import NasError
+from nas.generate import few_step_scheduler, sample_latents
+from nas.model import VideoUNet
+from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nas.train.config import AdversarialConfig, save_config
+from nas.train.discriminator import Discriminator
+from nas.train.ema import EMA
+from nas.train.log import LossLog
+from nas.train.runtime import (StepTimer, draw_batch, fingerprint, global_randint, global_randn, lr_at,
+                               make_accelerator, prepare_run_folder, set_lr, write_summary)
+
+
+def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Run (or resume) the adversarial stage; writes ``out/model`` (a ``steps``-step generator) and friends."""
+    accelerator = make_accelerator(config)
+    out = prepare_run_folder(config, resume)
+    set_seed(config.seed)
+    init = Path(config.init)
+    if not (init / "model").is_dir() or not (init / "scheduler").is_dir():
+        raise NasError(f"{init}: not a finished distill run (needs model/ and scheduler/)")
+    model = VideoUNet.from_pretrained(init / "model")
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    noise_schedule = DDPMScheduler.from_pretrained(init / "scheduler")
+    sampler = few_step_scheduler(noise_schedule.config)
+    sampler.set_timesteps(config.steps)
+    fixed_timesteps = sampler.timesteps.clone()  # the generator trains exactly where it will sample
+    data = LatentDataset(config.data)
+    unet = model.spatial.config
+    data.check_model(model.config.frames, unet.in_channels, model.config.sample_height, model.config.sample_width,
+                     unet.cross_attention_dim, model.config.text_tokens, what=f"{init / 'model'}")
+    train_clips, _ = data.split(config.holdout)
+    discriminator = Discriminator(model, unet.cross_attention_dim, config.disc_heads)
+
+    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt_d = torch.optim.AdamW(discriminator.trainable_parameters(), lr=config.disc_lr, weight_decay=config.weight_decay)
+    generator_ddp, discriminator_ddp, opt_g, opt_d = accelerator.prepare(model, discriminator, opt_g, opt_d)
+    gen, disc = accelerator.unwrap_model(generator_ddp), accelerator.unwrap_model(discriminator_ddp)
+    ema = EMA(gen, config.ema_decay) if config.ema_decay is not None else None
+    evaluated = copy.deepcopy(gen) if ema else gen
+    alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
+    rng = torch.Generator().manual_seed(config.seed)
+
+    step = 0
+    modules, optimizers = {"generator": gen, "discriminator_heads": disc.heads}, {"generator": opt_g, "discriminator": opt_d}
+    emas = {"generator": ema} if ema else {}
+    if resume and (checkpoint := latest_checkpoint(out / "checkpoints")):
+        step = load_checkpoint(checkpoint, modules, optimizers, emas, rng)
+    if accelerator.is_main_process:
+        save_config(config, out / "config.yaml", "adversarial")
+        noise_schedule.save_pretrained(out / "scheduler")
+    log = LossLog(out, step)
+    prompts = train_clips[:config.eval_samples]
+
+    def evaluate():
+        if ema:
+            ema.copy_to(evaluated)
+        return nearest_clip_mse(evaluated, sampler, data, prompts, train_clips, config.steps, accelerator)
+
+    if step == 0:
+        log.add(0, eval_sample_mse=evaluate())
+    timer = StepTimer()
+    bar = tqdm(total=config.max_steps, initial=step, desc="adversarial", disable=not accelerator.is_main_process)
+    while step < config.max_steps:
+        step += 1
+        with timer:
+            batch = draw_batch(data, train_clips, rng, config, accelerator)
+            real, text, pooled = batch["latents"], batch["text"], batch["text_pooled"]
+            b = real.shape[0]
+            t = fixed_timesteps[global_randint(len(fixed_timesteps), b, rng, accelerator).cpu()].to(accelerator.device)
+            noisy = noise_schedule.add_noise(real, global_randn(tuple(real.shape), rng, accelerator), t)
+            t_disc = global_randint(config.disc_max_timestep, b, rng, accelerator)
+            noise_disc = global_randn(tuple(real.shape), rng, accelerator)
+
+            # generator: one step to a clean estimate, judged by the (unchanging) discriminator
+            disc.heads.requires_grad_(False)
+            with accelerator.autocast():
+                eps = generator_ddp(noisy, t, text).sample.float()
+                a = alphas[t].view(-1, 1, 1, 1, 1)
+                fake = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
+                fake_noisy = noise_schedule.add_noise(fake, noise_disc, t_disc)
+                logits = disc(fake_noisy, t_disc, text, pooled)
+                loss_adversarial = -torch.stack([l.float().mean() for l in logits]).mean()
+                loss_reconstruction = F.mse_loss(fake, real)
+                loss_g = config.loss_adversarial * loss_adversarial + config.loss_reconstruction * loss_reconstruction
+            accelerator.backward(loss_g)
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            set_lr(opt_g, lr_at(step, config))
+            opt_g.step()
+            opt_g.zero_grad(set_to_none=True)
+            disc.heads.requires_grad_(True)
+
+            # discriminator: real and fake clips, noised alike, in one batch
+            real_noisy = noise_schedule.add_noise(real, noise_disc, t_disc)
+            with accelerator.autocast():
+                logits = discriminator_ddp(torch.cat([real_noisy, fake_noisy.detach()]), t_disc.repeat(2),
+                                           text.repeat(2, 1, 1), pooled.repeat(2, 1))
+                loss_disc = torch.stack([F.relu(1 - l[:len(l) // 2].float()).mean() + F.relu(1 + l[len(l) // 2:].float()).mean()
+                                         for l in logits]).mean()
+            accelerator.backward(loss_disc)
+            accelerator.clip_grad_norm_(disc.trainable_parameters(), config.max_grad_norm)
+            set_lr(opt_d, lr_at(step, config, config.disc_lr))
+            opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+            if ema:
+                ema.update(gen, step)
+        bar.update(1)
+
+        if step % config.log_every == 0 or step == config.max_steps:
+            values = {"loss_adversarial": loss_adversarial, "loss_reconstruction": loss_reconstruction,
+                      "loss_disc": loss_disc}
+            values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in values.items()}
+            bar.set_postfix(disc=f"{values['loss_disc']:.3f}", rec=f"{values['loss_reconstruction']:.3f}")
+            log.add(step, lr=lr_at(step, config), **values)
+        if step == config.max_steps or (config.eval_every and step % config.eval_every == 0):
+            log.add(step, eval_sample_mse=evaluate())
+        if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
+            if accelerator.is_main_process:
+                save_checkpoint(out / "checkpoints", step, modules, optimizers, emas, rng)
+                log.save()
+            accelerator.wait_for_everyone()
+        if step == stop_after:
+            break
+    bar.close()
+
+    finished = step == config.max_steps
+    if ema:
+        ema.copy_to(evaluated)
+    prints = gather_object([fingerprint(evaluated)])
+    summary = {"stage": "adversarial", "step": step, "finished": finished, "processes": accelerator.num_processes,
+               "steps": config.steps, "timesteps": fixed_timesteps.tolist(), "s_per_step": timer.per_step,
+               "eval_sample_mse_first": log.first("eval_sample_mse"), "eval_sample_mse_last": log.last("eval_sample_mse"),
+               "weights_fingerprints": prints, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if accelerator.is_main_process:
+        if finished:
+            evaluated.save_pretrained(out / "model")
+        write_summary(out, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
+    return summary
+
+
+@torch.no_grad()
+def nearest_clip_mse(model: VideoUNet, sampler, data: LatentDataset, prompts: list[int], clips: list[int],
+                     steps: int, accelerator) -> float:
+    """Mean over ``prompts`` (clip indices whose text is used) of the latent MSE between the ``steps``-step
+    sample (fixed noise, seed 0) and the nearest of ``clips``: lower means samples lie closer to the data."""
+    reference = data.get(clips)["latents"].to(accelerator.device).flatten(1)
+    generator = torch.Generator().manual_seed(0)
+    distances = []
+    for index in prompts:
+        item = data.get([index])
+        noise = torch.randn(item["latents"].shape, generator=generator).to(accelerator.device)
+        with accelerator.autocast():
+            sample = sample_latents(model, sampler, item["text"].to(accelerator.device), steps, noise)
+        distances.append((reference - sample.float().flatten(1)).square().mean(1).min().item())
+    return sum(distances) / len(distances)

@@ -1,0 +1,164 @@
+"""Stage 1, ``nas train distill``: train the searched architecture into a full video model.
+
+The student is the VideoUNet of one architecture (its spatial part optionally initialised from
+2D weights and frozen). Its losses, each weighted in the config:
+
+- ``loss_denoise``: MSE between the predicted and the true noise (plain diffusion training);
+- ``loss_output``: MSE between the student's and the teacher's predictions (output distillation);
+- ``loss_feature``: sum over blocks of the MSE between the student's (projected) block outputs
+  and the teacher's (feature distillation, as in BK-SDM).
+
+``eval_denoise`` is the denoising loss on held-out clips at fixed noise and timesteps: the same
+number at every evaluation, so its curve shows learning, not sampling noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import gather_object, set_seed
+from tqdm import tqdm
+
+from nas.data import LatentDataset
+from nas.model import VideoUNet
+from nas.space import SearchSpace
+from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nas.train.config import DistillConfig, save_config
+from nas.train.ema import EMA
+from nas.train.log import LossLog
+from nas.train.runtime import (StepTimer, draw_batch, fingerprint, global_randint, global_randn,
+                               lr_at, make_accelerator, noise_scheduler, prepare_run_folder, set_lr, write_summary)
+from nas.train.teacher import Student, load_teacher
+
+EVAL_TIMESTEPS = (50, 200, 350, 500, 650, 800, 950)
+
+
+def distill(config: DistillConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Run (or resume) stage 1; writes ``out/model``, ``out/scheduler``, log, plot and summary."""
+    accelerator = make_accelerator(config)
+    out = prepare_run_folder(config, resume)
+    set_seed(config.seed)
+    space = SearchSpace.load(config.space)
+    data = LatentDataset(config.data)
+    video = space.video
+    data.check_model(video.frames, video.latent_channels, video.latent_height, video.latent_width,
+                     space.cross_attention_dim, space.text_tokens, what=space.source)
+    train_clips, held_out = data.split(config.holdout)
+
+    model = VideoUNet.from_space(space, space.architecture(config.arch), config.spatial_weights, config.freeze_spatial)
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    teacher = load_teacher(config.teacher).to(accelerator.device) if config.teacher else None
+    student = Student(model, teacher if config.loss_feature else None)
+    weights = {"loss_denoise": config.loss_denoise, "loss_output": config.loss_output,
+               "loss_feature": config.loss_feature}
+    scheduler = noise_scheduler()
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    student, optimizer = accelerator.prepare(student, optimizer)
+    raw = accelerator.unwrap_model(student)
+    ema = EMA(raw.model, config.ema_decay) if config.ema_decay is not None else None
+    evaluated = copy.deepcopy(raw.model) if ema else raw.model  # what gets saved: EMA weights if any
+    generator = torch.Generator().manual_seed(config.seed)
+
+    step = 0
+    if resume and (checkpoint := latest_checkpoint(out / "checkpoints")):
+        step = load_checkpoint(checkpoint, {"student": raw}, {"student": optimizer}, {"student": ema} if ema else {},
+                               generator)
+    if accelerator.is_main_process:
+        save_config(config, out / "config.yaml", "distill")
+    log = LossLog(out, step)
+    alphas = scheduler.alphas_cumprod.to(accelerator.device)
+
+    def evaluate():
+        if ema:
+            ema.copy_to(evaluated)
+        return held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator)
+
+    if step == 0 and held_out:
+        log.add(0, eval_denoise=evaluate())
+    timer = StepTimer()
+    bar = tqdm(total=config.max_steps, initial=step, desc="distill", disable=not accelerator.is_main_process)
+    while step < config.max_steps:
+        step += 1
+        with timer:
+            batch = draw_batch(data, train_clips, generator, config, accelerator)
+            clean, text = batch["latents"], batch["text"]
+            noise = global_randn(tuple(clean.shape), generator, accelerator)
+            t = global_randint(scheduler.config.num_train_timesteps, clean.shape[0], generator, accelerator)
+            noisy = scheduler.add_noise(clean, noise, t)
+            with accelerator.autocast():
+                pred, features = student(noisy, t, text, features=teacher is not None and config.loss_feature > 0)
+                losses = {"loss_denoise": F.mse_loss(pred.float(), noise)}
+                if teacher is not None:
+                    teacher_pred, teacher_features = teacher(noisy, t, text)
+                    losses["loss_output"] = F.mse_loss(pred.float(), teacher_pred.float())
+                    if features:
+                        losses["loss_feature"] = sum(F.mse_loss(f.float(), teacher_features[n].float())
+                                                     for n, f in features.items())
+                loss = sum(weights[name] * value for name, value in losses.items())
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            set_lr(optimizer, lr_at(step, config))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema:
+                ema.update(raw.model, step)
+        bar.update(1)
+
+        if step % config.log_every == 0 or step == config.max_steps:
+            values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()}
+            bar.set_postfix(loss=f"{values['loss_denoise']:.4f}")
+            log.add(step, lr=lr_at(step, config), loss=accelerator.reduce(loss.detach(), "mean").item(), **values)
+        if held_out and (step == config.max_steps or (config.eval_every and step % config.eval_every == 0)):
+            log.add(step, eval_denoise=evaluate())
+        if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
+            if accelerator.is_main_process:
+                save_checkpoint(out / "checkpoints", step, {"student": raw}, {"student": optimizer},
+                                {"student": ema} if ema else {}, generator)
+                log.save()
+            accelerator.wait_for_everyone()
+        if step == stop_after:
+            break
+    bar.close()
+
+    finished = step == config.max_steps
+    if ema:
+        ema.copy_to(evaluated)
+    prints = gather_object([fingerprint(evaluated)])
+    summary = {"stage": "distill", "step": step, "finished": finished, "processes": accelerator.num_processes,
+               "s_per_step": timer.per_step, "eval_denoise_first": log.first("eval_denoise"),
+               "eval_denoise_last": log.last("eval_denoise"), "loss_last": log.last("loss"),
+               "weights_fingerprints": prints, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if accelerator.is_main_process:
+        if finished:
+            evaluated.save_pretrained(out / "model")
+            scheduler.save_pretrained(out / "scheduler")
+        write_summary(out, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
+    return summary
+
+
+@torch.no_grad()
+def held_out_denoise(model: VideoUNet, data: LatentDataset, clips: list[int], alphas: torch.Tensor, batch: int,
+                     accelerator) -> float:
+    """Mean noise-prediction MSE over held-out clips x EVAL_TIMESTEPS, with noise fixed by seed 0."""
+    generator = torch.Generator().manual_seed(0)
+    pairs = [(c, t) for c in clips for t in EVAL_TIMESTEPS]
+    total = 0.0
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start:start + batch]
+        item = data.get([c for c, _ in chunk])
+        clean, text = item["latents"].to(accelerator.device), item["text"].to(accelerator.device)
+        noise = torch.randn(clean.shape, generator=generator).to(accelerator.device)
+        t = torch.tensor([t for _, t in chunk], device=accelerator.device)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * clean + (1 - a).sqrt() * noise
+        with accelerator.autocast():
+            pred = model(noisy, t, text).sample
+        total += F.mse_loss(pred.float(), noise, reduction="sum").item() / noise[0].numel()
+    return total / len(pairs)

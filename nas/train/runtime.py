@@ -1,0 +1,115 @@
+"""What both training stages share: the accelerator, batches, noise, LR, and writing the result.
+
+Randomness: every process holds the same ``torch.Generator`` and draws the *global* batch
+(indices, noise, timesteps for all processes), then keeps its own slice. So the processes see
+different data, stay in lock-step without communicating, and the generator's state in the
+checkpoint is all it takes to resume on exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
+
+from nas.data import LatentDataset
+from nas.errors import NasError
+from nas.train.config import TrainConfig
+
+# Stable Diffusion 1.5's training noise schedule (the spatial backbone's 2D weights expect it).
+SD15_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                 "beta_end": 0.012, "prediction_type": "epsilon", "clip_sample": False}
+
+
+def noise_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(**SD15_SCHEDULE)
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """An accelerate Accelerator: one process here, or one per device under ``accelerate launch``."""
+    try:
+        return Accelerator(mixed_precision=config.mixed_precision)
+    except ValueError as exc:  # e.g. bf16/fp16 asked for on a device without support
+        raise NasError(f"mixed_precision {config.mixed_precision}: {str(exc).splitlines()[0]}") from None
+
+
+def prepare_run_folder(config: TrainConfig, resume: bool) -> Path:
+    """The run folder; refuses to train over a finished or started run unless resuming."""
+    out = Path(config.out)
+    if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        raise NasError(f"{out}: already holds a run (pass --resume to continue it, or choose another --out)")
+    if resume and not (out / "checkpoints").is_dir():
+        raise NasError(f"{out}: nothing to resume (no checkpoints/ folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def lr_at(step: int, config: TrainConfig, base: float | None = None) -> float:
+    """Linear warm-up to the base rate, then constant (so a run can be extended by raising max_steps)."""
+    base = config.lr if base is None else base
+    return base * min(1.0, step / config.warmup_steps) if config.warmup_steps else base
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def draw_batch(data: LatentDataset, pool: list[int], generator: torch.Generator, config: TrainConfig,
+               accelerator: Accelerator) -> dict[str, torch.Tensor]:
+    """This process's slice of a global batch: all videos, or (with probability image_ratio) all images."""
+    kind = "image" if torch.rand(1, generator=generator).item() < config.image_ratio else "video"
+    indices, frames = data.draw(generator, config.batch_size * accelerator.num_processes, kind, pool)
+    mine = slice(accelerator.process_index * config.batch_size, (accelerator.process_index + 1) * config.batch_size)
+    batch = data.get(indices[mine], frames[mine] if frames else None)
+    return {k: v.to(accelerator.device) for k, v in batch.items()}
+
+
+def global_randn(shape: tuple[int, ...], generator: torch.Generator, accelerator: Accelerator) -> torch.Tensor:
+    """Normal noise for the global batch (first dim = per-process batch), this process's slice."""
+    b = shape[0]
+    noise = torch.randn((b * accelerator.num_processes, *shape[1:]), generator=generator)
+    return noise[accelerator.process_index * b:(accelerator.process_index + 1) * b].to(accelerator.device)
+
+
+def global_randint(high: int, batch: int, generator: torch.Generator, accelerator: Accelerator) -> torch.Tensor:
+    values = torch.randint(high, (batch * accelerator.num_processes,), generator=generator)
+    return values[accelerator.process_index * batch:(accelerator.process_index + 1) * batch].to(accelerator.device)
+
+
+def fingerprint(module: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes: equal across processes iff they hold the same weights."""
+    digest = hashlib.sha256()
+    for name, param in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+class StepTimer:
+    """Seconds per step over the steps of this invocation (excluding evaluation and checkpoints)."""
+
+    def __init__(self):
+        self.seconds, self.steps, self._start = 0.0, 0, 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
+        self.steps += 1
+
+    @property
+    def per_step(self) -> float:
+        return self.seconds / max(self.steps, 1)

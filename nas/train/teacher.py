@@ -1,0 +1,111 @@
+"""The distillation teacher and the student's feature projections (BK-SDM style).
+
+A teacher is a saved VideoUNet folder or a diffusers ``UNetMotionModel`` (AnimateDiff) folder.
+Both give their prediction and every block's output under diffusers' block names
+(``down_blocks.i``, ``mid_block``, ``up_blocks.i``), with frames in the batch. Where the
+student's block is narrower or wider than the teacher's, a trainable 1x1 convolution maps the
+student's feature to the teacher's width before the MSE; equal widths need none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nas.errors import NasError
+from nas.model import VideoUNet
+
+
+class Teacher(nn.Module):
+    """A frozen model; ``teacher(x_t, t, text)`` -> (prediction (B, C, F, H, W), {block: feature})."""
+
+    def __init__(self, model: nn.Module, channels: dict[str, int]):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.channels = channels
+        self._features: dict[str, torch.Tensor] = {}
+        if not isinstance(model, VideoUNet):  # diffusers blocks: read their outputs with forward hooks
+            for name in channels:
+                model.get_submodule(name).register_forward_hook(self._keep(name))
+
+    @torch.no_grad()
+    def forward(self, sample, timestep, text):
+        if isinstance(self.model, VideoUNet):
+            out = self.model(sample, timestep, text, return_features=True)
+            return out.sample, out.features
+        self._features = {}
+        frames = sample.shape[2]
+        pred = self.model(sample, timestep, encoder_hidden_states=text.repeat_interleave(frames, 0)).sample
+        return pred, self._features
+
+    def _keep(self, name: str):
+        def hook(module, args, output):
+            self._features[name] = output[0] if isinstance(output, tuple) else output
+        return hook
+
+
+def load_teacher(path: str | Path) -> Teacher:
+    """A VideoUNet or UNetMotionModel folder (local, safetensors) as a frozen Teacher."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise NasError(f"{path}: no config.json (a teacher is a saved VideoUNet or UNetMotionModel folder)")
+    kind = json.loads(config_file.read_text()).get("_class_name")
+    if kind == "VideoUNet":
+        model = VideoUNet.from_pretrained(path)
+        widths, has_mid = model.config.backbone["block_out_channels"], model.spatial.mid_block is not None
+    elif kind == "UNetMotionModel":
+        from diffusers import UNetMotionModel
+
+        model = UNetMotionModel.from_pretrained(path)
+        widths, has_mid = model.config.block_out_channels, model.mid_block is not None
+    else:
+        raise NasError(f"{config_file}: teacher class {kind!r}; VideoUNet or UNetMotionModel is needed")
+    return Teacher(model, block_channels(widths, has_mid))
+
+
+def block_channels(widths: list[int], has_mid: bool) -> dict[str, int]:
+    """Output width of every down, mid and up block, by diffusers block name."""
+    names = {f"down_blocks.{i}": c for i, c in enumerate(widths)}
+    if has_mid:
+        names["mid_block"] = widths[-1]
+    names.update({f"up_blocks.{i}": c for i, c in enumerate(reversed(widths))})
+    return names
+
+
+class Student(nn.Module):
+    """The VideoUNet being trained plus 1x1 projections of its block outputs to the teacher's widths.
+
+    One module, so that data-parallel wrapping, gradient clipping and checkpoints see both.
+    """
+
+    def __init__(self, model: VideoUNet, teacher: Teacher | None):
+        super().__init__()
+        self.model = model
+        self.projections = nn.ModuleDict()
+        if teacher is None:
+            return
+        own = block_channels(model.config.backbone["block_out_channels"], model.spatial.mid_block is not None)
+        if [n for n in own if n.startswith("down")] != [n for n in teacher.channels if n.startswith("down")]:
+            raise NasError(f"teacher has {sum(n.startswith('down') for n in teacher.channels)} resolution levels, "
+                           f"the student {sum(n.startswith('down') for n in own)}: feature distillation needs "
+                           "the same levels (set loss_feature: 0 to distil outputs only)")
+        for name in own.keys() & teacher.channels.keys():
+            width, target = own[name], teacher.channels[name]
+            self.projections[name.replace(".", "_")] = nn.Conv2d(width, target, 1) if width != target else nn.Identity()
+
+    def forward(self, sample, timestep, text, features: bool = False):
+        if not features:
+            return self.model(sample, timestep, text).sample, {}
+        out = self.model(sample, timestep, text, return_features=True)
+        projected = {_name(k): p(out.features[_name(k)]) for k, p in self.projections.items()}
+        return out.sample, projected
+
+
+def _name(key: str) -> str:
+    """ModuleDict keys cannot hold dots: ``down_blocks_0`` -> ``down_blocks.0``."""
+    head, _, index = key.rpartition("_")
+    return f"{head}.{index}" if index.isdigit() else key

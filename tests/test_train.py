@@ -1,0 +1,172 @@
+"""The training chain end to end on CPU with tiny models built here: synth -> encode -> distill ->
+adversarial -> generate, and the acceptance checks on it: learning is real (held-out denoising loss,
+4-step samples vs. data), resume is exact, data-parallel processes agree, teachers distil."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nas.data.media import fit, read_video
+from tests.tiny_models import write_space, write_text_encoder, write_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTILL = ["--max-steps", "40", "--batch-size", "4", "--lr", "1e-3", "--set", "holdout=2", "--set", "ema_decay=0.99",
+           "--set", "log_every=5", "--set", "checkpoint_every=20"]
+ADVERSARIAL = ["--max-steps", "30", "--batch-size", "4", "--lr", "5e-4", "--set", "disc_lr=5e-4", "--set", "holdout=2",
+               "--set", "ema_decay=0.99", "--set", "image_ratio=0.25", "--set", "disc_heads=4", "--set", "log_every=5",
+               "--set", "checkpoint_every=15"]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Runs the whole chain once through the CLI; returns its folders and how long it took."""
+    from nas.cli import main
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("chain")
+    start = time.perf_counter()
+
+    def nas(*args):
+        assert main([str(a) for a in args]) == 0, args
+
+    nas("data", "synth", "-o", root / "videos", "--clips", 10, "--images", 4, "--frames", 8, "--height", 72,
+        "--width", 80)
+    (root / "videos" / "broken.mp4").write_bytes(b"not a video")
+    captions = pd.read_csv(root / "videos" / "captions.csv")
+    extra = [{"file": "broken.mp4", "caption": "noise"}, {"file": "missing.mp4", "caption": "gone"}]
+    pd.concat([captions, pd.DataFrame(extra)]).to_csv(root / "videos" / "captions.csv", index=False)
+    frames = np.concatenate([read_video(root / "videos" / f"clip_000{i}.mp4") for i in range(4)])
+    pixels = ((fit(frames, 64, 64) + 1) * 127.5).permute(0, 2, 3, 1).to(torch.uint8).numpy()
+    space = write_space(root)
+    write_vae(root / "vae", pixels)
+    write_text_encoder(root / "clip")
+    nas("data", "encode", root / "videos", "--vae", root / "vae", "--text-encoder", root / "clip", "--space", space,
+        "-o", root / "latents", "--stride", 2)
+    nas("train", "distill", "--space", space, "--data",
+        root / "latents", "--out", root / "run1", *DISTILL)
+    nas("train", "adversarial", "--init", root / "run1",
+        "--data", root / "latents", "--out", root / "run2", *ADVERSARIAL)
+    nas("generate", "--model", root / "run2", "--vae", root / "vae", "--text-encoder", root / "clip", "--prompt",
+        "a red square moving left", "--steps", 4, "-o", root / "out.mp4")
+    nas("generate", "--model", root / "run2", "--text-encoder", root / "clip", "--prompt", "a blue circle",
+        "--latents-only", "-o", root / "out.safetensors")
+    return {"root": root, "space": space, "seconds": time.perf_counter() - start}
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def test_chain_runs_on_cpu_in_under_3_minutes_and_writes_a_playable_video(chain):
+    root = chain["root"]
+    video = read_video(root / "out.mp4")
+    assert video.shape == (4, 64, 64, 3)  # the space's frames and pixel size
+    latents = load_file(str(root / "out.safetensors"))["latents"]
+    assert latents.shape == (1, 4, 4, 8, 8) and torch.isfinite(latents).all()
+    assert chain["seconds"] < 180, f"chain took {chain['seconds']:.0f} s"
+
+
+def test_encode_writes_shards_and_lists_what_it_skipped(chain):
+    manifest = json.loads((chain["root"] / "latents" / "manifest.json").read_text())
+    kinds = [s["kind"] for s in manifest["samples"]]
+    assert kinds.count("video") == 10 and kinds.count("image") == 4
+    assert {s["file"] for s in manifest["skipped"]} == {"broken.mp4", "missing.mp4"}
+    shard = load_file(str(chain["root"] / "latents" / "videos-00000.safetensors"))
+    assert shard["latents"].shape == (10, 4, 4, 8, 8) and shard["text"].shape == (10, 77, 32)
+    assert load_file(str(chain["root"] / "latents" / "images-00000.safetensors"))["latents"].shape == (4, 4, 1, 8, 8)
+
+
+def test_distill_at_least_halves_held_out_denoising_loss(chain):
+    result = summary(chain["root"] / "run1")
+    assert result["finished"] and result["step"] == 40
+    assert result["eval_denoise_last"] <= 0.5 * result["eval_denoise_first"], result
+    log = pd.read_csv(chain["root"] / "run1" / "log.csv")
+    assert {"loss", "loss_denoise", "eval_denoise", "lr"} <= set(log.columns)
+    assert (chain["root"] / "run1" / "loss.png").stat().st_size > 0
+
+
+def test_adversarial_4_step_samples_are_closer_to_the_data_than_stage_1s(chain):
+    """Metric: latent MSE of each 4-step sample (no guidance) to the nearest data clip, mean over prompts;
+    the value at step 0 is the stage-1 model's."""
+    result = summary(chain["root"] / "run2")
+    assert result["timesteps"] == [999, 749, 499, 249]
+    assert result["eval_sample_mse_last"] < 0.8 * result["eval_sample_mse_first"], result
+    log = pd.read_csv(chain["root"] / "run2" / "log.csv")
+    assert {"loss_adversarial", "loss_reconstruction", "loss_disc"} <= set(log.columns)
+
+
+def test_runs_hold_no_pickles(chain):
+    files = [p for run in ("run1", "run2") for p in (chain["root"] / run).rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
+    checkpoint = chain["root"] / "run2" / "checkpoints" / "step_000030"
+    assert {"generator.safetensors", "discriminator_heads.safetensors", "optimizer_generator.safetensors",
+            "optimizer_discriminator.safetensors", "ema_generator.safetensors", "rng.safetensors",
+            "state.json"} <= {p.name for p in checkpoint.iterdir()}
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(chain, cli):
+    root = chain["root"]
+    common = ["train", "distill", "--space", chain["space"], "--data", root / "latents", "--max-steps", 6,
+              "--batch-size", 2, "--set", "checkpoint_every=100", "--set", "ema_decay=0.9", "--set", "warmup_steps=2"]
+    assert cli(*common, "--out", root / "whole")[0] == 0
+    assert cli(*common, "--out", root / "parts", "--stop-after", 3)[0] == 0
+    assert not (root / "parts" / "model").exists() and summary(root / "parts")["step"] == 3
+    assert cli(*common, "--out", root / "parts", "--resume")[0] == 0
+    whole = load_file(str(root / "whole" / "model" / "diffusion_pytorch_model.safetensors"))
+    parts = load_file(str(root / "parts" / "model" / "diffusion_pytorch_model.safetensors"))
+    assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
+    log = pd.read_csv(root / "parts" / "log.csv")
+    assert log["step"].tolist() == pd.read_csv(root / "whole" / "log.csv")["step"].tolist()
+    # and a run does not silently train over another one
+    code, _, err = cli(*common, "--out", root / "whole")
+    assert code == 2 and "--resume" in err
+
+
+def test_data_parallel_processes_train_the_same_weights(chain):
+    root = chain["root"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29513",
+           "-m", "nas", "train", "distill", "--space", str(chain["space"]), "--data", str(root / "latents"),
+           "--out", str(root / "ddp"), "--max-steps", "3", "--batch-size", "2", "--set", "ema_decay=null"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = summary(root / "ddp")
+    assert result["processes"] == 2
+    prints = result["weights_fingerprints"]
+    assert len(prints) == 2 and prints[0] == prints[1]
+
+
+@pytest.mark.parametrize("stage", ["distill", "adversarial"])
+def test_example_configs_load(stage):
+    from nas.train import AdversarialConfig, DistillConfig, load_config
+
+    cls = DistillConfig if stage == "distill" else AdversarialConfig
+    config = load_config(cls, ROOT / "examples" / f"{stage}.yaml", {"max_steps": 7})
+    assert config.max_steps == 7 and config.mixed_precision == "bf16" and config.lr > 0
+
+
+def test_train_input_errors_are_one_line(chain, cli, tmp_path):
+    code, _, err = cli("train", "distill", "--space", chain["space"], "--data", tmp_path, "--out", tmp_path / "r")
+    assert code == 2 and "manifest.json" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: fast\n")
+    code, _, err = cli("train", "distill", "--config", bad)
+    assert code == 2 and "lr must be float" in err
+    code, _, err = cli("train", "adversarial", "--init", tmp_path, "--data", chain["root"] / "latents",
+                       "--out", tmp_path / "r2")
+    assert code == 2 and "not a finished distill run" in err
+    code, _, err = cli("generate", "--model", tmp_path, "--text-encoder", chain["root"] / "clip", "--prompt", "x",
+                       "--latents-only", "-o", tmp_path / "x.safetensors")
+    assert code == 2 and "no model/ folder" in err
