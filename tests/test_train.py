@@ -170,3 +170,27 @@ def test_train_input_errors_are_one_line(chain, cli, tmp_path):
     code, _, err = cli("generate", "--model", tmp_path, "--text-encoder", chain["root"] / "clip", "--prompt", "x",
                        "--latents-only", "-o", tmp_path / "x.safetensors")
     assert code == 2 and "no model/ folder" in err
+
+
+def test_feature_distillation_from_a_unet_motion_model_teacher(chain, cli):
+    """An AnimateDiff-style teacher of other widths: 1x1 projections bridge them and the student's
+    output and block features move towards the teacher's."""
+    from diffusers import UNetMotionModel
+
+    root = chain["root"]
+    torch.manual_seed(0)
+    UNetMotionModel(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8,
+                    down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
+                    up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * 3, cross_attention_dim=32,
+                    num_attention_heads=4, motion_num_attention_heads=2, motion_max_seq_length=8,
+                    ).save_pretrained(root / "motion_teacher")
+    code, _, err = cli("train", "distill", "--space", chain["space"], "--data", root / "latents", "--out",
+                       root / "student", "--teacher", root / "motion_teacher", "--max-steps", 20, "--batch-size", 2,
+                       "--lr", "1e-3", "--set", "loss_denoise=0", "--set", "log_every=1", "--set", "ema_decay=null")
+    assert code == 0, err
+    log = pd.read_csv(root / "student" / "log.csv").dropna(subset=["loss_feature"])
+    assert log["loss_feature"].tail(5).mean() < 0.6 * log["loss_feature"].head(5).mean()
+    assert log["loss_output"].tail(5).mean() < log["loss_output"].head(5).mean()
+    weights = load_file(str(root / "student" / "checkpoints" / "step_000020" / "student.safetensors"))
+    assert weights["projections.down_blocks_0.weight"].shape == (16, 32, 1, 1)
+    assert weights["projections.mid_block.weight"].shape == (32, 64, 1, 1)
