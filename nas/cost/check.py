@@ -17,7 +17,7 @@ from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import NasError
 from nas.model import VideoUNet
-from nas.profile.timing import device_sync, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, peak_memory_mb, time_call
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
@@ -42,7 +42,7 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
 
 
 def check_table(space_path: str | Path, table_path: str | Path, samples: int = 20, seed: int = 0,
-                warmup: int = 3, repeats: int = 20, progress: bool = True) -> dict[str, Any]:
+                warmup: int = 5, repeats: int = 100, progress: bool = True) -> dict[str, Any]:
     """Measure ``samples`` random architectures end to end and compare with the table's predictions."""
     space = SearchSpace.load(space_path)
     table = LatencyTable.load(table_path)
@@ -60,6 +60,9 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
     text = torch.randn(1, space.text_tokens, space.cross_attention_dim, generator=generator)
     sample, text = sample.to(device, dtype), text.to(device, dtype)
     timestep = torch.tensor([500.0], device=device)
+    # Measured in the table's probe-relative scale when it has one (see nas.profile.timing).
+    probe_ms = table.meta.get("probe_ms") if device.type == "cpu" else None
+    probe = SpeedProbe() if probe_ms else None
     rows = []
     for index in tqdm(range(samples), desc="check", unit="arch", disable=not progress):
         architecture = space.sample(seed + index)
@@ -74,7 +77,7 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
         def run():
             return model(sample, timestep, text, return_dict=False)
 
-        timing = time_call(run, warmup, repeats, sync=device_sync(device))
+        timing = time_call(run, warmup, repeats, sync=device_sync(device), probe=probe, probe_ms=probe_ms)
         weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
         rows.append({
             "arch_id": architecture.id,
@@ -88,5 +91,6 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
         raise NasError(f"{table.path}: fewer than 2 of {samples} sampled architectures can run per the table")
     pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
     pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
-    return {"space": space.name, "table": str(table.path), "samples": len(rows), **accuracy(pm, mm),
+    return {"space": space.name, "table": str(table.path), "samples": len(rows), "probe_ms": probe_ms,
+            **accuracy(pm, mm),
             **accuracy(pb, mb, "memory_"), "architectures": rows}

@@ -1,4 +1,12 @@
-"""Timing protocol shared by the profilers and the accuracy check, so both measure alike."""
+"""Timing protocol shared by the profilers and the accuracy check, so both measure alike.
+
+Shared machines (cloud VMs, laptops under load) change speed by 10-30% from one second to the
+next. Each timed call can therefore be paired with a short fixed *speed probe* run just
+before it: the call's time divided by the probe's is stable across such drift, and scaling
+that ratio by a reference probe time (kept in the table's sidecar as ``probe_ms``) gives
+latencies that stay comparable between a profile and a later check. On a machine of steady
+speed the correction is a no-op.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +28,45 @@ class Timing:
     timed_out: bool = False
 
 
+class SpeedProbe:
+    """A fixed ~1-3 ms CPU workload (matmuls and a convolution) whose time tracks machine speed."""
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.matrix = torch.randn(256, 256, generator=generator)
+        self.conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+        self.image = torch.randn(2, 32, 32, 32, generator=generator)
+
+    def run(self) -> float:
+        """Seconds one probe took."""
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(4):
+                self.matrix @ self.matrix
+            self.conv(self.image)
+        return time.perf_counter() - start
+
+    def reference_ms(self, runs: int = 200) -> float:
+        """Median probe time now: the scale that probe-relative timings are reported in."""
+        for _ in range(20):
+            self.run()
+        return float(np.median([self.run() for _ in range(runs)]) * 1e3)
+
+
 def time_call(run: Callable[[], object], warmup: int = 3, repeats: int = 20, time_limit_s: float = 30.0,
-              budget_s: float = 10.0, sync: Callable[[], None] = lambda: None) -> Timing:
+              budget_s: float = 10.0, sync: Callable[[], None] = lambda: None,
+              probe: SpeedProbe | None = None, probe_ms: float | None = None) -> Timing:
     """Warm up, then time up to ``repeats`` calls (at least 3, within ``budget_s`` once past 3).
 
-    A single call slower than ``time_limit_s`` ends the measurement as timed out.
+    With ``probe`` and ``probe_ms``, each call is paired with a probe run and reported as
+    ``call / probe x probe_ms``. A single call slower than ``time_limit_s`` ends the
+    measurement as timed out.
     """
     samples: list[float] = []
+    spent = 0.0
     with torch.inference_mode():
         for index in range(warmup + repeats):
+            scale = probe_ms / (probe.run() * 1e3) if probe is not None and probe_ms else 1.0
             start = time.perf_counter()
             run()
             sync()
@@ -36,8 +74,9 @@ def time_call(run: Callable[[], object], warmup: int = 3, repeats: int = 20, tim
             if elapsed > time_limit_s:
                 return Timing(elapsed * 1e3, elapsed * 1e3, 1, timed_out=True)
             if index >= warmup:
-                samples.append(elapsed * 1e3)
-                if len(samples) >= 3 and sum(samples) / 1e3 > budget_s:
+                samples.append(elapsed * 1e3 * scale)
+                spent += elapsed
+                if len(samples) >= 3 and spent > budget_s:
                     break
     return Timing(float(np.percentile(samples, 50)), float(np.percentile(samples, 90)), len(samples))
 

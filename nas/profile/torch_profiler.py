@@ -10,7 +10,7 @@ import torch
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.timing import device_sync, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, peak_memory_mb, time_call
 from nas.profile.workload import build_workload
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -33,11 +33,14 @@ class TorchProfiler(Profiler):
         if precision not in DTYPES:
             raise NasError(f"--precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.precision = precision
+        # CPU speed drifts on shared machines: time relative to a probe (see nas.profile.timing).
+        self.probe = SpeedProbe() if self.device.type == "cpu" else None
+        self.probe_ms = self.probe.reference_ms() if self.probe is not None else None
 
     def measure(self, key: OpKey) -> dict[str, Any]:
         workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
         timing = time_call(workload, self.warmup, self.repeats, self.time_limit_s, self.budget_s,
-                           device_sync(self.device))
+                           device_sync(self.device), self.probe, self.probe_ms)
         if timing.timed_out:
             return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
         return {
@@ -55,5 +58,7 @@ class TorchProfiler(Profiler):
         else:
             device = f"{platform.machine()} {platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
         meta.update(device=device, backend="torch", compute_units=self.device.type, precision=self.precision)
+        if self.probe_ms is not None:
+            meta["probe_ms"] = round(self.probe_ms, 4)
         meta["tools"]["torch"] = str(torch.__version__)
         return meta

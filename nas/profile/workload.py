@@ -1,7 +1,7 @@
 """Workloads: the module and inputs that one OpKey stands for, ready to run or convert.
 
 A temporal op key runs one layer on a batch-1 clip laid out as the UNet holds it,
-``(F, C, H, W)``; the spatial key runs the whole 2D UNet over the clip's F frames with text.
+``(F, C, H, W)``; the spatial key runs the video UNet without temporal layers on one clip.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import UNet2DConditionModel
 from torch import nn
 
 from nas.cost.table import SPATIAL, WHOLE_MODEL_OPS
 from nas.errors import NasError
 from nas.export.coreml import OpGraph
 from nas.ops import OpKey, get_op
-from nas.space import SearchSpace
+from nas.model import VideoUNet
+from nas.space import Architecture, SearchSpace
+from nas.space.choice import NONE, Choice
 
 
 @dataclass
@@ -30,14 +31,20 @@ class Workload:
 
 
 class SpatialGraph(nn.Module):
-    """The 2D UNet with tensor-only inputs, so it times and traces like an op."""
+    """The video UNet with no temporal layers, tensor in, tensor out.
 
-    def __init__(self, unet: UNet2DConditionModel):
+    The spatial row is timed through the same layer-by-layer forward the VideoUNet runs, so
+    the table's parts add up to what a whole architecture costs (diffusers' own UNet forward
+    differs in per-call overhead).
+    """
+
+    def __init__(self, space: SearchSpace):
         super().__init__()
-        self.unet = unet
+        bare = Architecture(space.name, tuple((slot.name, Choice(NONE)) for slot in space.slots))
+        self.model = VideoUNet.from_space(space, bare)
 
     def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+        return self.model(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
 def build_workload(space: SearchSpace, key: OpKey, device: str | torch.device = "cpu",
@@ -46,11 +53,11 @@ def build_workload(space: SearchSpace, key: OpKey, device: str | torch.device = 
     if key.op in WHOLE_MODEL_OPS and key.op != SPATIAL:
         raise NasError(f"{key.op} rows are measured outside the toolkit's profilers (give them in the table)")
     if key.op == SPATIAL:
-        module = SpatialGraph(UNet2DConditionModel(**space.backbone))
+        module = SpatialGraph(space)
         inputs = (
-            torch.randn(key.frames, space.video.latent_channels, key.height, key.width),
-            torch.full((key.frames,), 500.0),
-            torch.randn(key.frames, space.text_tokens, space.cross_attention_dim),
+            torch.randn(1, space.video.latent_channels, key.frames, key.height, key.width),
+            torch.full((1,), 500.0),
+            torch.randn(1, space.text_tokens, space.cross_attention_dim),
         )
         names = ("sample", "timestep", "encoder_hidden_states")
     else:
