@@ -29,21 +29,29 @@ class Timing:
 
 
 class SpeedProbe:
-    """A fixed ~1-3 ms CPU workload (matmuls and a convolution) whose time tracks machine speed."""
+    """A fixed ~1 ms CPU workload whose time tracks machine speed.
+
+    It mixes what UNet layers spend time on: a matmul, a small convolution, and a chain of
+    small norm/activation/attention calls whose cost is mostly per-call dispatch overhead.
+    """
 
     def __init__(self):
         generator = torch.Generator().manual_seed(0)
         self.matrix = torch.randn(256, 256, generator=generator)
         self.conv = torch.nn.Conv2d(32, 32, 3, padding=1)
-        self.image = torch.randn(2, 32, 32, 32, generator=generator)
+        self.norm = torch.nn.GroupNorm(8, 32)
+        self.image = torch.randn(2, 32, 16, 16, generator=generator)
+        self.tokens = torch.randn(4, 64, 32, generator=generator)
 
     def run(self) -> float:
         """Seconds one probe took."""
         start = time.perf_counter()
         with torch.inference_mode():
+            self.matrix @ self.matrix
+            x = self.image
             for _ in range(4):
-                self.matrix @ self.matrix
-            self.conv(self.image)
+                x = torch.nn.functional.silu(self.norm(self.conv(x)))
+                torch.nn.functional.scaled_dot_product_attention(self.tokens, self.tokens, self.tokens)
         return time.perf_counter() - start
 
     def reference_ms(self, runs: int = 200) -> float:
