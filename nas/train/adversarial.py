@@ -18,12 +18,11 @@ as latent MSE to the nearest data clip; its value at step 0 is the stage-1 model
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 from tqdm import tqdm
 
@@ -36,8 +35,8 @@ from nas.train.config import AdversarialConfig, save_config
 from nas.train.discriminator import Discriminator
 from nas.train.ema import EMA
 from nas.train.log import LossLog
-from nas.train.runtime import (StepTimer, draw_batch, fingerprint, global_randint, global_randn, lr_at,
-                               make_accelerator, prepare_run_folder, set_lr, write_summary)
+from nas.train.runtime import (StepTimer, draw_batch, finish_run, global_randint, global_randn, lr_at,
+                               make_accelerator, prepare_run_folder, set_lr)
 
 
 def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int | None = None) -> dict:
@@ -153,20 +152,11 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
             break
     bar.close()
 
-    finished = step == config.max_steps
-    if ema:
-        ema.copy_to(evaluated)
-    prints = gather_object([fingerprint(evaluated)])
-    summary = {"stage": "adversarial", "step": step, "finished": finished, "processes": accelerator.num_processes,
-               "steps": config.steps, "timesteps": fixed_timesteps.tolist(), "s_per_step": timer.per_step,
-               "eval_sample_mse_first": log.first("eval_sample_mse"), "eval_sample_mse_last": log.last("eval_sample_mse"),
-               "weights_fingerprints": prints, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if accelerator.is_main_process:
-        if finished:
-            evaluated.save_pretrained(out / "model")
-        write_summary(out, summary)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
+    summary = {"stage": "adversarial", "step": step, "finished": step == config.max_steps,
+               "processes": accelerator.num_processes, "steps": config.steps, "timesteps": fixed_timesteps.tolist(),
+               "s_per_step": timer.per_step, "eval_sample_mse_first": log.first("eval_sample_mse"),
+               "eval_sample_mse_last": log.last("eval_sample_mse")}
+    summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated})
     return summary
 
 

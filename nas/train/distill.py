@@ -15,11 +15,10 @@ number at every evaluation, so its curve shows learning, not sampling noise.
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from nas.data import LatentDataset
@@ -29,8 +28,8 @@ from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from nas.train.config import DistillConfig, save_config
 from nas.train.ema import EMA
 from nas.train.log import LossLog
-from nas.train.runtime import (StepTimer, draw_batch, fingerprint, global_randint, global_randn,
-                               lr_at, make_accelerator, noise_scheduler, prepare_run_folder, set_lr, write_summary)
+from nas.train.runtime import (StepTimer, draw_batch, finish_run, global_randint, global_randn, lr_at,
+                               make_accelerator, noise_scheduler, prepare_run_folder, set_lr)
 from nas.train.teacher import Student, load_teacher
 
 EVAL_TIMESTEPS = (50, 200, 350, 500, 650, 800, 950)
@@ -125,21 +124,11 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
             break
     bar.close()
 
-    finished = step == config.max_steps
-    if ema:
-        ema.copy_to(evaluated)
-    prints = gather_object([fingerprint(evaluated)])
-    summary = {"stage": "distill", "step": step, "finished": finished, "processes": accelerator.num_processes,
-               "s_per_step": timer.per_step, "eval_denoise_first": log.first("eval_denoise"),
-               "eval_denoise_last": log.last("eval_denoise"), "loss_last": log.last("loss"),
-               "weights_fingerprints": prints, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if accelerator.is_main_process:
-        if finished:
-            evaluated.save_pretrained(out / "model")
-            scheduler.save_pretrained(out / "scheduler")
-        write_summary(out, summary)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
+    summary = {"stage": "distill", "step": step, "finished": step == config.max_steps,
+               "processes": accelerator.num_processes, "s_per_step": timer.per_step,
+               "eval_denoise_first": log.first("eval_denoise"), "eval_denoise_last": log.last("eval_denoise"),
+               "loss_last": log.last("loss")}
+    summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated, "scheduler": scheduler})
     return summary
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from diffusers import DDPMScheduler
 
 from nas.data import LatentDataset
@@ -94,6 +95,25 @@ def fingerprint(module: torch.nn.Module) -> str:
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def finish_run(accelerator: Accelerator, out: Path, model: torch.nn.Module, ema, summary: dict[str, Any],
+               saved: dict[str, Any]) -> dict[str, Any]:
+    """End a stage the same way in every process: EMA weights in, fingerprints gathered, and on
+    the main process the summary written and, for a finished run, ``saved`` (folder -> object
+    with save_pretrained) saved under ``out``; then the process group is closed."""
+    if ema:
+        ema.copy_to(model)
+    summary = {**summary, "weights_fingerprints": gather_object([fingerprint(model)]),
+               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if accelerator.is_main_process:
+        if summary["finished"]:
+            for folder, item in saved.items():
+                item.save_pretrained(out / folder)
+        write_summary(out, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
+    return summary
 
 
 class StepTimer:
