@@ -139,9 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--latency-budget", type=float, metavar="MS", help="per generation (default: the space's)")
     find.add_argument("--memory-budget", type=float, metavar="MB", help="peak memory (default: the space's)")
     find.add_argument("--steps", type=int, help="UNet passes per generation (default: the space's)")
-    find.add_argument("--proxy", default="params", help="quality proxy: params, flops, gradnorm (none: exhaustive)")
+    find.add_argument("--proxy", default="params", help="quality proxy: params, flops, gradnorm, distill (none: exhaustive only)")
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
+    find.add_argument("--screen", type=int, metavar="N",
+                      help="nsga2: children bred per trial, of which the table picks one (default 64; 1: plain NSGA-II)")
     find.add_argument("--storage", help="optuna storage URL: sqlite:///F.db, journal:F.log, postgresql://..., memory "
                                         "(default: sqlite in --out)")
     find.add_argument("--study", help="study name (default: SPACE-TABLE)")
@@ -475,7 +477,7 @@ def cmd_search(args) -> None:
     summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
                      memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
                      trials=args.trials, storage=args.storage, study=args.study, workers=args.workers, seed=args.seed,
-                     progress=not args.json)
+                     screen=args.screen, progress=not args.json)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -12,18 +12,19 @@ from nas.errors import NasError
 from nas.search.exhaustive import exhaustive_front
 from nas.search.proxies import get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
-from nas.search.study import SAMPLERS, Budgets, SearchSetup, run_study
+from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace
 
 
 def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, latency_budget: float | None = None,
            memory_budget: float | None = None, steps: int | None = None, proxy: str = "params",
            sampler: str = "nsga2", trials: int = 200, storage: str | None = None, study: str | None = None,
-           workers: int = 1, seed: int = 0, progress: bool = True,
+           workers: int = 1, seed: int = 0, screen: int | None = None, progress: bool = True,
            proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a search and write its results to ``out``; returns the summary."""
     space = SearchSpace.load(space_path)
     table = LatencyTable.load(table_path)
+    screen = SCREEN if screen is None else screen
     cost = CostModel(space, table)
     budgets = Budgets.for_space(space, latency_budget, memory_budget, steps)
     if sampler not in SAMPLERS:
@@ -36,7 +37,7 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     out = Path(out)
     summary: dict[str, Any] = {
         "space": space.name, "table": str(table_path), "provenance": table.meta["provenance"],
-        "proxy": proxy, "sampler": sampler,
+        "proxy": proxy, "sampler": sampler, **({"screen": screen} if sampler == "nsga2" else {}),
         "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "steps": budgets.steps},
     }
     if sampler == "exhaustive":
@@ -46,11 +47,11 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     else:
         if proxy_cls is None:
             raise NasError("--proxy none works with --sampler exhaustive only; the samplers need a quality objective")
-        if trials < 1 or workers < 1:
-            raise NasError(f"--trials and --workers must be at least 1, got {trials} and {workers}")
+        if trials < 1 or workers < 1 or screen < 1:
+            raise NasError(f"--trials, --workers and --screen must be at least 1, got {trials}, {workers} and {screen}")
         storage = storage if storage is not None else f"sqlite:///{(out / 'study.db').resolve()}"
         setup = SearchSetup(str(space_path), str(table_path), budgets, proxy, sampler, storage,
-                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options or {})
+                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options or {}, screen)
         done = run_study(setup, trials, workers, progress)
         trials_table = trials_frame(done, space)
         front = pareto_set(trials_table, space.slot_names)

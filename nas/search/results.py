@@ -83,7 +83,10 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     for budget, line in ((summary["budgets"]["latency_ms"], ax.axvline), (summary["budgets"]["memory_mb"], ax.axhline)):
         if np.isfinite(budget):
             line(budget, color="red", linestyle="--", linewidth=1)
-    fig.colorbar(points, ax=ax, label=f"quality ({summary['proxy']}, higher is better)")
+    bar = fig.colorbar(points, ax=ax, label=f"quality ({summary['proxy']}, higher is better)")
+    if pareto["quality"].abs().max() >= 1e4:  # size proxies: 250M, not an offset label over the title
+        bar.formatter = matplotlib.ticker.EngFormatter(sep="")
+        bar.update_ticks()
     ax.set_xlabel(f"latency per generation (ms, {summary['budgets']['steps']} steps)")
     ax.set_ylabel("peak memory (MB)")
     ax.set_title(title, fontsize=9)

@@ -24,12 +24,14 @@ from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import NasError
 from nas.search.proxies import get_proxy
+from nas.search.screening import ScreenedNSGAIISampler, TableScreen
 from nas.search.storage import is_shared, open_storage
 from nas.space import Architecture, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DIRECTIONS = ["minimize", "minimize", "maximize"]
 COMPLETED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+SCREEN = 64  # NSGA-II children the table screens per trial (1: plain NSGA-II)
 
 
 @dataclass(frozen=True)
@@ -71,20 +73,29 @@ class SearchSetup:
     study: str
     seed: int
     proxy_options: dict[str, Any]
+    screen: int = SCREEN
 
     def load(self) -> tuple[SearchSpace, CostModel]:
         space = SearchSpace.load(self.space_path)
         return space, CostModel(space, LatencyTable.load(self.table_path))
 
 
-def make_sampler(name: str, seed: int, trials: int):
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(10, min(50, trials // 10)))
-    if name == "tpe":
+def make_sampler(setup: SearchSetup, trials: int, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The setup's sampler; each worker gets its own seed."""
+    seed = setup.seed + worker
+    if setup.sampler == "nsga2":
+        population = max(10, min(50, trials // 10))
+        if setup.screen <= 1:
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        space, cost = setup.load()
+        budgets = setup.budgets
+        screen = TableScreen(space, cost, budgets.steps, (budgets.latency_ms, budgets.memory_mb), seed)
+        return ScreenedNSGAIISampler(screen, setup.screen, seed=seed, population_size=population)
+    if setup.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "random":
+    if setup.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise NasError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+    raise NasError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {setup.sampler!r}")
 
 
 class Objective:
@@ -117,7 +128,7 @@ def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
     """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=setup.study, storage=open_storage(setup.storage),
-                              sampler=make_sampler(setup.sampler, setup.seed + worker, trials))
+                              sampler=make_sampler(setup, trials, worker))
     study.optimize(Objective(setup), n_trials=quota,
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
 
@@ -129,7 +140,7 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(setup.storage)
     study = optuna.create_study(study_name=setup.study, storage=storage, directions=DIRECTIONS,
-                                sampler=make_sampler(setup.sampler, setup.seed, trials), load_if_exists=True)
+                                sampler=make_sampler(setup, trials), load_if_exists=True)
     if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MINIMIZE,
                                   optuna.study.StudyDirection.MAXIMIZE]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
