@@ -46,7 +46,7 @@ class PairwiseProxy(QualityProxy):
         radices = [len(s.choices) for s in space.slots]
         self.pairs = [rng.normal(scale=0.3, size=(a, b)) for a, b in zip(radices, radices[1:])]
 
-    def score(self, architecture, trial=None) -> float:
+    def score(self, architecture, curve=None) -> float:
         row = [slot.choices.index(architecture.choice(slot.name)) for slot in self.space.slots]
         return float(self.score_many(np.array([row]))[0])
 

@@ -142,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--proxy", default="params", help="quality proxy: params, flops, gradnorm, distill (none: exhaustive only)")
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
+    find.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="option of the proxy, repeatable (distill: steps=40, clips=8, lr=1e-3, report_every=5, "
+                           "data=DIR from `nas data encode`, spatial_weights=PATH)")
+    find.add_argument("--pruner", default="median",
+                      help="stops weak runs of a training proxy: median, halving, hyperband or none")
     find.add_argument("--screen", type=int, metavar="N",
                       help="nsga2: children bred per trial, of which the table picks one (default 64; 1: plain NSGA-II)")
     find.add_argument("--storage", help="optuna storage URL: sqlite:///F.db, journal:F.log, postgresql://..., memory "
@@ -160,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     pcheck.add_argument("--samples", type=int, default=8)
     pcheck.add_argument("--steps", type=int, default=20, help="training steps of the distill proxy")
     pcheck.add_argument("--reference-factor", type=int, default=5, help="reference trains this many times longer")
+    pcheck.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="as for `nas search`; data, clips, lr and spatial_weights also go to the reference")
     pcheck.add_argument("--seed", type=int, default=0)
     pcheck.add_argument("--json", action="store_true")
     pcheck.set_defaults(func=cmd_proxy_check)
@@ -477,7 +484,8 @@ def cmd_search(args) -> None:
     summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
                      memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
                      trials=args.trials, storage=args.storage, study=args.study, workers=args.workers, seed=args.seed,
-                     screen=args.screen, progress=not args.json)
+                     screen=args.screen, pruner=args.pruner, progress=not args.json,
+                     proxy_options=_key_values(args.proxy_option, "--proxy-option"))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -488,17 +496,36 @@ def cmd_search(args) -> None:
                        f"are in {args.out}/pareto.csv (feasible = False)")
 
 
+def _key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE strings to a dict; values are read as YAML scalars (40 -> int, 1e-3 -> float)."""
+    import yaml
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NasError(f"{flag} {item}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise NasError(f"{flag} {item}: VALUE is not valid YAML") from None
+    return values
+
+
 def cmd_proxy_check(args) -> None:
+    from nas.search.job import check_options
     from nas.search.proxies import get_proxy, proxy_check
     from nas.space import SearchSpace
 
     try:
-        get_proxy(args.proxy)
+        proxy_cls = get_proxy(args.proxy)
     except KeyError as exc:
         raise NasError(f"--proxy: {exc.args[0]}") from None
     if args.samples < 2 or args.steps < 1 or args.reference_factor < 1:
         raise NasError("--samples must be at least 2, --steps and --reference-factor at least 1")
     options = {"steps": args.steps} if args.proxy == "distill" else {}
+    options.update(_key_values(args.proxy_option, "--proxy-option"))
+    check_options(proxy_cls, options)
     report = proxy_check(SearchSpace.load(args.space), args.proxy, args.samples, args.seed,
                          reference_steps=args.steps * args.reference_factor, progress=not args.json, **options)
     if args.json:
@@ -572,21 +599,12 @@ def cmd_data_encode(args) -> None:
 
 
 def cmd_train(args) -> None:
-    import yaml
-
     from nas.train import AdversarialConfig, DistillConfig, adversarial, distill, load_config
 
     flags = ["data", "out", *args.own, "max_steps", "batch_size", "lr", "seed", "mixed_precision"]
     flags += ["freeze_spatial"] if args.stage == "distill" else []
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise NasError(f"--set {item}: expected KEY=VALUE")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise NasError(f"--set {item}: VALUE is not valid YAML") from None
+    overrides.update(_key_values(args.set, "--set"))
     cls, run = (DistillConfig, distill) if args.stage == "distill" else (AdversarialConfig, adversarial)
     config = load_config(cls, args.config, overrides)
     summary = run(config, resume=args.resume, stop_after=args.stop_after)

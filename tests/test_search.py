@@ -16,7 +16,7 @@ from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.model import VideoUNet
 from nas.search import search
-from nas.search.proxies import get_proxy
+from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.space import SearchSpace
 from tests.conftest import ROOT, TINY
 
@@ -189,12 +189,68 @@ def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
     assert len(done) == 24 and len({t.number for t in done}) == 24
 
 
-def test_distill_proxy_learns_and_prunes(tiny_space, table_path, tmp_path):
+def test_distill_proxy_learns_and_reports_its_curve(tiny_space, table_path, tmp_path):
     proxy = get_proxy("distill")(tiny_space, steps=6, report_every=3, clips=4)
     arch = tiny_space.architecture("reference")
     assert proxy.score(arch) > proxy._held_out(
         VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
-    summary = search(TINY, table_path, tmp_path, trials=8, proxy="distill", progress=False, latency_budget=1e9,
-                     proxy_options={"steps": 2, "report_every": 1, "clips": 4})
-    trials = pd.read_csv(tmp_path / "trials.csv")
-    assert summary["pareto"] >= 1 and len(trials) >= 1
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    summary = search(TINY, table_path, tmp_path, trials=6, proxy="distill", progress=False, latency_budget=1e9,
+                     storage=url, study="d", pruner="halving", proxy_options={"steps": 2, "report_every": 1, "clips": 4})
+    curves = optuna.load_study(study_name="d:curves", storage=url).get_trials()
+    assert summary["pareto"] >= 1 and summary["pruner"] == "halving"
+    assert len(curves) == 6 and all(sorted(t.intermediate_values) in ([1], [1, 2]) for t in curves)
+
+
+@register_proxy
+class SteppedProxy(QualityProxy):
+    """A training proxy stand-in: its curve is the architecture's temporal params at every step."""
+
+    name = "stepped-test"
+    reports = True
+
+    def __init__(self, space, seed=0, steps=3):
+        super().__init__(space, seed)
+        self.params, self.steps = get_proxy("params")(space), steps
+
+    def score(self, architecture, curve=None):
+        value = self.params.score(architecture)
+        for step in range(1, self.steps + 1):
+            if curve is not None:
+                curve.report(value, step)
+        return value
+
+
+@pytest.mark.parametrize("pruner, pruned", [("median", True), ("hyperband", True), ("none", False)])
+def test_pruner_stops_weak_proxy_runs(table_path, tmp_path, pruner, pruned):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    search(TINY, table_path, tmp_path, trials=24, proxy="stepped-test", progress=False, latency_budget=1e9,
+           storage=url, study="s", pruner=pruner, sampler="random")
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    curves = optuna.load_study(study_name="s:curves", storage=url).get_trials()
+    states = {t.state for t in trials}
+    assert (optuna.trial.TrialState.PRUNED in states) == pruned
+    assert sorted(t.state for t in curves) == sorted(t.state for t in trials if t.user_attrs.get("feasible"))
+    listed = pd.read_csv(tmp_path / "trials.csv")
+    assert len(listed) == 24 and (listed["state"] == "pruned").sum() == sum(t.state.name == "PRUNED" for t in trials)
+    pareto = pd.read_csv(tmp_path / "pareto.csv")
+    assert set(pareto["arch_id"]) <= set(listed.loc[listed["state"] == "complete", "arch_id"])
+    if pruner == "median":  # a pruned run scored below the median of the earlier complete runs at its step
+        done = [t for t in curves if t.state == optuna.trial.TrialState.COMPLETE]
+        for t in curves:
+            if t.state == optuna.trial.TrialState.PRUNED:
+                earlier = [d.value for d in done if d.number < t.number]
+                assert t.intermediate_values[1] < np.median(earlier)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes steps, lr, clips"),
+    (["--proxy-option", "steps"], "--proxy-option steps: expected KEY=VALUE"),
+    (["--proxy-option", "steps=0"], "steps and report_every must be >= 1"),
+    (["--proxy-option", "data=/nonexistent"], "/nonexistent: no manifest.json"),
+    (["--pruner", "patience"], "--pruner must be one of median, halving, hyperband, none"),
+])
+def test_bad_proxy_options(cli, table_path, tmp_path, args, message):
+    code, _, err = cli("search", TINY, "--table", table_path, "--trials", "2", "--out", tmp_path, "--proxy", "distill",
+                       *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from nas.data.media import fit, read_video
+from tests.conftest import TINY
 from tests.tiny_models import write_space, write_text_encoder, write_vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +195,20 @@ def test_feature_distillation_from_a_unet_motion_model_teacher(chain, cli):
     weights = load_file(str(root / "student" / "checkpoints" / "step_000020" / "student.safetensors"))
     assert weights["projections.down_blocks_0.weight"].shape == (16, 32, 1, 1)
     assert weights["projections.mid_block.weight"].shape == (32, 64, 1, 1)
+
+
+def test_distill_proxy_searches_on_encoded_latents(chain, cli, tmp_path):
+    from nas.cost.roofline import CHIPS, estimate_table
+    from nas.space import SearchSpace
+
+    estimate_table(SearchSpace.load(chain["space"]), CHIPS["a18-pro-ne"]).save(tmp_path / "table.csv")
+    code, out, err = cli("search", chain["space"], "--table", tmp_path / "table.csv", "--latency-budget", "1e9",
+                         "--trials", "3", "--proxy", "distill", "--proxy-option", f"data={chain['root'] / 'latents'}",
+                         "--proxy-option", "steps=2", "--proxy-option", "clips=4", "--out", tmp_path / "run", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["proxy_options"]["data"] == str(chain["root"] / "latents") and summary["pareto"] >= 1
+    # the tiny space at its own 128 px does not fit these 64 px latents: one line naming the manifest
+    code, _, err = cli("search", TINY, "--table", tmp_path / "table.csv", "--trials", "1", "--proxy", "distill",
+                       "--proxy-option", f"data={chain['root'] / 'latents'}", "--out", tmp_path / "bad")
+    assert code == 2 and "manifest.json: data does not fit space tiny" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import NasError
+from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
 from nas.search.proxies import get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
@@ -19,9 +21,13 @@ from nas.space import SearchSpace
 def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, latency_budget: float | None = None,
            memory_budget: float | None = None, steps: int | None = None, proxy: str = "params",
            sampler: str = "nsga2", trials: int = 200, storage: str | None = None, study: str | None = None,
-           workers: int = 1, seed: int = 0, screen: int | None = None, progress: bool = True,
-           proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or resume) a search and write its results to ``out``; returns the summary."""
+           workers: int = 1, seed: int = 0, screen: int | None = None, pruner: str = "median",
+           progress: bool = True, proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) a search and write its results to ``out``; returns the summary.
+
+    ``proxy_options`` go to the proxy's constructor (e.g. distill: steps, clips, data, lr);
+    ``pruner`` judges the learning curves of proxies that report them (nas.search.curves).
+    """
     space = SearchSpace.load(space_path)
     table = LatencyTable.load(table_path)
     screen = SCREEN if screen is None else screen
@@ -33,11 +39,18 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
         proxy_cls = get_proxy(proxy) if proxy != "none" else None
     except KeyError as exc:
         raise NasError(f"--proxy: {exc.args[0]}") from None
+    proxy_options = proxy_options or {}
+    if proxy_cls is not None:
+        check_options(proxy_cls, proxy_options)
+        proxy_cls(space, seed=seed, **proxy_options)  # bad options or data fail here, not in a worker
+    make_pruner(pruner)
     cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now
     out = Path(out)
     summary: dict[str, Any] = {
         "space": space.name, "table": str(table_path), "provenance": table.meta["provenance"],
-        "proxy": proxy, "sampler": sampler, **({"screen": screen} if sampler == "nsga2" else {}),
+        "proxy": proxy, "proxy_options": {k: str(v) for k, v in proxy_options.items()}, "sampler": sampler,
+        **({"screen": screen} if sampler == "nsga2" else {}),
+        **({"pruner": pruner} if proxy_cls is not None and proxy_cls.reports and sampler != "exhaustive" else {}),
         "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "steps": budgets.steps},
     }
     if sampler == "exhaustive":
@@ -51,16 +64,27 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
             raise NasError(f"--trials, --workers and --screen must be at least 1, got {trials}, {workers} and {screen}")
         storage = storage if storage is not None else f"sqlite:///{(out / 'study.db').resolve()}"
         setup = SearchSetup(str(space_path), str(table_path), budgets, proxy, sampler, storage,
-                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options or {}, screen)
+                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options, screen, pruner)
         done = run_study(setup, trials, workers, progress)
         trials_table = trials_frame(done, space)
         front = pareto_set(trials_table, space.slot_names)
         summary.update(study=setup.study, storage=storage, trials=len(trials_table),
-                       feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0)
+                       feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0,
+                       pruned=int((trials_table["state"] == "pruned").sum()) if len(trials_table) else 0)
     summary["pareto"] = len(front)
     summary["feasible_front"] = bool(len(front) and front["feasible"].all())
     write_results(out, space, front, trials_table, summary)
     return summary
+
+
+def check_options(proxy_cls: type, options: dict[str, Any]) -> None:
+    """Every option must be a named parameter of the proxy: a typo is an error, not a default."""
+    known = [name for name, p in inspect.signature(proxy_cls.__init__).parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise NasError(f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes "
+                       f"{', '.join(known) or 'no options'}")
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -71,4 +95,5 @@ def describe(summary: dict[str, Any]) -> str:
             f"sampler {summary['sampler']}, budgets {limits} per {budgets['steps']}-step generation")
     if not summary["feasible_front"]:
         return head + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
-    return head + f"\n{summary['pareto']} Pareto-optimal architectures ({summary.get('feasible', 0):,} feasible seen)"
+    pruned = f", {summary['pruned']:,} proxy runs pruned" if summary.get("pruned") else ""
+    return head + f"\n{summary['pareto']} Pareto-optimal architectures ({summary.get('feasible', 0):,} feasible seen{pruned})"

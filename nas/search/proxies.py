@@ -7,11 +7,13 @@ from the space alone (``score_many``), which the exhaustive front uses.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.size import slot_sizes
 from nas.ops import get_op
@@ -25,12 +27,14 @@ class QualityProxy:
 
     name: ClassVar[str] = ""
     vectorised: ClassVar[bool] = False
+    reports: ClassVar[bool] = False  # reports intermediate scores to a Curve (training proxies)
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options: Any):
         self.space = space
         self.seed = seed
 
-    def score(self, architecture: Architecture, trial=None) -> float:
+    def score(self, architecture: Architecture, curve=None) -> float:
+        """The score; a proxy that ``reports`` passes intermediate ones to ``curve`` (see nas.search.curves)."""
         raise NotImplementedError
 
     def score_many(self, choices: np.ndarray) -> np.ndarray:
@@ -71,7 +75,7 @@ class _SlotSum(QualityProxy):
                 self._arrays.append(np.array(values, dtype=float))
         return self._arrays
 
-    def score(self, architecture: Architecture, trial=None) -> float:
+    def score(self, architecture: Architecture, curve=None) -> float:
         return float(sum(row[self.column] for row in slot_sizes(self.space, architecture)))
 
     def score_many(self, choices: np.ndarray) -> np.ndarray:
@@ -118,7 +122,7 @@ class GradNormProxy(QualityProxy):
         self.noise = torch.randn(self.latents.shape, generator=generator)
         self.spatial_weights = spatial_weights
 
-    def score(self, architecture: Architecture, trial=None) -> float:
+    def score(self, architecture: Architecture, curve=None) -> float:
         torch.manual_seed(self.seed)
         model = VideoUNet.from_space(self.space, architecture, self.spatial_weights, freeze_spatial=True)
         parameters = model.temporal_parameters()
@@ -136,74 +140,85 @@ class DistillProxy(QualityProxy):
     """Short training: fit only the temporal layers for ``steps`` steps, score held-out denoising loss.
 
     The paper's proxy, on cached latents: the spatial part is frozen, the temporal layers train
-    on training clips (moving patterns unless ``latents`` are given) and the score is minus the
-    denoising loss on held-out clips at fixed noise. Intermediate scores are reported to the
-    optuna trial as it trains; a candidate whose score falls below the median of earlier
-    candidates at the same step is stopped (optuna's own pruners take single-objective studies
-    only, and the search has three objectives), so weak candidates cost a fraction of a run.
+    on training clips and the score is minus the denoising loss on held-out clips at fixed
+    noise. The clips are the videos of a ``nas data encode`` folder (``data``, with their text
+    embeddings) or, without one, synthetic moving patterns. Every ``report_every`` steps the
+    held-out score goes to the search's pruner (:mod:`nas.search.curves`), so weak candidates
+    stop after a fraction of a run.
     """
 
     name = "distill"
+    reports = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, steps: int = 20, lr: float = 1e-3, clips: int = 8,
-                 report_every: int = 5, latents: torch.Tensor | None = None, spatial_weights=None, **options: Any):
+                 report_every: int = 5, data: str | Path | None = None, latents: torch.Tensor | None = None,
+                 spatial_weights=None, **options: Any):
         super().__init__(space, seed)
         from diffusers import DDPMScheduler
 
-        from nas.search.clips import moving_pattern_latents
-
-        data = latents if latents is not None else moving_pattern_latents(space, clips, seed)
-        split = max(1, len(data) // 4)
-        self.train, self.held_out = data[split:], data[:split]
+        if steps < 1 or report_every < 1 or clips < 2:
+            raise NasError(f"--proxy distill: steps and report_every must be >= 1 and clips >= 2 "
+                           f"(got {steps}, {report_every}, {clips})")
+        clean, text = self._clips(space, clips, seed, data, latents)
+        split = max(1, len(clean) // 4)
+        self.train, self.held_out = (clean[split:], text[split:]), (clean[:split], text[:split])
         self.steps, self.lr, self.report_every = steps, lr, report_every
         self.spatial_weights = spatial_weights
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         generator = torch.Generator().manual_seed(seed + 1)
-        self.text = torch.zeros(1, space.text_tokens, space.cross_attention_dim)
-        self.eval_noise = torch.randn(self.held_out.shape, generator=generator)
-        self.eval_t = torch.linspace(100, 900, len(self.held_out)).long()
+        self.eval_noise = torch.randn(self.held_out[0].shape, generator=generator)
+        self.eval_t = torch.linspace(100, 900, split).long()
 
-    def _loss(self, model, clean, noise, timesteps) -> torch.Tensor:
+    @staticmethod
+    def _clips(space: SearchSpace, clips: int, seed: int, data, latents) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents, text embeddings) of the clips: given tensors, an encoded folder, or moving patterns."""
+        if data is not None:
+            from nas.data.latents import LatentDataset
+
+            dataset = LatentDataset(data)
+            v = space.video
+            dataset.check_model(v.frames, v.latent_channels, v.latent_height, v.latent_width,
+                                space.cross_attention_dim, space.text_tokens, f"space {space.name}")
+            if len(dataset.videos) < 2:
+                raise NasError(f"{data}: the distill proxy needs at least 2 video clips, found {len(dataset.videos)}")
+            batch = dataset.get(dataset.videos[:clips])
+            return batch["latents"], batch["text"]
+        if latents is None:
+            from nas.search.clips import moving_pattern_latents
+
+            latents = moving_pattern_latents(space, clips, seed)
+        return latents, torch.zeros(len(latents), space.text_tokens, space.cross_attention_dim)
+
+    def _loss(self, model, clean, text, noise, timesteps) -> torch.Tensor:
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
-        text = self.text.expand(len(clean), -1, -1)
         return torch.nn.functional.mse_loss(model(noisy, timesteps, text).sample, noise)
 
-    def score(self, architecture: Architecture, trial=None) -> float:
-        import optuna
-
+    def score(self, architecture: Architecture, curve=None) -> float:
         torch.manual_seed(self.seed)
         model = VideoUNet.from_space(self.space, architecture, self.spatial_weights, freeze_spatial=True)
         parameters = model.temporal_parameters()
         optimizer = torch.optim.AdamW(parameters, lr=self.lr) if parameters else None
         generator = torch.Generator().manual_seed(self.seed)
         value = self._held_out(model)
+        clips, texts = self.train
         for step in range(1, self.steps + 1):
             if optimizer is not None:
-                index = torch.randint(0, len(self.train), (2,), generator=generator)
-                clean = self.train[index]
-                noise = torch.randn(clean.shape, generator=generator)
-                timesteps = torch.randint(0, 1000, (len(clean),), generator=generator)
+                index = torch.randint(0, len(clips), (2,), generator=generator)
+                noise = torch.randn(clips[index].shape, generator=generator)
+                timesteps = torch.randint(0, 1000, (len(index),), generator=generator)
                 optimizer.zero_grad()
-                self._loss(model, clean, noise, timesteps).backward()
+                self._loss(model, clips[index], texts[index], noise, timesteps).backward()
                 optimizer.step()
             if step % self.report_every == 0 or step == self.steps:
                 value = self._held_out(model)
-                if trial is not None and _below_median(trial, step, value):
-                    raise optuna.TrialPruned(f"held-out score {value:.4g} below the median at step {step}")
+                if curve is not None:
+                    curve.report(value, step)
         return value
 
     @torch.no_grad()
     def _held_out(self, model) -> float:
-        return -float(self._loss(model, self.held_out, self.eval_noise, self.eval_t))
-
-
-def _below_median(trial, step: int, value: float, warmup_trials: int = 4) -> bool:
-    """Median-rule pruning on intermediate scores kept as trial user attributes."""
-    key = f"proxy_step_{step}"
-    trial.set_user_attr(key, value)
-    earlier = [t.user_attrs[key] for t in trial.study.get_trials(deepcopy=False)
-               if t.number != trial.number and key in t.user_attrs]
-    return len(earlier) >= warmup_trials and value < float(np.median(earlier))
+        clean, text = self.held_out
+        return -float(self._loss(model, clean, text, self.eval_noise, self.eval_t))
 
 
 def proxy_check(space: SearchSpace, proxy: str, samples: int = 8, seed: int = 0, reference_steps: int = 100,
@@ -214,7 +229,8 @@ def proxy_check(space: SearchSpace, proxy: str, samples: int = 8, seed: int = 0,
     from nas.cost.check import kendall_tau
 
     candidate = get_proxy(proxy)(space, seed=seed, **options)
-    reference = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps)
+    shared = {k: v for k, v in options.items() if k in ("data", "clips", "lr", "spatial_weights")}
+    reference = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps, **shared)
     rows = []
     for index in tqdm(range(samples), desc=f"proxy check {proxy}", unit="arch", disable=not progress):
         architecture = space.sample(seed + index)

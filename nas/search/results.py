@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from optuna.study._multi_objective import _is_pareto_front
+from optuna.trial import TrialState
 
 from nas.space import Architecture, SearchSpace
 
@@ -17,19 +18,22 @@ LEAST_VIOLATING = 10
 
 
 def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
-    """All completed trials: objectives, feasibility, violation and the choice at every slot."""
+    """Every finished trial (complete or pruned): objectives, feasibility, violation, the choice at every slot."""
     rows = []
-    for trial in study.get_trials(deepcopy=False):
-        if trial.values is None:
-            continue
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        attrs = trial.user_attrs
+        if "arch_id" not in attrs:
+            continue  # pruned before it was priced
         constraints = trial.system_attrs.get("constraints") or []
+        complete = trial.state == TrialState.COMPLETE
         rows.append({
             "trial": trial.number,
-            "arch_id": trial.user_attrs.get("arch_id"),
-            "latency_ms": trial.values[0],
-            "memory_mb": trial.values[1],
-            "quality": trial.values[2] if trial.user_attrs.get("quality_evaluated") else np.nan,
-            "feasible": bool(trial.user_attrs.get("feasible")),
+            "state": trial.state.name.lower(),
+            "arch_id": attrs["arch_id"],
+            "latency_ms": trial.values[0] if complete else attrs.get("latency_ms", np.nan),
+            "memory_mb": trial.values[1] if complete else attrs.get("memory_mb", np.nan),
+            "quality": trial.values[2] if complete and attrs.get("quality_evaluated") else np.nan,
+            "feasible": bool(attrs.get("feasible")),
             "violation": float(sum(max(c, 0.0) for c in constraints)),
             **{slot.name: trial.params.get(slot.name) for slot in space.slots},
         })
@@ -38,7 +42,7 @@ def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
 
 def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
     """Non-dominated feasible architectures; if none is feasible, the least-violating ones."""
-    unique = frame.drop_duplicates("arch_id")
+    unique = frame[frame["state"] == "complete"].drop_duplicates("arch_id")  # a pruned run has no quality
     feasible = unique[unique["feasible"]]
     if feasible.empty:
         return unique.nsmallest(LEAST_VIOLATING, "violation")[COLUMNS + slots].reset_index(drop=True)

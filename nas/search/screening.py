@@ -115,7 +115,7 @@ class TableScreen:
             return self.decode(pool[np.argmin(excess)])
         pool, latency, memory = pool[feasible], latency[feasible], memory[feasible]
         scored = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
-                  and t.user_attrs.get("quality_evaluated") and t.values is not None]
+                  and t.user_attrs.get("quality_evaluated") and t.values is not None and np.isfinite(t.values).all()]
         done = np.array([self.encode(t.params) for t in scored], dtype=int).reshape(len(scored), len(self.labels))
         done_loss = np.array([[t.values[0], t.values[1], -t.values[2]] for t in scored]).reshape(-1, 3)
         surrogate = QualitySurrogate([len(labels) for labels in self.labels]).fit(done, -done_loss[:, 2])

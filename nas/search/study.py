@@ -3,7 +3,7 @@
 Objectives are latency (min), memory (min) and proxy quality (max); budgets are optuna
 constraints (``trial.set_constraint``; positive = violated), so NSGA-II ranks feasible
 candidates first. A candidate that breaks a budget is priced by the table only: the proxy
-never spends time on it. The study lives in a storage URL, so re-running the same command
+never spends time on it, and the default NSGA-II rarely proposes one (see ``screening``). The study lives in a storage URL, so re-running the same command
 resumes it up to the total trial count and several workers (processes or machines) can share it.
 """
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import NasError
+from nas.search.curves import Curves
 from nas.search.proxies import get_proxy
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen
 from nas.search.storage import is_shared, open_storage
@@ -74,6 +75,7 @@ class SearchSetup:
     seed: int
     proxy_options: dict[str, Any]
     screen: int = SCREEN
+    pruner: str = "median"
 
     def load(self) -> tuple[SearchSpace, CostModel]:
         space = SearchSpace.load(self.space_path)
@@ -101,10 +103,11 @@ def make_sampler(setup: SearchSetup, trials: int, worker: int = 0) -> optuna.sam
 class Objective:
     """Prices a trial's architecture with the table; runs the proxy only when it meets the budgets."""
 
-    def __init__(self, setup: SearchSetup):
+    def __init__(self, setup: SearchSetup, storage: optuna.storages.BaseStorage):
         self.setup = setup
         self.space, self.cost = setup.load()
         self.proxy = get_proxy(setup.proxy)(self.space, seed=setup.seed, **setup.proxy_options)
+        self.curves = Curves(storage, setup.study, setup.pruner) if self.proxy.reports else None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float, float]:
         labels = {slot.name: trial.suggest_categorical(slot.name, [c.label for c in slot.choices])
@@ -117,19 +120,29 @@ class Objective:
         trial.set_constraint("latency_ms", min(over_latency, 1e9))
         trial.set_constraint("memory_mb", min(over_memory, 1e9))
         feasible = over_latency <= 0 and over_memory <= 0
-        trial.set_user_attr("arch_id", architecture.id)
-        trial.set_user_attr("feasible", feasible)
-        quality = self.proxy.score(architecture, trial) if feasible else 0.0
+        # latency and memory are kept as attributes too: a pruned trial has no values, but trials.csv lists it
+        for key, value in (("arch_id", architecture.id), ("feasible", feasible), ("latency_ms", min(latency, 1e12)),
+                           ("memory_mb", min(memory, 1e12))):
+            trial.set_user_attr(key, value)
+        quality = self._score(architecture, trial.number) if feasible else 0.0
         trial.set_user_attr("quality_evaluated", feasible)
         return min(latency, 1e12), min(memory, 1e12), quality
+
+    def _score(self, architecture: Architecture, number: int) -> float:
+        if self.curves is None:
+            return self.proxy.score(architecture)
+        with self.curves.start(number) as curve:
+            quality = self.proxy.score(architecture, curve)
+            curve.finish(quality)
+        return quality
 
 
 def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
     """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=setup.study, storage=open_storage(setup.storage),
-                              sampler=make_sampler(setup, trials, worker))
-    study.optimize(Objective(setup), n_trials=quota,
+    storage = open_storage(setup.storage)
+    study = optuna.load_study(study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, worker))
+    study.optimize(Objective(setup, storage), n_trials=quota,
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
 
 
@@ -159,7 +172,7 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
     if remaining > 0 and workers <= 1:
-        study.optimize(Objective(setup), n_trials=remaining, callbacks=[update])
+        study.optimize(Objective(setup, storage), n_trials=remaining, callbacks=[update])
     elif remaining > 0:
         context = mp.get_context("spawn")
         # Fixed quotas rather than a shared stop rule: workers that check a shared count at once overshoot.

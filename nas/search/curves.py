@@ -1,0 +1,76 @@
+"""Learning curves of a training proxy, judged by optuna's own pruners.
+
+optuna's pruners read intermediate values that ``Trial.report`` stores, and ``Trial.report``
+refuses multi-objective studies such as the search. So each proxy run that reports is also a
+trial of a single-objective companion study (``<study>:curves``, same storage): its curve is
+reported there and that study's pruner (median, successive halving or hyperband) decides. A
+pruned run ends the search trial as pruned. The companion study lives in the same storage
+as the search, so every worker, and a resumed run, sees every earlier curve.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+
+from nas.errors import NasError
+
+PRUNERS = ("median", "halving", "hyperband", "none")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise NasError(f"--pruner must be one of {', '.join(PRUNERS)}, got {name!r}")
+
+
+class Curves:
+    """The companion study of one search; :meth:`start` opens the curve of one search trial."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, search_study: str, pruner: str):
+        self.study = optuna.create_study(study_name=f"{search_study}:curves", storage=storage, direction="maximize",
+                                         pruner=make_pruner(pruner), load_if_exists=True)
+
+    def start(self, search_trial: int) -> Curve:
+        return Curve(self.study, search_trial)
+
+
+class Curve:
+    """One proxy run, used as a context: ``report`` each intermediate score (it raises
+    ``optuna.TrialPruned`` when the pruner stops the run), then ``finish`` with the final one.
+    A run that ends any other way is marked failed, so no curve is left running."""
+
+    def __init__(self, study: optuna.Study, search_trial: int):
+        self.study = study
+        with warnings.catch_warnings():  # the search trial's own heartbeat covers this run
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            self.trial = study.ask()
+        self.trial.set_user_attr("search_trial", search_trial)
+        self.ended = False
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self._end(state=optuna.trial.TrialState.PRUNED)
+            raise optuna.TrialPruned(f"proxy score {value:.4g} at step {step}: stopped by the pruner")
+
+    def finish(self, value: float) -> None:
+        self._end(values=value)
+
+    def _end(self, **outcome) -> None:
+        self.study.tell(self.trial, **outcome)
+        self.ended = True
+
+    def __enter__(self) -> Curve:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.ended:
+            self._end(state=optuna.trial.TrialState.FAIL)
