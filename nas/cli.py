@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--latency-budget", type=float, metavar="MS", help="per generation (default: the space's)")
     find.add_argument("--memory-budget", type=float, metavar="MB", help="peak memory (default: the space's)")
     find.add_argument("--steps", type=int, help="UNet passes per generation (default: the space's)")
-    find.add_argument("--proxy", default="params", help="quality proxy: params, flops, gradnorm, distill (none: exhaustive only)")
+    find.add_argument("--proxy", default="params",
+                      help="quality proxy: params, flops, gradnorm, distill (none: exhaustive only)")
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
     find.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",

@@ -196,7 +196,8 @@ def test_distill_proxy_learns_and_reports_its_curve(tiny_space, table_path, tmp_
         VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
     url = f"sqlite:///{tmp_path / 'study.db'}"
     summary = search(TINY, table_path, tmp_path, trials=6, proxy="distill", progress=False, latency_budget=1e9,
-                     storage=url, study="d", pruner="halving", proxy_options={"steps": 2, "report_every": 1, "clips": 4})
+                     storage=url, study="d", pruner="halving",
+                     proxy_options={"steps": 2, "report_every": 1, "clips": 4})
     curves = optuna.load_study(study_name="d:curves", storage=url).get_trials()
     assert summary["pareto"] >= 1 and summary["pruner"] == "halving"
     assert len(curves) == 6 and all(sorted(t.intermediate_values) in ([1], [1, 2]) for t in curves)
@@ -235,12 +236,31 @@ def test_pruner_stops_weak_proxy_runs(table_path, tmp_path, pruner, pruned):
     assert len(listed) == 24 and (listed["state"] == "pruned").sum() == sum(t.state.name == "PRUNED" for t in trials)
     pareto = pd.read_csv(tmp_path / "pareto.csv")
     assert set(pareto["arch_id"]) <= set(listed.loc[listed["state"] == "complete", "arch_id"])
-    if pruner == "median":  # a pruned run scored below the median of the earlier complete runs at its step
-        done = [t for t in curves if t.state == optuna.trial.TrialState.COMPLETE]
-        for t in curves:
-            if t.state == optuna.trial.TrialState.PRUNED:
-                earlier = [d.value for d in done if d.number < t.number]
-                assert t.intermediate_values[1] < np.median(earlier)
+    for t in curves:  # a pruned run was weak and headed for a dominated point: someone as cheap did better
+        if t.state == optuna.trial.TrialState.PRUNED:
+            step = max(t.intermediate_values)
+            assert any(o.number != t.number and o.intermediate_values.get(step, -np.inf) >= t.intermediate_values[step]
+                       and o.user_attrs["latency_ms"] <= t.user_attrs["latency_ms"]
+                       and o.user_attrs["memory_mb"] <= t.user_attrs["memory_mb"] for o in curves)
+            if pruner == "median":
+                earlier = [d.value for d in curves if d.state.name == "COMPLETE" and d.number < t.number]
+                assert t.intermediate_values[step] < np.median(earlier)
+
+
+def test_a_weak_run_is_pruned_only_when_a_cheaper_one_did_better():
+    from nas.search.curves import Curves
+
+    curves = Curves(optuna.storages.InMemoryStorage(), "u", "median")
+    for number in range(5):
+        with curves.start(number, latency_ms=100.0, memory_mb=100.0) as curve:
+            curve.report(1.0, 1)
+            curve.finish(1.0)
+    with curves.start(5, latency_ms=50.0, memory_mb=100.0) as cheap:
+        cheap.report(0.1, 1)  # below the median, but nothing as fast did better: it may be Pareto-optimal
+        cheap.finish(0.1)
+    with pytest.raises(optuna.TrialPruned), curves.start(6, latency_ms=150.0, memory_mb=100.0) as slow:
+        slow.report(0.1, 1)
+    assert [t.state.name for t in curves.study.get_trials()][-2:] == ["COMPLETE", "PRUNED"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,8 +3,13 @@
 optuna's pruners read intermediate values that ``Trial.report`` stores, and ``Trial.report``
 refuses multi-objective studies such as the search. So each proxy run that reports is also a
 trial of a single-objective companion study (``<study>:curves``, same storage): its curve is
-reported there and that study's pruner (median, successive halving or hyperband) decides. A
-pruned run ends the search trial as pruned. The companion study lives in the same storage
+reported there and that study's pruner (median, successive halving or hyperband) judges it.
+
+A pruner ranks runs by quality alone, but in a latency-memory-quality search a run of middling
+quality can still be Pareto-optimal if it is cheap. So a run is stopped only when the pruner
+says so *and* an architecture at least as fast and as lean has already scored at least as
+well at the same step: the run is then headed for a dominated point. A stopped run ends the
+search trial as pruned. The companion study lives in the same storage
 as the search, so every worker, and a resumed run, sees every earlier curve.
 """
 
@@ -38,8 +43,8 @@ class Curves:
         self.study = optuna.create_study(study_name=f"{search_study}:curves", storage=storage, direction="maximize",
                                          pruner=make_pruner(pruner), load_if_exists=True)
 
-    def start(self, search_trial: int) -> Curve:
-        return Curve(self.study, search_trial)
+    def start(self, search_trial: int, latency_ms: float, memory_mb: float) -> Curve:
+        return Curve(self.study, search_trial, latency_ms, memory_mb)
 
 
 class Curve:
@@ -47,19 +52,30 @@ class Curve:
     ``optuna.TrialPruned`` when the pruner stops the run), then ``finish`` with the final one.
     A run that ends any other way is marked failed, so no curve is left running."""
 
-    def __init__(self, study: optuna.Study, search_trial: int):
+    def __init__(self, study: optuna.Study, search_trial: int, latency_ms: float, memory_mb: float):
         self.study = study
+        self.cost = (latency_ms, memory_mb)
         with warnings.catch_warnings():  # the search trial's own heartbeat covers this run
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             self.trial = study.ask()
-        self.trial.set_user_attr("search_trial", search_trial)
+        for key, value in (("search_trial", search_trial), ("latency_ms", latency_ms), ("memory_mb", memory_mb)):
+            self.trial.set_user_attr(key, value)
         self.ended = False
 
     def report(self, value: float, step: int) -> None:
         self.trial.report(value, step)
-        if self.trial.should_prune():
+        if self.trial.should_prune() and self._dominated(value, step):
             self._end(state=optuna.trial.TrialState.PRUNED)
             raise optuna.TrialPruned(f"proxy score {value:.4g} at step {step}: stopped by the pruner")
+
+    def _dominated(self, value: float, step: int) -> bool:
+        """Has a run of an architecture no slower and no bigger scored at least ``value`` at ``step``?"""
+        latency, memory = self.cost
+        return any(t.number != self.trial.number and step in t.intermediate_values
+                   and t.intermediate_values[step] >= value
+                   and t.user_attrs.get("latency_ms", float("inf")) <= latency
+                   and t.user_attrs.get("memory_mb", float("inf")) <= memory
+                   for t in self.study.get_trials(deepcopy=False))
 
     def finish(self, value: float) -> None:
         self._end(values=value)

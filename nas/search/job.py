@@ -95,5 +95,6 @@ def describe(summary: dict[str, Any]) -> str:
             f"sampler {summary['sampler']}, budgets {limits} per {budgets['steps']}-step generation")
     if not summary["feasible_front"]:
         return head + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
-    pruned = f", {summary['pruned']:,} proxy runs pruned" if summary.get("pruned") else ""
-    return head + f"\n{summary['pareto']} Pareto-optimal architectures ({summary.get('feasible', 0):,} feasible seen{pruned})"
+    seen = f"{summary.get('feasible', 0):,} feasible seen"
+    seen += f", {summary['pruned']:,} proxy runs pruned" if summary.get("pruned") else ""
+    return head + f"\n{summary['pareto']} Pareto-optimal architectures ({seen})"

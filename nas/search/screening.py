@@ -82,6 +82,7 @@ class TableScreen:
         self.space, self.cost, self.steps, self.limits = space, cost, steps, np.asarray(limits, dtype=float)
         self.labels = [[c.label for c in slot.choices] for slot in space.slots]
         self.rng = np.random.default_rng(seed)
+        self._rows: dict[int, np.ndarray] = {}
 
     def random(self, n: int) -> np.ndarray:
         return np.stack([self.rng.integers(0, len(labels), n) for labels in self.labels], axis=1)
@@ -102,9 +103,22 @@ class TableScreen:
     def decode(self, row: np.ndarray) -> dict[str, str]:
         return {slot.name: labels[i] for slot, labels, i in zip(self.space.slots, self.labels, row)}
 
+    def encoded(self, trials: Sequence[optuna.trial.FrozenTrial]) -> list[tuple[optuna.trial.FrozenTrial, np.ndarray]]:
+        """(trial, choice row) of every trial that holds a whole architecture of this space."""
+        rows = []
+        for trial in trials:
+            row = self._rows.get(trial.number)
+            if row is None and len(trial.params) == len(self.labels):
+                row = self.encode(trial.params)
+                if row is not None and trial.state.is_finished():
+                    self._rows[trial.number] = row  # a finished trial's params never change
+            if row is not None:
+                rows.append((trial, row))
+        return rows
+
     def pick(self, trials: Sequence[optuna.trial.FrozenTrial], children: np.ndarray) -> dict[str, str]:
-        seen = {tuple(row) for row in (self.encode(t.params) for t in trials if len(t.params) == len(self.labels))
-                if row is not None}
+        encoded = self.encoded(trials)
+        seen = {tuple(row) for _, row in encoded}
         pool = np.unique(children, axis=0)
         fresh = pool[[tuple(row) not in seen for row in pool]]
         pool = fresh if len(fresh) else pool
@@ -114,10 +128,11 @@ class TableScreen:
         if not feasible.any():
             return self.decode(pool[np.argmin(excess)])
         pool, latency, memory = pool[feasible], latency[feasible], memory[feasible]
-        scored = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
-                  and t.user_attrs.get("quality_evaluated") and t.values is not None and np.isfinite(t.values).all()]
-        done = np.array([self.encode(t.params) for t in scored], dtype=int).reshape(len(scored), len(self.labels))
-        done_loss = np.array([[t.values[0], t.values[1], -t.values[2]] for t in scored]).reshape(-1, 3)
+        scored = [(t, row) for t, row in encoded if t.state == optuna.trial.TrialState.COMPLETE
+                  and t.user_attrs.get("feasible") and t.user_attrs.get("quality_evaluated")
+                  and np.isfinite(t.values).all()]
+        done = np.array([row for _, row in scored], dtype=int).reshape(len(scored), len(self.labels))
+        done_loss = np.array([[t.values[0], t.values[1], -t.values[2]] for t, _ in scored]).reshape(-1, 3)
         surrogate = QualitySurrogate([len(labels) for labels in self.labels]).fit(done, -done_loss[:, 2])
         loss = np.column_stack([latency, memory, -surrogate.optimistic(pool)])
         both = np.concatenate([done_loss, loss])
@@ -143,5 +158,6 @@ class ScreenedNSGAIISampler(NSGAIISampler):
         # optuna keeps its NSGA-II breeding (selection, crossover, mutation) in this attribute
         children = [self.screen.encode(self._child_generation_strategy(study, search_space, parents))
                     for _ in range(bred)]
-        rows = np.concatenate([np.array(children, dtype=int).reshape(bred, len(self.screen.labels)), self.screen.random(self.pool - bred)])
+        bred_rows = np.array(children, dtype=int).reshape(bred, len(self.screen.labels))
+        rows = np.concatenate([bred_rows, self.screen.random(self.pool - bred)])
         return self.screen.pick(study.get_trials(deepcopy=False), rows)

@@ -3,8 +3,9 @@
 Objectives are latency (min), memory (min) and proxy quality (max); budgets are optuna
 constraints (``trial.set_constraint``; positive = violated), so NSGA-II ranks feasible
 candidates first. A candidate that breaks a budget is priced by the table only: the proxy
-never spends time on it, and the default NSGA-II rarely proposes one (see ``screening``). The study lives in a storage URL, so re-running the same command
-resumes it up to the total trial count and several workers (processes or machines) can share it.
+never spends time on it, and the default NSGA-II rarely proposes one (see ``screening``).
+The study lives in a storage URL, so re-running the same command resumes it up to the total
+trial count and several workers (processes or machines) can share it.
 """
 
 from __future__ import annotations
@@ -124,14 +125,14 @@ class Objective:
         for key, value in (("arch_id", architecture.id), ("feasible", feasible), ("latency_ms", min(latency, 1e12)),
                            ("memory_mb", min(memory, 1e12))):
             trial.set_user_attr(key, value)
-        quality = self._score(architecture, trial.number) if feasible else 0.0
+        quality = self._score(architecture, trial.number, latency, memory) if feasible else 0.0
         trial.set_user_attr("quality_evaluated", feasible)
         return min(latency, 1e12), min(memory, 1e12), quality
 
-    def _score(self, architecture: Architecture, number: int) -> float:
+    def _score(self, architecture: Architecture, number: int, latency: float, memory: float) -> float:
         if self.curves is None:
             return self.proxy.score(architecture)
-        with self.curves.start(number) as curve:
+        with self.curves.start(number, latency, memory) as curve:
             quality = self.proxy.score(architecture, curve)
             curve.finish(quality)
         return quality
