@@ -274,3 +274,13 @@ def test_bad_proxy_options(cli, table_path, tmp_path, args, message):
     code, _, err = cli("search", TINY, "--table", table_path, "--trials", "2", "--out", tmp_path, "--proxy", "distill",
                        *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_search_own_device_example_runs_end_to_end(tmp_path):
+    """The example profiles in a spawned worker, which re-imports the script: it must run as written."""
+    out = tmp_path / "example"
+    result = subprocess.run([sys.executable, "examples/search_own_device.py", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Pareto architectures under" in result.stdout and (out / "model" / "config.json").is_file()
+    assert pd.read_csv(out / "my_device.csv")["op"].ne("op").all()  # one header: the worker did not re-run it

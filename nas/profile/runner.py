@@ -116,7 +116,7 @@ class _Worker:
         return self.conn.recv()[1]
 
     def close(self) -> None:
-        if self.process is not None:
+        if self.process is not None and self.process.pid is not None:  # None: it never started
             if self.process.is_alive():
                 self.process.kill()
             self.process.join()
