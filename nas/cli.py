@@ -514,8 +514,7 @@ def _key_values(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def cmd_proxy_check(args) -> None:
-    from nas.search.job import check_options
-    from nas.search.proxies import get_proxy, proxy_check
+    from nas.search.proxies import check_options, get_proxy, proxy_check
     from nas.space import SearchSpace
 
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from nas.cost.table import LatencyTable
 from nas.errors import NasError
 from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
-from nas.search.proxies import get_proxy
+from nas.search.proxies import check_options, get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
 from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace
@@ -40,9 +39,10 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     except KeyError as exc:
         raise NasError(f"--proxy: {exc.args[0]}") from None
     proxy_options = proxy_options or {}
+    quality = None
     if proxy_cls is not None:
         check_options(proxy_cls, proxy_options)
-        proxy_cls(space, seed=seed, **proxy_options)  # bad options or data fail here, not in a worker
+        quality = proxy_cls(space, seed=seed, **proxy_options)  # bad options or data fail here, not in a worker
     make_pruner(pruner)
     cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now
     out = Path(out)
@@ -54,7 +54,7 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
         "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "steps": budgets.steps},
     }
     if sampler == "exhaustive":
-        front, counts = exhaustive_front(space, cost, budgets, proxy_cls(space, seed=seed) if proxy_cls else None)
+        front, counts = exhaustive_front(space, cost, budgets, quality)
         summary.update(counts)
         trials_table = None
     else:
@@ -75,16 +75,6 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     summary["feasible_front"] = bool(len(front) and front["feasible"].all())
     write_results(out, space, front, trials_table, summary)
     return summary
-
-
-def check_options(proxy_cls: type, options: dict[str, Any]) -> None:
-    """Every option must be a named parameter of the proxy: a typo is an error, not a default."""
-    known = [name for name, p in inspect.signature(proxy_cls.__init__).parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise NasError(f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes "
-                       f"{', '.join(known) or 'no options'}")
 
 
 def describe(summary: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from the space alone (``score_many``), which the exhaustive front uses.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +56,17 @@ def get_proxy(name: str) -> type[QualityProxy]:
 
 def list_proxies() -> list[str]:
     return sorted(_PROXIES)
+
+
+def check_options(proxy_cls: type, options: dict[str, Any]) -> None:
+    """Every option must be a named parameter of the proxy: a typo is an error, not a default."""
+    known = [name for name, p in inspect.signature(proxy_cls.__init__).parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise NasError(f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes "
+                       f"{', '.join(known) or 'no options'}")
+
 
 
 class _SlotSum(QualityProxy):

@@ -78,21 +78,20 @@ class SearchSetup:
     screen: int = SCREEN
     pruner: str = "median"
 
-    def load(self) -> tuple[SearchSpace, CostModel]:
-        space = SearchSpace.load(self.space_path)
-        return space, CostModel(space, LatencyTable.load(self.table_path))
+    def load(self) -> CostModel:
+        """The space priced by the table (``.space`` is the space), loaded once per process."""
+        return CostModel(SearchSpace.load(self.space_path), LatencyTable.load(self.table_path))
 
 
-def make_sampler(setup: SearchSetup, trials: int, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The setup's sampler; each worker gets its own seed."""
+def make_sampler(setup: SearchSetup, trials: int, cost: CostModel, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The setup's sampler; each worker gets its own seed. ``cost`` prices children for the screen."""
     seed = setup.seed + worker
     if setup.sampler == "nsga2":
         population = max(10, min(50, trials // 10))
         if setup.screen <= 1:
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-        space, cost = setup.load()
         budgets = setup.budgets
-        screen = TableScreen(space, cost, budgets.steps, (budgets.latency_ms, budgets.memory_mb), seed)
+        screen = TableScreen(cost.space, cost, budgets.steps, (budgets.latency_ms, budgets.memory_mb), seed)
         return ScreenedNSGAIISampler(screen, setup.screen, seed=seed, population_size=population)
     if setup.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -104,9 +103,9 @@ def make_sampler(setup: SearchSetup, trials: int, worker: int = 0) -> optuna.sam
 class Objective:
     """Prices a trial's architecture with the table; runs the proxy only when it meets the budgets."""
 
-    def __init__(self, setup: SearchSetup, storage: optuna.storages.BaseStorage):
+    def __init__(self, setup: SearchSetup, storage: optuna.storages.BaseStorage, cost: CostModel):
         self.setup = setup
-        self.space, self.cost = setup.load()
+        self.space, self.cost = cost.space, cost
         self.proxy = get_proxy(setup.proxy)(self.space, seed=setup.seed, **setup.proxy_options)
         self.curves = Curves(storage, setup.study, setup.pruner) if self.proxy.reports else None
 
@@ -142,8 +141,10 @@ def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
     """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(setup.storage)
-    study = optuna.load_study(study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, worker))
-    study.optimize(Objective(setup, storage), n_trials=quota,
+    cost = setup.load()
+    study = optuna.load_study(study_name=setup.study, storage=storage,
+                              sampler=make_sampler(setup, trials, cost, worker))
+    study.optimize(Objective(setup, storage, cost), n_trials=quota,
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
 
 
@@ -153,8 +154,9 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         raise NasError("--workers > 1 needs a shared --storage (sqlite:///..., journal:PATH or postgresql://...)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(setup.storage)
+    cost = setup.load()
     study = optuna.create_study(study_name=setup.study, storage=storage, directions=DIRECTIONS,
-                                sampler=make_sampler(setup, trials), load_if_exists=True)
+                                sampler=make_sampler(setup, trials, cost), load_if_exists=True)
     if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MINIMIZE,
                                   optuna.study.StudyDirection.MAXIMIZE]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
@@ -173,7 +175,7 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
     if remaining > 0 and workers <= 1:
-        study.optimize(Objective(setup, storage), n_trials=remaining, callbacks=[update])
+        study.optimize(Objective(setup, storage, cost), n_trials=remaining, callbacks=[update])
     elif remaining > 0:
         context = mp.get_context("spawn")
         # Fixed quotas rather than a shared stop rule: workers that check a shared count at once overshoot.
