@@ -11,11 +11,11 @@ import pandas as pd
 
 from nas.cost.cost_model import CostModel
 from nas.errors import NasError
+from nas.search.optuna_internals import is_pareto_front
 from nas.search.proxies import QualityProxy
 from nas.search.results import COLUMNS, LEAST_VIOLATING
 from nas.search.study import Budgets
 from nas.space import Architecture, SearchSpace
-from optuna.study._multi_objective import _is_pareto_front
 
 MAX_ARCHITECTURES = 20_000_000
 CHUNK = 1_000_000
@@ -52,19 +52,25 @@ def exhaustive_front(space: SearchSpace, cost: CostModel, budgets: Budgets, prox
         quality = proxy.score_many(choices) if proxy is not None else np.zeros(len(choices))
         if feasible.any():
             loss = np.column_stack([latency, memory, -quality])[feasible]
-            on_front = _is_pareto_front(loss, assume_unique_lexsorted=False)
+            on_front = is_pareto_front(loss)
             kept.append((choices[feasible][on_front], loss[on_front], True))
         elif not feasible_count:
+            runnable = np.flatnonzero(np.isfinite(latency) & np.isfinite(memory))  # inf: the device cannot run it
             violation = np.maximum(over_l, 0) + np.maximum(over_m, 0)
-            order = np.argsort(violation)[:LEAST_VIOLATING]
+            order = runnable[np.argsort(violation[runnable])[:LEAST_VIOLATING]]
+            if not len(order):
+                continue
             candidate = (choices[order], np.column_stack([latency, memory, -quality])[order], violation[order])
             if least is None or candidate[2][0] < least[2][0]:
                 least = candidate
     if kept:
         choices = np.concatenate([k[0] for k in kept])
         loss = np.concatenate([k[1] for k in kept])
-        on_front = _is_pareto_front(loss, assume_unique_lexsorted=False)
+        on_front = is_pareto_front(loss)
         choices, loss, feasible_flag = choices[on_front], loss[on_front], True
+    elif least is None:
+        raise NasError(f"{cost.table.path}: the device runs no architecture of {space.source} (every one has an "
+                       "unsupported or failed op)")
     else:
         choices, loss, _ = least
         feasible_flag = False

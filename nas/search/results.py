@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import TrialState
 
+from nas.search.optuna_internals import is_pareto_front
 from nas.space import Architecture, SearchSpace
 
 COLUMNS = ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
@@ -18,37 +18,44 @@ LEAST_VIOLATING = 10
 
 
 def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
-    """Every finished trial (complete or pruned): objectives, feasibility, violation, the choice at every slot."""
+    """Every finished trial (complete or pruned): objectives, status, feasibility, violation, the choice at every slot.
+
+    ``status`` is ``ok`` or why the device cannot run the architecture (``unsupported at down0``);
+    such a trial has no latency, memory or quality (blank), is never feasible and has no violation.
+    """
     rows = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         attrs = trial.user_attrs
         if "arch_id" not in attrs:
             continue  # pruned before it was priced
-        constraints = trial.system_attrs.get("constraints") or []
         complete = trial.state == TrialState.COMPLETE
+        runs = attrs.get("status", "ok") == "ok"
         rows.append({
             "trial": trial.number,
             "state": trial.state.name.lower(),
+            "status": attrs.get("status", "ok"),
             "arch_id": attrs["arch_id"],
             "latency_ms": trial.values[0] if complete else attrs.get("latency_ms", np.nan),
             "memory_mb": trial.values[1] if complete else attrs.get("memory_mb", np.nan),
             "quality": trial.values[2] if complete and attrs.get("quality_evaluated") else np.nan,
             "feasible": bool(attrs.get("feasible")),
-            "violation": float(sum(max(c, 0.0) for c in constraints)),
+            "violation": float(sum(max(c, 0.0) for c in trial.constraints.values())) if runs else np.nan,
             **{slot.name: trial.params.get(slot.name) for slot in space.slots},
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["trial", "state", "status", "arch_id", "latency_ms", "memory_mb", "quality",
+                                       "feasible", "violation", *space.slot_names])
 
 
 def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
-    """Non-dominated feasible architectures; if none is feasible, the least-violating ones."""
+    """Non-dominated feasible architectures; if none is feasible, the least-violating ones that can run."""
     unique = frame[frame["state"] == "complete"].drop_duplicates("arch_id")  # a pruned run has no quality
     feasible = unique[unique["feasible"]]
     if feasible.empty:
-        return unique.nsmallest(LEAST_VIOLATING, "violation")[COLUMNS + slots].reset_index(drop=True)
+        runnable = unique[unique["status"] == "ok"]
+        return runnable.nsmallest(LEAST_VIOLATING, "violation")[COLUMNS + slots].reset_index(drop=True)
     quality = feasible["quality"].fillna(-np.inf).to_numpy()
     loss = np.column_stack([feasible["latency_ms"], feasible["memory_mb"], -quality])
-    front = feasible[_is_pareto_front(loss, assume_unique_lexsorted=False)]
+    front = feasible[is_pareto_front(loss)]
     return front.sort_values("latency_ms")[COLUMNS + slots].reset_index(drop=True)
 
 
@@ -78,7 +85,7 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
 
     title = (f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} Pareto architectures "
              f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)")
-    shown = trials[np.isfinite(trials["latency_ms"]) & (trials["latency_ms"] < 1e11)] if trials is not None else None
+    shown = trials[trials["status"] == "ok"] if trials is not None else None  # what cannot run has no point
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     if shown is not None and len(shown):
         ax.scatter(shown["latency_ms"], shown["memory_mb"], s=8, c="#bbbbbb", label="trials")

@@ -8,7 +8,8 @@ children per trial, plus a few uniform random ones for exploration. The table pr
 pool exactly; a Bayesian linear model, additive over slot choices and fitted to the trials
 so far, predicts each child's quality with an optimistic bonus of one posterior standard
 deviation. The trial goes to the new child with the largest hypervolume improvement over the
-current feasible front. The first generation is screened the same way from random children.
+current feasible front (ties at random, seeded); a child seen before is never proposed while an
+unseen one can be found. The first generation is screened the same way from random children.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna._hypervolume import get_non_dominated_box_bounds
 from optuna.samplers import NSGAIISampler
-from optuna.study._multi_objective import _is_pareto_front
 
 from nas.cost.cost_model import CostModel
+from nas.search.optuna_internals import breed_child, get_non_dominated_box_bounds, is_pareto_front
 from nas.space import SearchSpace
 
 REFERENCE = 1.1  # the reference point sits this far out in objectives normalised to [0, 1]
 NOISE = 0.05  # observation noise of the standardised proxy score, for the surrogate
 EXPLORE = 0.25  # share of the pool drawn uniformly at random instead of bred
+RETRIES = 20  # random pools drawn when every child was seen before, before a seen one may be proposed
 
 
 class QualitySurrogate:
@@ -119,14 +120,18 @@ class TableScreen:
     def pick(self, trials: Sequence[optuna.trial.FrozenTrial], children: np.ndarray) -> dict[str, str]:
         encoded = self.encoded(trials)
         seen = {tuple(row) for _, row in encoded}
-        pool = np.unique(children, axis=0)
-        fresh = pool[[tuple(row) not in seen for row in pool]]
-        pool = fresh if len(fresh) else pool
+        pool = self._unseen(children, seen)
+        for _ in range(RETRIES if not len(pool) else 0):  # every child was seen: look further, at random
+            pool = self._unseen(self.random(max(len(children), 1)), seen)
+            if len(pool):
+                break
+        if not len(pool):  # the space is all but exhausted: a seen one costs no second proxy run (study cache)
+            pool = np.unique(children, axis=0)
         latency, memory = self.cost.price(pool, self.steps)
         excess = np.maximum(np.column_stack([latency, memory]) / self.limits - 1.0, 0.0).sum(axis=1)
         feasible = excess <= 0
         if not feasible.any():
-            return self.decode(pool[np.argmin(excess)])
+            return self.decode(pool[self._any_best(-excess)])
         pool, latency, memory = pool[feasible], latency[feasible], memory[feasible]
         scored = [(t, row) for t, row in encoded if t.state == optuna.trial.TrialState.COMPLETE
                   and t.user_attrs.get("feasible") and t.user_attrs.get("quality_evaluated")
@@ -137,9 +142,20 @@ class TableScreen:
         loss = np.column_stack([latency, memory, -surrogate.optimistic(pool)])
         both = np.concatenate([done_loss, loss])
         low, span = both.min(axis=0), np.maximum(np.ptp(both, axis=0), 1e-12)
-        front = (done_loss[_is_pareto_front(done_loss, assume_unique_lexsorted=False)] - low) / span
+        front = (done_loss[is_pareto_front(done_loss)] - low) / span
         gain = hypervolume_improvement(front, (loss - low) / span, np.full(3, REFERENCE))
-        return self.decode(pool[np.argmax(gain)])
+        return self.decode(pool[self._any_best(gain)])
+
+    @staticmethod
+    def _unseen(rows: np.ndarray, seen: set[tuple]) -> np.ndarray:
+        pool = np.unique(rows, axis=0)
+        return pool[[tuple(row) not in seen for row in pool]].reshape(-1, rows.shape[1])
+
+    def _any_best(self, score: np.ndarray) -> int:
+        """Index of the highest score, ties broken at random (seeded): np.unique sorted the pool, so
+        argmax would always favour the lexicographically smallest architecture (choice 0 everywhere)."""
+        best = np.flatnonzero(np.isclose(score, score.max(), rtol=1e-9, atol=0.0))
+        return int(self.rng.choice(best))
 
 
 class ScreenedNSGAIISampler(NSGAIISampler):
@@ -155,8 +171,7 @@ class ScreenedNSGAIISampler(NSGAIISampler):
             return {}
         parents = self.get_parent_population(study, self.get_trial_generation(study, trial))
         bred = 0 if not parents else self.pool - int(self.pool * EXPLORE)
-        # optuna keeps its NSGA-II breeding (selection, crossover, mutation) in this attribute
-        children = [self.screen.encode(self._child_generation_strategy(study, search_space, parents))
+        children = [self.screen.encode(breed_child(self, study, search_space, parents))
                     for _ in range(bred)]
         bred_rows = np.array(children, dtype=int).reshape(bred, len(self.screen.labels))
         rows = np.concatenate([bred_rows, self.screen.random(self.pool - bred)])

@@ -26,6 +26,7 @@ from nas.cost.table import LatencyTable
 from nas.errors import NasError
 from nas.search.curves import Curves
 from nas.search.proxies import get_proxy
+from nas.search.resume import check_resume, setup_record
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen
 from nas.search.storage import is_shared, open_storage
 from nas.space import Architecture, SearchSpace
@@ -101,7 +102,14 @@ def make_sampler(setup: SearchSetup, trials: int, cost: CostModel, worker: int =
 
 
 class Objective:
-    """Prices a trial's architecture with the table; runs the proxy only when it meets the budgets."""
+    """Prices a trial's architecture with the table; runs the proxy only when it meets the budgets.
+
+    An architecture the device cannot run (a table row says unsupported, oom, ...) has no price:
+    its trial ends pruned with that ``status`` and no objective values, so no number stands in
+    for "cannot run" in an objective, a CSV or a plot. The proxy runs at most once per
+    architecture in a study: a trial that proposes a seen one takes the earlier score (or the
+    earlier pruning) from the study, which every worker shares.
+    """
 
     def __init__(self, setup: SearchSetup, storage: optuna.storages.BaseStorage, cost: CostModel):
         self.setup = setup
@@ -114,27 +122,55 @@ class Objective:
                   for slot in self.space.slots}
         choices = {slot.name: next(c for c in slot.choices if c.label == labels[slot.name]) for slot in self.space.slots}
         architecture = Architecture(self.space.name, tuple(choices.items()))
+        trial.set_user_attr("arch_id", architecture.id)
         index = self.cost.encode(architecture)[None]
         latency, memory = (float(v[0]) for v in self.cost.price(index, self.setup.budgets.steps))
+        if not (math.isfinite(latency) and math.isfinite(memory)):
+            status = cannot_run(self.cost, architecture, self.setup.budgets.steps)
+            trial.set_user_attr("status", status)
+            trial.set_user_attr("feasible", False)
+            raise optuna.TrialPruned(f"{architecture.id}: the table says it cannot run ({status})")
         over_latency, over_memory = (float(v) for v in self.setup.budgets.violations(latency, memory))
-        trial.set_constraint("latency_ms", min(over_latency, 1e9))
-        trial.set_constraint("memory_mb", min(over_memory, 1e9))
+        trial.set_constraint("latency_ms", over_latency)
+        trial.set_constraint("memory_mb", over_memory)
         feasible = over_latency <= 0 and over_memory <= 0
         # latency and memory are kept as attributes too: a pruned trial has no values, but trials.csv lists it
-        for key, value in (("arch_id", architecture.id), ("feasible", feasible), ("latency_ms", min(latency, 1e12)),
-                           ("memory_mb", min(memory, 1e12))):
+        for key, value in (("status", "ok"), ("feasible", feasible), ("latency_ms", latency), ("memory_mb", memory)):
             trial.set_user_attr(key, value)
-        quality = self._score(architecture, trial.number, latency, memory) if feasible else 0.0
+        quality = self._score(trial, architecture, latency, memory) if feasible else 0.0
         trial.set_user_attr("quality_evaluated", feasible)
-        return min(latency, 1e12), min(memory, 1e12), quality
+        return latency, memory, quality
 
-    def _score(self, architecture: Architecture, number: int, latency: float, memory: float) -> float:
+    def _score(self, trial: optuna.Trial, architecture: Architecture, latency: float, memory: float) -> float:
+        earlier = self._earlier_run(trial, architecture.id)
+        if earlier is not None:
+            trial.set_user_attr("quality_from_trial", earlier.number)
+            if earlier.state == optuna.trial.TrialState.PRUNED:
+                raise optuna.TrialPruned(f"{architecture.id}: its proxy run was pruned in trial {earlier.number}")
+            return earlier.values[2]
         if self.curves is None:
             return self.proxy.score(architecture)
-        with self.curves.start(number, latency, memory) as curve:
+        with self.curves.start(trial.number, latency, memory) as curve:
             quality = self.proxy.score(architecture, curve)
             curve.finish(quality)
         return quality
+
+    @staticmethod
+    def _earlier_run(trial: optuna.Trial, arch_id: str) -> optuna.trial.FrozenTrial | None:
+        """A finished trial of the same architecture whose proxy ran to the end or was pruned."""
+        for t in trial.study.get_trials(deepcopy=False, states=COMPLETED):
+            if t.number != trial.number and t.user_attrs.get("arch_id") == arch_id and t.user_attrs.get("feasible") \
+                    and (t.user_attrs.get("quality_evaluated") or t.state == optuna.trial.TrialState.PRUNED):
+                return t
+        return None
+
+
+def cannot_run(cost: CostModel, architecture: Architecture, steps: int) -> str:
+    """The device status (unsupported, oom, ...) that keeps an architecture from running, and where."""
+    if not cost.spatial.runs:
+        return f"{cost.spatial.status} (spatial UNet)"
+    slot = next(row for row in cost.predict(architecture, steps).slots if row["status"] != "ok")
+    return f"{slot['status']} at {slot['slot']}"
 
 
 def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
@@ -160,6 +196,7 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
     if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MINIMIZE,
                                   optuna.study.StudyDirection.MAXIMIZE]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
+    check_resume(study, setup_record(setup), setup.storage or "memory")
     bar = tqdm(total=trials, desc=f"search {setup.study}", unit="trial", disable=not progress, mininterval=1.0)
     last = [0.0]
 
