@@ -7,7 +7,6 @@ also exit 2. Plugins (modules that register temporal ops) load with ``--plugin M
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from nas import plugins
 from nas.errors import NasError
 
 
@@ -24,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
     try:
-        for module in args.plugin:
-            _import_plugin(module)
+        plugins.load(args.plugin)
         return args.func(args) or 0
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
@@ -36,13 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _import_plugin(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise NasError(f"--plugin {module}: cannot import ({exc})") from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 Like timm's model registry, a name in a config becomes a class without import chains, and
 users extend it from their own code: decorate a TemporalOp subclass with ``@register_op``
-before loading a space that names it, or expose it under the ``nas.temporal_ops`` entry-point
-group of an installed package so that the ``nas`` command finds it too.
+before loading a space that names it, load its module with ``nas --plugin MODULE`` (spawned
+workers import it too, see :mod:`nas.plugins`), or expose it under the ``nas.temporal_ops``
+entry-point group of an installed package so that the ``nas`` command finds it too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import functools
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
+
+from nas.plugins import load_inherited
 
 if TYPE_CHECKING:
     from nas.ops.base import TemporalOp
@@ -42,6 +45,7 @@ def get_op(name: str) -> type[TemporalOp]:
     """The class registered as ``name``; KeyError (naming the known ops) if there is none."""
     if name not in _REGISTRY:
         _load_entry_points()
+        load_inherited()  # a spawned worker: the parent's --plugin modules
     if name not in _REGISTRY:
         raise KeyError(f"unknown temporal op {name!r} (known: {', '.join(list_ops())})")
     return _REGISTRY[name]
@@ -50,4 +54,5 @@ def get_op(name: str) -> type[TemporalOp]:
 def list_ops() -> list[str]:
     """Names of all registered temporal op types."""
     _load_entry_points()
+    load_inherited()
     return sorted(_REGISTRY)

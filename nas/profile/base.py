@@ -57,8 +57,11 @@ def register_profiler(cls: type[Profiler]) -> type[Profiler]:
 
 
 def get_profiler(name: str) -> type[Profiler]:
+    from nas.plugins import load_inherited
     from nas.profile import coreml_profiler, torch_profiler  # noqa: F401  (register built-ins)
 
+    if name not in _BACKENDS:
+        load_inherited()  # the profiling worker: the parent's --plugin modules
     if name not in _BACKENDS:
         raise KeyError(f"unknown profiler backend {name!r} (known: {', '.join(sorted(_BACKENDS))})")
     return _BACKENDS[name]

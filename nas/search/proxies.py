@@ -18,6 +18,7 @@ from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.size import slot_sizes
 from nas.ops import get_op
+from nas.plugins import load_inherited
 from nas.space import Architecture, SearchSpace
 
 _PROXIES: dict[str, type[QualityProxy]] = {}
@@ -49,6 +50,8 @@ def register_proxy(cls: type[QualityProxy]) -> type[QualityProxy]:
 
 
 def get_proxy(name: str) -> type[QualityProxy]:
+    if name not in _PROXIES:
+        load_inherited()  # a spawned search worker: the parent's --plugin modules
     if name not in _PROXIES:
         raise KeyError(f"unknown proxy {name!r} (known: {', '.join(list_proxies())})")
     return _PROXIES[name]
