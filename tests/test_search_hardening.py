@@ -1,0 +1,173 @@
+"""Search hardening: resume only the same search, unsupported architectures as a status, the
+infeasible fallback, the screen's ties and repeats, one proxy run per architecture, optuna internals."""
+
+import math
+import shutil
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from nas.cost.cost_model import CostModel
+from nas.cost.roofline import CHIPS, estimate_table
+from nas.cost.table import LatencyTable
+from nas.errors import NasError
+from nas.search import search
+from nas.search.proxies import get_proxy
+from nas.search.resume import setup_record
+from nas.search import screening
+from nas.search.screening import TableScreen
+from nas.search.study import Budgets, SearchSetup
+from nas.space import SearchSpace
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def table_path(tiny_space, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hardening") / "tiny_table.csv"
+    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
+    return path
+
+
+def test_resume_refuses_another_setup_and_resumes_the_same(table_path, tmp_path):
+    table = tmp_path / "table.csv"  # a copy: the test rewrites its contents under the same name
+    shutil.copy(table_path, table), shutil.copy(table_path.with_suffix(".yaml"), table.with_suffix(".yaml"))
+    out = tmp_path / "run"
+    search(TINY, table, out, trials=4, progress=False, latency_budget=1e9)
+    for change, message in [({"proxy": "flops"}, "proxy params -> flops"),
+                            ({"latency_budget": 500.0}, "latency_budget_ms 1e+09 -> 500"),
+                            ({"memory_budget": 100.0}, "memory_budget_mb 512 -> 100"),
+                            ({"steps": 8}, "steps 4 -> 8"),
+                            ({"seed": 3}, "seed 0 -> 3")]:
+        with pytest.raises(NasError, match="was run with another setup") as error:
+            search(TINY, table, out, trials=6, progress=False, **{"latency_budget": 1e9, **change})
+        assert message in str(error.value) and "use another --out (or --study NAME)" in str(error.value)
+    edited = LatencyTable.load(table)
+    edited.rows.loc[edited.rows["op"] == "conv1d", "latency_p50_ms"] *= 2
+    edited.rows.loc[edited.rows["op"] == "conv1d", "latency_p90_ms"] *= 2
+    edited.save(table)
+    with pytest.raises(NasError, match=r"another setup \(table contents\)"):
+        search(TINY, table, out, trials=6, progress=False, latency_budget=1e9)
+    assert len(pd.read_csv(out / "trials.csv")) == 4  # nothing was appended by the refused runs
+    shutil.copy(table_path, table)  # the same contents again (the sidecar's date never counts)
+    summary = search(TINY, table, out, trials=6, progress=False, latency_budget=1e9, sampler="random", screen=8)
+    assert summary["trials"] == 6  # the sampler and screen may change: they do not change what a trial means
+
+
+def test_setup_record_covers_proxy_options_and_space_contents(table_path, tmp_path):
+    space = tmp_path / "space.yaml"
+    shutil.copy(TINY, space)
+    setup = SearchSetup(str(space), str(table_path), Budgets(), "distill", "nsga2", None, "s", 0, {"steps": 2})
+    record = setup_record(setup)
+    setup.proxy_options = {"steps": 3}
+    assert setup_record(setup)["proxy_options"] != record["proxy_options"]
+    space.write_text(TINY.read_text() + "\n# a comment changes nothing\n")
+    setup.proxy_options = {"steps": 2}
+    assert setup_record(setup) == record
+    data = yaml.safe_load(TINY.read_text())
+    data["video"]["frames"] = 8
+    space.write_text(yaml.safe_dump(data))
+    assert setup_record(setup)["space"] != record["space"]
+
+
+@pytest.fixture(scope="module")
+def unsupported_table(tiny_space, table_path, tmp_path_factory):
+    """The tiny table with attn3d at down0's (and up0's) shape marked unsupported, as a device would."""
+    table = LatencyTable.load(table_path)
+    rows = table.rows
+    down0 = tiny_space.slot("down0")
+    at = (rows["op"] == "attn3d") & (rows["channels"] == down0.channels) & (rows["height"] == down0.height)
+    assert at.sum() == 1
+    rows.loc[at, ["latency_p50_ms", "latency_p90_ms", "memory_mb"]] = np.nan
+    rows.loc[at, ["status", "samples"]] = ["unsupported", 0]
+    path = tmp_path_factory.mktemp("unsupported") / "table.csv"
+    table.save(path)
+    return path
+
+
+def test_unsupported_architecture_is_a_status_and_the_fallback_is_least_violating(unsupported_table, tmp_path):
+    summary = search(TINY, unsupported_table, tmp_path, trials=30, sampler="random", latency_budget=1.0,
+                     progress=False)
+    assert not summary["feasible_front"]
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    unsupported = trials[trials["status"] != "ok"]
+    assert len(unsupported) and unsupported["status"].isin(["unsupported at down0", "unsupported at up0"]).all()
+    for _, row in unsupported.iterrows():  # up0 runs at down0's shape: the same table row
+        assert row[row["status"].split()[-1]].startswith("attn3d")
+    assert unsupported[["latency_ms", "memory_mb", "quality", "violation"]].isna().all().all()
+    assert trials["latency_ms"].max() < 1e6 and trials["memory_mb"].max() < 1e6  # no stand-in number
+    pareto = pd.read_csv(tmp_path / "pareto.csv")
+    assert len(pareto) == 10 and not set(pareto["arch_id"]) & set(unsupported["arch_id"])
+    ok = trials[(trials["status"] == "ok") & (trials["state"] == "complete")].drop_duplicates("arch_id")
+    chosen = ok[ok["arch_id"].isin(pareto["arch_id"])]["violation"]
+    assert chosen.max() <= ok[~ok["arch_id"].isin(pareto["arch_id"])]["violation"].min()
+    assert chosen.min() > 0  # the violations are read from optuna 5's constraints, not 0 everywhere
+
+
+def _trials(space: SearchSpace, rows: list[list[int]], values=(1.0, 1.0, 1.0)) -> list:
+    distributions = {s.name: optuna.distributions.CategoricalDistribution([c.label for c in s.choices])
+                     for s in space.slots}
+    trials = [optuna.trial.create_trial(
+        params={s.name: s.choices[i].label for s, i in zip(space.slots, row)}, distributions=distributions,
+        values=list(values), user_attrs={"feasible": True, "quality_evaluated": True}) for row in rows]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    return trials
+
+
+def test_screen_breaks_ties_at_random_and_never_reproposes_a_seen_child(tiny_space, table_path, monkeypatch):
+    cost = CostModel(tiny_space, LatencyTable.load(table_path))
+    width = len(tiny_space.slots)
+    # late in a search no child adds hypervolume: every gain is 0
+    monkeypatch.setattr(screening, "hypervolume_improvement", lambda front, candidates, ref: np.zeros(len(candidates)))
+    done = _trials(tiny_space, [[0] * width])
+    children = np.array([[i % 5, (i // 5) % 5] + [0] * (width - 2) for i in range(1, 25)])
+    picks = set()
+    for seed in range(8):
+        screen = TableScreen(tiny_space, cost, 4, (math.inf, math.inf), seed)
+        picks.add(tuple(screen.encode(screen.pick(done, children))))
+    assert len(picks) > 1  # not always the lexicographically smallest child
+    seen = _trials(tiny_space, children.tolist())
+    screen = TableScreen(tiny_space, cost, 4, (math.inf, math.inf), 0)
+    for _ in range(5):
+        row = tuple(screen.encode(screen.pick(seen, children)))
+        assert row not in {tuple(c) for c in children}
+
+
+def test_an_architecture_proposed_twice_costs_one_proxy_run(table_path, tmp_path, monkeypatch):
+    data = yaml.safe_load(TINY.read_text())
+    data["slots"], data["architectures"] = data["slots"][:1], {}  # 5 architectures, 8 trials: repeats
+    space = tmp_path / "one_slot.yaml"
+    space.write_text(yaml.safe_dump(data))
+    table = tmp_path / "table.csv"
+    estimate_table(SearchSpace.load(space), CHIPS["a18-pro-ne"]).save(table)
+    distill = get_proxy("distill")
+    runs = []
+    real = distill.score
+    monkeypatch.setattr(distill, "score", lambda self, arch, curve=None: runs.append(arch.id) or real(self, arch, curve))
+    search(space, table, tmp_path / "run", trials=8, proxy="distill", sampler="random", pruner="none",
+           latency_budget=1e9, progress=False, proxy_options={"steps": 1, "clips": 2, "report_every": 1})
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert trials["arch_id"].duplicated().any()
+    assert sorted(runs) == sorted(trials["arch_id"].unique())  # one proxy run per architecture
+    for _, group in trials.groupby("arch_id"):
+        assert group["quality"].nunique() == 1  # a repeat took the first run's score
+
+
+def test_optuna_internals_still_do_what_nas_needs():
+    """Fails loudly when an optuna release moves or changes the internals nas/search/optuna_internals.py wraps."""
+    from nas.search.optuna_internals import breed_child, get_non_dominated_box_bounds, is_pareto_front
+
+    loss = np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]])
+    assert is_pareto_front(loss).tolist() == [True, True, False, True]
+    lower, upper = get_non_dominated_box_bounds(np.array([[0.5, 0.5]]), np.array([1.0, 1.0]))
+    boxes = np.prod(upper - np.maximum(lower, 0.0), axis=1)  # within [0, 1]^2: what the front leaves undominated
+    assert np.isclose(boxes.sum(), 1.0 - 0.25)
+    sampler = optuna.samplers.NSGAIISampler(seed=0, population_size=4)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.optimize(lambda t: (t.suggest_categorical("a", ["x", "y"]), 0.0)[1:] * 2, n_trials=4)
+    space = {"a": optuna.distributions.CategoricalDistribution(["x", "y"])}
+    child = breed_child(sampler, study, space, study.get_trials())
+    assert set(child) <= {"a"} and child.get("a", "x") in ("x", "y")
