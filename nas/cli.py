@@ -29,8 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nas: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # nas.errors.Interrupted says what was kept and how to resume
+        print(f"nas: interrupted: {exc}" if str(exc) else "nas: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -8,3 +8,11 @@ messages must name the file and the problem and need no traceback to be understo
 
 class NasError(Exception):
     """A problem with the user's input; its message names the file (or value) and the problem."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C in a long command; its message says what was kept and how to resume.
+
+    A KeyboardInterrupt still (so nothing that catches Exception swallows it); the CLI prints
+    it as one line, ``nas: interrupted: <message>``, and exits with code 130.
+    """

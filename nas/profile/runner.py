@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import multiprocessing as mp
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from nas.cost.plan import table_plan
 from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, read_rows
-from nas.errors import NasError
+from nas.errors import Interrupted, NasError
 from nas.ops import OpKey
 from nas.space import SearchSpace
 from nas.space.yaml_io import write_yaml
@@ -50,17 +51,24 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
 
     worker = _Worker(str(space_path), backend, options, memory_limit_mb)
     meta = None
+    bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
+    kept = 0 if done is None else len(done)
     try:
         with open(out, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             if done is None:
                 writer.writeheader()
-            for key in tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress):
+            for key in bar:
                 values = worker.measure(key, per_key_s)
                 writer.writerow({**key.as_dict(), **{k: _short(v) for k, v in values.items()}})
                 handle.flush()
                 os.fsync(handle.fileno())
+                kept += 1
         meta = worker.metadata()
+    except KeyboardInterrupt:
+        bar.leave = False
+        bar.close()
+        raise Interrupted(f"{kept} measured rows are kept in {out}; re-run the same command to resume") from None
     finally:
         worker.close()
     meta = {**meta, "space": space.name, "command": command}
@@ -133,6 +141,7 @@ def _failed(status: str) -> dict[str, Any]:
 
 def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_limit_mb: float | None) -> None:
     """Worker main loop: build the profiler once, then measure keys until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it keeps what was measured, ends us
     try:
         from nas.profile.base import get_profiler
 

@@ -10,8 +10,12 @@ trial count and several workers (processes or machines) can share it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ from tqdm import tqdm
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
-from nas.errors import NasError
+from nas.errors import Interrupted, NasError
 from nas.search.curves import Curves
 from nas.search.proxies import get_proxy
 from nas.search.resume import check_resume, setup_record
@@ -35,6 +39,8 @@ SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DIRECTIONS = ["minimize", "minimize", "maximize"]
 COMPLETED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SCREEN = 64  # NSGA-II children the table screens per trial (1: plain NSGA-II)
+STOP_S = 30.0  # a worker's time to end its trial after Ctrl-C
+QUIET = optuna.logging.ERROR  # optuna's per-trial warnings repeat, with a traceback, what the CLI says in one line
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,13 @@ class Objective:
         self.space, self.cost = cost.space, cost
         self.proxy = get_proxy(setup.proxy)(self.space, seed=setup.seed, **setup.proxy_options)
         self.curves = Curves(storage, setup.study, setup.pruner) if self.proxy.reports else None
+        self.interrupts = Interrupts()
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float, float]:
+        with self.interrupts.inside_trial():
+            return self._evaluate(trial)
+
+    def _evaluate(self, trial: optuna.Trial) -> tuple[float, float, float]:
         labels = {slot.name: trial.suggest_categorical(slot.name, [c.label for c in slot.choices])
                   for slot in self.space.slots}
         choices = {slot.name: next(c for c in slot.choices if c.label == labels[slot.name]) for slot in self.space.slots}
@@ -173,22 +184,80 @@ def cannot_run(cost: CostModel, architecture: Architecture, steps: int) -> str:
     return f"{slot['status']} at {slot['slot']}"
 
 
+class Interrupts:
+    """Ctrl-C during a search, delivered where optuna copes with it.
+
+    Raised inside a trial's objective, a KeyboardInterrupt makes optuna mark that trial failed
+    and stop; raised inside optuna's own bookkeeping between trials (``tell``, the sampler's
+    ``after_trial``) it breaks optuna 5 with an UnboundLocalError. So while this handler is
+    installed, a Ctrl-C outside a trial is held until the next trial starts (or the run ends).
+    """
+
+    def __init__(self):
+        self.busy = self.pending = self.requested = False
+
+    @contextlib.contextmanager
+    def inside_trial(self):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if self.busy:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Handle SIGINT as above for the block (main thread only: elsewhere Python delivers none)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+            if self.pending:
+                raise KeyboardInterrupt
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _optimize(study: optuna.Study, objective: Objective, n_trials: int, callbacks: list) -> None:
+    with objective.interrupts.installed():
+        study.optimize(objective, n_trials=n_trials, callbacks=callbacks)
+
+
 def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
-    """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all).
+
+    It starts with Ctrl-C ignored (see :func:`run_study`) and takes it from here on: then it
+    ends quietly, optuna marks its running trial failed, and the parent says what was kept.
+    """
+    optuna.logging.set_verbosity(QUIET)
     storage = open_storage(setup.storage)
     cost = setup.load()
-    study = optuna.load_study(study_name=setup.study, storage=storage,
-                              sampler=make_sampler(setup, trials, cost, worker))
-    study.optimize(Objective(setup, storage, cost), n_trials=quota,
-                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
+    study = optuna.load_study(study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, cost, worker))
+    objective = Objective(setup, storage, cost)
+    try:
+        _optimize(study, objective, quota, [optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
+    except KeyboardInterrupt:
+        return
+    except Exception:
+        if objective.interrupts.requested:  # e.g. SQLite busy while every worker marks its trial failed at once
+            return
+        raise
 
 
 def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool = True) -> optuna.Study:
     """Create or resume the study and run it to ``trials`` completed trials."""
     if workers > 1 and not is_shared(setup.storage):
         raise NasError("--workers > 1 needs a shared --storage (sqlite:///..., journal:PATH or postgresql://...)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(QUIET)
     storage = open_storage(setup.storage)
     cost = setup.load()
     study = optuna.create_study(study_name=setup.study, storage=storage, directions=DIRECTIONS,
@@ -211,21 +280,47 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         bar.refresh()
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
-    if remaining > 0 and workers <= 1:
-        study.optimize(Objective(setup, storage, cost), n_trials=remaining, callbacks=[update])
-    elif remaining > 0:
-        context = mp.get_context("spawn")
-        # Fixed quotas rather than a shared stop rule: workers that check a shared count at once overshoot.
-        quotas = [remaining // workers + (w < remaining % workers) for w in range(workers)]
-        processes = [context.Process(target=_work, args=(setup, trials, quotas[w], w)) for w in range(workers)]
-        for process in processes:
-            process.start()
-        while any(p.is_alive() for p in processes):
-            update(study)
-            time.sleep(1.0)
-        failed = [p.exitcode for p in processes if p.exitcode]
-        if failed:
-            raise NasError(f"{len(failed)} search worker(s) failed (exit codes {failed}); re-run to resume")
+    processes: list = []
+    try:
+        if remaining > 0 and workers <= 1:
+            _optimize(study, Objective(setup, storage, cost), remaining, [update])
+        elif remaining > 0:
+            context = mp.get_context("spawn")
+            # Fixed quotas rather than a shared stop rule: workers that check a shared count at once overshoot.
+            quotas = [remaining // workers + (w < remaining % workers) for w in range(workers)]
+            processes = [context.Process(target=_work, args=(setup, trials, quotas[w], w)) for w in range(workers)]
+            ignore = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: no traceback while a worker starts
+            try:
+                for process in processes:
+                    process.start()
+            finally:
+                signal.signal(signal.SIGINT, ignore)
+            while any(p.is_alive() for p in processes):
+                update(study)
+                time.sleep(1.0)
+            failed = [p.exitcode for p in processes if p.exitcode]
+            if failed:
+                raise NasError(f"{len(failed)} search worker(s) failed (exit codes {failed}); re-run to resume")
+    except KeyboardInterrupt:
+        _stop(processes)
+        bar.leave = False
+        bar.close()
+        kept = len(study.get_trials(deepcopy=False, states=COMPLETED))
+        raise Interrupted(f"{kept} finished trials of study {setup.study!r} are kept in {setup.storage or 'memory'}"
+                          + ("; re-run the same command to resume" if is_shared(setup.storage) else
+                             " (in memory: lost; use --storage to keep them)")) from None
     update(study, force=True)
     bar.close()
     return study
+
+
+def _stop(processes: list) -> None:
+    """Pass Ctrl-C on to the workers (a terminal sends it to them too; ``kill -INT`` does not) and wait."""
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    for process in processes:
+        process.join(STOP_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
