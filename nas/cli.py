@@ -517,9 +517,10 @@ def cmd_proxy_check(args) -> None:
         raise NasError("--samples must be at least 2, --steps and --reference-factor at least 1")
     options = {"steps": args.steps} if args.proxy == "distill" else {}
     options.update(_key_values(args.proxy_option, "--proxy-option"))
-    check_options(proxy_cls, options)
+    options = check_options(proxy_cls, options)
+    steps = options.get("steps", args.steps)  # --proxy-option steps=N is the proxy's length: the reference follows
     report = proxy_check(SearchSpace.load(args.space), args.proxy, args.samples, args.seed,
-                         reference_steps=args.steps * args.reference_factor, progress=not args.json, **options)
+                         reference_steps=steps * args.reference_factor, progress=not args.json, **options)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -558,12 +559,9 @@ def _load_or_build(args):
         return VideoUNet.from_space(space, space.architecture(args.arch or "reference"))
     if args.arch:
         raise NasError(f"--arch {args.arch}: goes with --space; a --model folder already fixes its architecture")
-    if not (args.model / "config.json").is_file():
-        raise NasError(f"{args.model}: not a VideoUNet folder (no config.json; make one with nas build -o)")
-    try:
-        return VideoUNet.from_pretrained(args.model)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise NasError(f"{args.model}: cannot load a VideoUNet ({str(exc).splitlines()[0]})") from None
+    from nas.model.loading import load_pretrained
+
+    return load_pretrained(VideoUNet, args.model)
 
 
 def _features(features) -> str:

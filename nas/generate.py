@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from nas.errors import NasError
 from nas.model import VideoUNet
+from nas.model.loading import load_pretrained
 
 
 def few_step_scheduler(config) -> DDIMScheduler:
@@ -43,7 +44,7 @@ def load_run(run: str | Path) -> tuple[VideoUNet, DDIMScheduler]:
     for part in ("model", "scheduler"):
         if not (run / part).is_dir():
             raise NasError(f"{run}: no {part}/ folder (is this a finished `nas train` run?)")
-    model = VideoUNet.from_pretrained(run / "model").eval()
+    model = load_pretrained(VideoUNet, run / "model").eval()
     return model, few_step_scheduler(DDIMScheduler.load_config(run / "scheduler"))
 
 

@@ -1,7 +1,7 @@
 """The frozen pretrained parts around the UNet: the VAE and the CLIP text encoder, from local folders.
 
-Both load with ``from_pretrained(local_dir)`` and never touch the network. A folder can be the
-model itself or a diffusers pipeline folder (``vae/``, ``text_encoder/`` + ``tokenizer/``).
+Both load through :func:`nas.model.loading.load_pretrained` (local safetensors, no pickles).
+A folder can be the model itself or a diffusers pipeline folder (``vae/``, ``text_encoder/`` + ``tokenizer/``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from nas.errors import NasError
+from nas.model.loading import load_pretrained
 
 
 def load_vae(path: str | Path):
@@ -18,10 +19,7 @@ def load_vae(path: str | Path):
     from diffusers import AutoencoderKL
 
     folder = _folder(path, "vae", "config.json")
-    try:
-        return AutoencoderKL.from_pretrained(folder, local_files_only=True).eval().requires_grad_(False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise NasError(f"{folder}: not a diffusers AutoencoderKL folder ({_first_line(exc)})") from None
+    return load_pretrained(AutoencoderKL, folder).eval().requires_grad_(False)
 
 
 def load_text_encoder(path: str | Path):
@@ -34,10 +32,7 @@ def load_text_encoder(path: str | Path):
         tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise NasError(f"{tokenizer_dir}: no CLIP tokenizer here (vocab.json + merges.txt) ({_first_line(exc)})") from None
-    try:
-        model = CLIPTextModel.from_pretrained(model_dir, local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise NasError(f"{model_dir}: not a CLIPTextModel folder ({_first_line(exc)})") from None
+    model = load_pretrained(CLIPTextModel, model_dir)
     return tokenizer, model.eval().requires_grad_(False)
 
 

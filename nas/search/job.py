@@ -41,7 +41,7 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     proxy_options = proxy_options or {}
     quality = None
     if proxy_cls is not None:
-        check_options(proxy_cls, proxy_options)
+        proxy_options = check_options(proxy_cls, proxy_options)
         quality = proxy_cls(space, seed=seed, **proxy_options)  # bad options or data fail here, not in a worker
     make_pruner(pruner)
     cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now

@@ -8,6 +8,7 @@ from the space alone (``score_many``), which the exhaustive front uses.
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,15 +62,42 @@ def list_proxies() -> list[str]:
     return sorted(_PROXIES)
 
 
-def check_options(proxy_cls: type, options: dict[str, Any]) -> None:
-    """Every option must be a named parameter of the proxy: a typo is an error, not a default."""
-    known = [name for name, p in inspect.signature(proxy_cls.__init__).parameters.items()
+def check_options(proxy_cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the proxy's constructor and coerced to the types it declares.
+
+    Every option must be a named parameter (a typo is an error, not a default). Values come from
+    the command line as YAML scalars, where ``1e-3`` is a string: a number the signature asks for
+    is converted here, so that a bad value is one line now, not a traceback in the first trial.
+    """
+    signature = inspect.signature(proxy_cls.__init__)
+    known = [name for name, p in signature.parameters.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise NasError(f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes "
                        f"{', '.join(known) or 'no options'}")
+    hints = typing.get_type_hints(proxy_cls.__init__)
+    return {key: _coerce(key, value, hints.get(key), proxy_cls.name) for key, value in options.items()}
 
+
+def _coerce(key: str, value: Any, hint: Any, proxy: str) -> Any:
+    kinds = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in kinds:
+        return None
+    for kind in (int, float):  # int first: 40 stays an int where int is allowed
+        if kind in kinds and not isinstance(value, bool):
+            try:
+                number = kind(value) if kind is float or isinstance(value, (int, str)) else None
+            except (TypeError, ValueError):
+                continue
+            if number is not None and (kind is float or float(value) == number):
+                return number
+    if (str in kinds or Path in kinds) and isinstance(value, (str, Path)):
+        return value
+    if hint is None or not {int, float, str, Path} & set(kinds):
+        return value  # a type the command line cannot express (tensors): the Python API's business
+    names = " or ".join(k.__name__ for k in kinds if k in (int, float, str, Path))
+    raise NasError(f"--proxy-option {key}={value}: the {proxy} proxy takes {names} for {key}")
 
 
 class _SlotSum(QualityProxy):
@@ -171,9 +199,9 @@ class DistillProxy(QualityProxy):
         super().__init__(space, seed)
         from diffusers import DDPMScheduler
 
-        if steps < 1 or report_every < 1 or clips < 2:
-            raise NasError(f"--proxy distill: steps and report_every must be >= 1 and clips >= 2 "
-                           f"(got {steps}, {report_every}, {clips})")
+        if steps < 1 or report_every < 1 or clips < 2 or not lr > 0:
+            raise NasError(f"--proxy distill: steps and report_every must be >= 1, clips >= 2 and lr > 0 "
+                           f"(got {steps}, {report_every}, {clips}, {lr})")
         clean, text = self._clips(space, clips, seed, data, latents)
         split = max(1, len(clean) // 4)
         self.train, self.held_out = (clean[split:], text[split:]), (clean[:split], text[:split])

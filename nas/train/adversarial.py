@@ -30,6 +30,7 @@ from nas.data import LatentDataset
 from nas.errors import NasError
 from nas.generate import few_step_scheduler, sample_latents
 from nas.model import VideoUNet
+from nas.model.loading import load_pretrained
 from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nas.train.config import AdversarialConfig, save_config
 from nas.train.discriminator import Discriminator
@@ -47,10 +48,10 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     init = Path(config.init)
     if not (init / "model").is_dir() or not (init / "scheduler").is_dir():
         raise NasError(f"{init}: not a finished distill run (needs model/ and scheduler/)")
-    model = VideoUNet.from_pretrained(init / "model")
+    model = load_pretrained(VideoUNet, init / "model")
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    noise_schedule = DDPMScheduler.from_pretrained(init / "scheduler")
+    noise_schedule = DDPMScheduler.from_pretrained(init / "scheduler", local_files_only=True)
     sampler = few_step_scheduler(noise_schedule.config)
     sampler.set_timesteps(config.steps)
     fixed_timesteps = sampler.timesteps.clone()  # the generator trains exactly where it will sample

@@ -17,6 +17,7 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.model import VideoUNet
+from nas.model.loading import load_pretrained
 
 
 class Teacher(nn.Module):
@@ -55,12 +56,12 @@ def load_teacher(path: str | Path) -> Teacher:
         raise NasError(f"{path}: no config.json (a teacher is a saved VideoUNet or UNetMotionModel folder)")
     kind = json.loads(config_file.read_text()).get("_class_name")
     if kind == "VideoUNet":
-        model = VideoUNet.from_pretrained(path)
+        model = load_pretrained(VideoUNet, path)
         widths, has_mid = model.config.backbone["block_out_channels"], model.spatial.mid_block is not None
     elif kind == "UNetMotionModel":
         from diffusers import UNetMotionModel
 
-        model = UNetMotionModel.from_pretrained(path)
+        model = load_pretrained(UNetMotionModel, path)
         widths, has_mid = model.config.block_out_channels, model.mid_block is not None
     else:
         raise NasError(f"{config_file}: teacher class {kind!r}; VideoUNet or UNetMotionModel is needed")

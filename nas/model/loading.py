@@ -1,0 +1,56 @@
+"""Loading a saved model folder: local files and safetensors only, never a pickle.
+
+``from_pretrained`` in diffusers and transformers falls back to a pickled ``.bin`` when no
+``.safetensors`` is there, and unpickling a file runs whatever code it holds. Every folder the
+package loads (a VideoUNet, a teacher, a VAE, a text encoder) goes through :func:`load_pretrained`:
+it refuses a folder whose weights are only pickles, asks for ``use_safetensors=True`` and
+``local_files_only=True``, checks that the config names the class being loaded, and turns a
+corrupt file (a truncated safetensors, a bad config) into one line naming the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.errors import NasError
+
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def load_pretrained(cls: type, folder: str | Path, **kwargs: Any):
+    """``cls.from_pretrained(folder)`` with safetensors only, local files only and one-line errors."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise NasError(f"{folder}: no config.json (not a saved {cls.__name__} folder)")
+    try:
+        named = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NasError(f"{config}: not a JSON config ({exc})") from None
+    if not isinstance(named, dict):
+        raise NasError(f"{config}: not a JSON config (a {type(named).__name__}, not an object)")
+    kind = named.get("_class_name")  # diffusers' record of the class (transformers' model_type checks itself)
+    if kind is not None and kind != cls.__name__:
+        raise NasError(f"{config}: names class {kind}, not {cls.__name__}")
+    files = [p for p in folder.iterdir() if p.is_file()]
+    if not any(p.suffix == ".safetensors" for p in files):
+        pickles = sorted(p.name for p in files if p.suffix in PICKLES)
+        if pickles:
+            raise NasError(f"{folder}: weights only as pickles ({pickles[0]}), which nas never loads; "
+                           "save them as .safetensors (save_pretrained(safe_serialization=True))")
+        raise NasError(f"{folder}: no .safetensors weights")
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, EnvironmentError) as exc:
+        raise NasError(f"{folder}: cannot load a {cls.__name__} ({_first_line(exc)})") from None
+    except Exception as exc:  # safetensors raises its own SafetensorError for truncated or corrupt files
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise NasError(f"{folder}: corrupt safetensors weights ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
