@@ -171,3 +171,34 @@ def test_optuna_internals_still_do_what_nas_needs():
     space = {"a": optuna.distributions.CategoricalDistribution(["x", "y"])}
     child = breed_child(sampler, study, space, study.get_trials())
     assert set(child) <= {"a"} and child.get("a", "x") in ("x", "y")
+
+
+def test_proxy_options_are_coerced_to_the_declared_types():
+    from nas.search.proxies import check_options
+
+    distill = get_proxy("distill")
+    assert check_options(distill, {"lr": "1e-3", "steps": "40", "clips": 4, "data": "d"}) == {
+        "lr": 1e-3, "steps": 40, "clips": 4, "data": "d"}
+    for bad in ({"lr": "fast"}, {"steps": 1.5}, {"steps": True}, {"clips": [2]}):
+        with pytest.raises(NasError, match=f"--proxy-option {next(iter(bad))}="):
+            check_options(distill, bad)
+
+
+def test_search_takes_lr_written_as_1e_3(cli, table_path, tmp_path):
+    """YAML reads 1e-3 as a string; the first distill trial used to crash on it."""
+    code, _, err = cli("search", TINY, "--table", table_path, "--trials", "1", "--out", tmp_path, "--proxy", "distill",
+                       "--proxy-option", "lr=1e-3", "--proxy-option", "steps=1", "--proxy-option", "clips=2",
+                       "--latency-budget", "1e9", "--json")
+    assert code == 0, err
+
+
+def test_proxy_check_reference_follows_the_proxy_steps(cli, monkeypatch):
+    from nas.search import proxies
+
+    seen = {}
+    monkeypatch.setattr(proxies, "proxy_check", lambda space, proxy, samples, seed, reference_steps, progress, **o:
+                        seen.update(reference_steps=reference_steps, **o) or
+                        {"space": "tiny", "kendall_tau": 1.0, "reference_steps": reference_steps, "samples": samples})
+    code, _, err = cli("proxy", "check", TINY, "--proxy-option", "steps=7", "--reference-factor", "3")
+    assert code == 0, err
+    assert seen["steps"] == 7 and seen["reference_steps"] == 21
