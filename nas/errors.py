@@ -8,3 +8,7 @@ messages must name the file and the problem and need no traceback to be understo
 
 class NasError(Exception):
     """A problem with the user's input; its message names the file (or value) and the problem."""
+
+
+class NasWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one line."""

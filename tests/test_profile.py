@@ -54,9 +54,13 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     first = table_plan(tiny_space)[1]
     done = f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel}," \
            "123.0,124.0,1.0,3,ok\n"
-    out.write_text(header + done + "conv3d,32,4,16")  # killed mid-line
+    original = header + done + "conv3d,32,4,16"  # first table format, killed mid-line
+    out.write_text(original)
     code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
     assert code == 0, err
+    # the user's file is not rewritten in place: the original is kept next to the resumed table
+    assert (tmp_path / "t.csv.orig").read_text() == original
+    assert "the original is kept as t.csv.orig" in err
     table = LatencyTable.load(out)
     assert len(table.rows) == 3
     assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured

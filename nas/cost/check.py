@@ -6,6 +6,7 @@ table's own backend, end to end, with the same timing protocol the profiler used
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,13 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
             def run(model=model):
                 return model(sample, timestep, text, return_dict=False)
 
-            timing = time_call(run, warmup if round_index == 0 else 1, max(3, repeats // rounds),
-                               sync=device_sync(device), probe=probe, probe_ms=probe_ms)
+            timing = time_call(run, warmup if round_index == 0 else min(1, warmup), max(3, repeats // rounds),
+                               time_limit_s=math.inf, sync=device_sync(device), probe=probe, probe_ms=probe_ms)
             round_p50[i].append(timing.p50_ms)
             if round_index == 0:
                 weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
                 rows.append({"arch_id": architecture.id, "predicted_ms": prediction.unet_ms, "measured_ms": None,
-                             "predicted_mb": prediction.memory_mb, "measured_mb": weights_mb + peak_memory_mb(run),
+                             "predicted_mb": prediction.weights_mb + prediction.activation_mb, "measured_mb": weights_mb + peak_memory_mb(run),
                              "coverage": prediction.coverage})
             if not together:
                 del models[i]
