@@ -120,6 +120,11 @@ def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise NasError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    return validate_rows(table_columns(frame, path), path)
+
+
+def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """The COLUMNS of a CSV read as text; a first-format table is migrated, a missing message is empty."""
     if "params" not in frame.columns and all(c in frame.columns for c in LEGACY_KEY_COLUMNS):
         frame = _migrate_first_format(frame)
     if "message" not in frame.columns:
@@ -127,7 +132,7 @@ def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise NasError(f"{path}: missing column(s) {', '.join(missing)} (a table has: {', '.join(COLUMNS)})")
-    return validate_rows(frame[COLUMNS], path)
+    return frame[COLUMNS]
 
 
 def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:

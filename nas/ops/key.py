@@ -41,7 +41,7 @@ def parse_params(text: str) -> dict[str, int | str]:
             raise ValueError(f"params must be name=value pairs joined by ';', got {text!r}")
         if name in out:
             raise ValueError(f"params name {name!r} twice in {text!r}")
-        out[name] = int(value) if re.fullmatch(r"-?\d+", value) else value
+        out[name] = int(value) if re.fullmatch(r"-?\d+", value) and str(int(value)) == value else value
     return out
 
 
