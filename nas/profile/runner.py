@@ -49,12 +49,14 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
         raise NasError(f"--backend: {exc.args[0]}") from None
     profiler_cls(space, **options)  # validate options here, before any worker starts
     out = Path(out)
-    done = _rows_to_resume(out) if out.exists() and out.stat().st_size else None
+    done = read_rows(out, allow_partial_tail=True) if out.exists() and out.stat().st_size else None
     status = {} if done is None else {OpKey(*(r[c] for c in KEY_COLUMNS)): r["status"]
                                       for r in done.to_dict("records")}
     todo = [k for k in dict.fromkeys(keys or table_plan(space)) if status.get(k, "error") == "error"]
     if not todo and done is not None and sidecar_path(out).is_file():
         return LatencyTable.load(out)  # complete: nothing measured, nothing changed
+    if done is not None:
+        _prepare_to_append(out, done)
     previous = read_yaml_mapping(sidecar_path(out)) if done is not None and sidecar_path(out).is_file() else {}
     if previous.get("probe_ms") is not None:
         options = {**options, "probe_ms": previous["probe_ms"]}  # the scale the rows already there are in
@@ -86,10 +88,9 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
     return table
 
 
-def _rows_to_resume(out: Path):
-    """Rows already in ``out``; a cut-off last line or a first-format header is repaired in a new file,
-    the original kept next to it (``NAME.csv.orig``), so new rows can be appended."""
-    done = read_rows(out, allow_partial_tail=True)
+def _prepare_to_append(out: Path, done) -> None:
+    """A cut-off last line or a first-format header is repaired in a new file (the rows ``done``), the
+    original kept next to it (``NAME.csv.orig``), so that new rows can be appended."""
     with open(out, newline="") as handle:
         header = next(csv.reader(handle), [])
     if partial_tail(out) or header != COLUMNS:
@@ -103,7 +104,6 @@ def _rows_to_resume(out: Path):
         os.replace(tmp, out)
         why = "its last line was cut off" if partial_tail(backup) else "it was in the first table format"
         warnings.warn(f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning)
-    return done
 
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:

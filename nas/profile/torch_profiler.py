@@ -10,7 +10,7 @@ import torch
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.timing import SpeedProbe, device_sync, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
 from nas.profile.workload import build_workload
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -44,7 +44,8 @@ class TorchProfiler(Profiler):
     def measure(self, key: OpKey) -> dict[str, Any]:
         workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
         timing = time_call(workload, self.warmup, self.repeats, self.time_limit_s, self.budget_s,
-                           device_sync(self.device), self.probe, self.probe_ms)
+                           device_sync(self.device), self.probe, self.probe_ms,
+                           evict_caches if self.device.type == "cpu" else None)
         if timing.timed_out:
             return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
         return {
