@@ -282,3 +282,15 @@ def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
     assert CostModel(tiny_space, old).spatial.runs
     with pytest.raises(NasError, match="first table format"):
         CostModel(other, old).spatial
+
+
+def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, tmp_path):
+    from tests.conftest import ROOT, TINY
+
+    table = LatencyTable.load(ROOT / "latency_tables" / "cpu_tiny.csv")
+    table.meta = {**table.meta, "space": "other"}
+    path = table.save(tmp_path / "t.csv")
+    code, out, err = cli("cost", TINY, "--table", path)
+    assert code == 0, err
+    assert err.startswith("nas: warning: ") and "made for space 'other'" in err and len(err.splitlines()) == 1
+    assert "no fixed parts in the table: VAE decoder and text encoder not counted" in out
