@@ -225,3 +225,12 @@ def test_probe_scale_is_a_median_over_probes_around_the_call():
         scale.after()
         factors.append(scale.factor())
     assert factors == [1.0] * 5  # a single probe run no longer sets a call's scale
+
+
+def test_every_call_starts_from_swept_caches():
+    from nas.profile.timing import largest_cache_bytes, time_call
+
+    calls = []
+    timing = time_call(lambda: calls.append("run"), warmup=1, repeats=3, evict=lambda: calls.append("evict"))
+    assert calls == ["evict", "run"] * 4 and timing.samples == 3
+    assert largest_cache_bytes() >= 2**20

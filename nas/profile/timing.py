@@ -9,17 +9,20 @@ to run), so the scale is the median of a window of probe runs taken just before 
 each call (:class:`SpeedScale`): a long call no longer inherits one probe's noise. On a
 machine of steady speed the correction is a no-op.
 
-Inside a whole UNet a layer never finds its weights and input in the CPU's private caches: the
-layers before it have evicted them. Timed alone in a loop, it does, and the table's parts then
-add up to less than the whole (about 5-8% for the tiny space on a 2-core VM). So on a CPU each
-timed call, of a part or of a whole model, starts from caches swept by :func:`evict_caches`.
+Inside a whole UNet a layer never finds its weights in the CPU's caches: the layers before it
+have evicted them, and a UNet forward's own traffic exceeds the last-level cache. Timed alone in
+a loop, a part finds them warm, and the table's parts then add up to less than the whole
+(5-8% for the tiny space on a 2-core VM). So on a CPU each timed call, of a part or of a whole
+model, starts from caches swept by :func:`evict_caches` (twice the largest cache).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -94,15 +97,24 @@ class SpeedScale:
         return self.reference_ms / float(np.median(self.times))
 
 
-EVICT_BYTES = 8 * 2**20  # several times a core's private (L1 + L2) caches on current CPUs
 _sweep: torch.Tensor | None = None
 
 
+def largest_cache_bytes(default: int = 32 * 2**20) -> int:
+    """The CPU's largest cache (Linux sysfs), or ``default`` where it cannot be read."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        match = re.fullmatch(r"(\d+)([KMG]?)", path.read_text().strip())
+        if match:
+            sizes.append(int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
+    return max(sizes, default=default)
+
+
 def evict_caches() -> None:
-    """Write a buffer larger than a core's private caches, so the next call starts as it would mid-model."""
+    """Write a buffer twice the largest cache, so the next call finds caches as it would in a whole model."""
     global _sweep
     if _sweep is None:
-        _sweep = torch.empty(EVICT_BYTES // 4)
+        _sweep = torch.empty(2 * largest_cache_bytes() // 4)
     _sweep.fill_(1.0)
 
 
