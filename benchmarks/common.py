@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas import SearchSpace, VideoUNet  # noqa: E402
 from nas.errors import NasError  # noqa: E402
+from nas.rss import peak_rss_mb  # noqa: E402
 
 DEFAULT_SPACE = ROOT / "search_spaces" / "snapgen_v.yaml"
 MODELS = ("reference", "animatediff")
@@ -129,7 +129,7 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def current_memory_mb(device: torch.device) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.model import VideoUNet  # noqa: E402
+from nas.rss import peak_rss_mb  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
 from nas.train.runtime import noise_scheduler  # noqa: E402
 
@@ -81,7 +81,7 @@ def main() -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+               else peak_rss_mb())
     result = {
         "space": space.name, "arch": args.arch, "params": sum(p.numel() for p in model.parameters()),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'x86_64'}, "

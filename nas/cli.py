@@ -11,11 +11,12 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from nas import plugins
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
+    warnings.showwarning = _show_warning
     try:
         plugins.load(args.plugin)
         return args.func(args) or 0
@@ -35,6 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """NasWarnings as one line, like errors; other warnings as Python prints them."""
+    if issubclass(category, NasWarning):
+        print(f"nas: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--table", type=Path, required=True)
     check.add_argument("--samples", type=int, default=20)
     check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--warmup", type=int, default=5, help="untimed calls per architecture before timing")
+    check.add_argument("--repeats", type=int, default=100,
+                       help="timed calls per architecture (at least 3; spread over rounds when models are small)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_table_check)
     time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
@@ -178,7 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     coreml.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     coreml.add_argument("--batch", type=int, default=1, help="clips per call (1: no CFG)")
     coreml.add_argument("--palettize", type=int, choices=(4, 6, 8), help="palettize weights to this many bits")
-    coreml.add_argument("--palettize-mode", choices=("kmeans", "uniform"), default="kmeans")
+    coreml.add_argument("--palettize-mode", choices=("kmeans", "uniform"), default=None,
+                        help="default: kmeans if scikit-learn is installed, else uniform")
     coreml.add_argument("--chunks", type=int, default=1,
                         help="split into this many packages (power of two) for the Neural Engine's ~1 GB limit")
     coreml.add_argument("--compute-units", choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
@@ -353,7 +367,8 @@ def cmd_table_plan(args) -> None:
 
 
 def cmd_table_validate(args) -> None:
-    from nas.cost.table import LatencyTable
+    from nas.cost.table import KEY_COLUMNS, LatencyTable
+    from nas.ops import OpKey
 
     tables = args.tables or sorted(Path("latency_tables").glob("*.csv"))
     if not tables:
@@ -364,6 +379,9 @@ def cmd_table_validate(args) -> None:
         print(f"ok  {path}: {len(table.rows)} rows ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
               f"{table.meta['provenance']} on {table.meta['device']} ({table.meta['backend']}, "
               f"{table.meta['precision']})")
+        for row in table.rows[table.rows["status"] == "error"].to_dict("records"):
+            key = OpKey(*(row[c] for c in KEY_COLUMNS))
+            print(f"    error {key.text()}: {row['message'] or 'no message'} (measured again by the next nas profile)")
 
 
 def cmd_table_check(args) -> None:
@@ -371,7 +389,10 @@ def cmd_table_check(args) -> None:
 
     if args.samples < 2:
         raise NasError(f"--samples must be at least 2, got {args.samples}")
-    report = check_table(args.space, args.table, args.samples, args.seed, progress=not args.json)
+    if args.warmup < 0 or args.repeats < 1:
+        raise NasError(f"--warmup must be >= 0 and --repeats >= 1, got {args.warmup} and {args.repeats}")
+    report = check_table(args.space, args.table, args.samples, args.seed, warmup=args.warmup, repeats=args.repeats,
+                         progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -411,6 +432,7 @@ def cmd_table_estimate(args) -> None:
 def cmd_profile(args) -> None:
     from nas.cost.table import KEY_COLUMNS
     from nas.ops import OpKey
+    from nas.ops.key import parse_params
 
     if args.backend == "coreml" and args.export_only:
         from nas.profile.coreml_profiler import export_packages
@@ -426,10 +448,14 @@ def cmd_profile(args) -> None:
 
         if not args.plan.is_file():
             raise NasError(f"{args.plan}: no such plan")
-        frame = pd.read_csv(args.plan)
+        frame = pd.read_csv(args.plan, dtype=str, keep_default_na=False)
         if list(frame.columns) != KEY_COLUMNS:
             raise NasError(f"{args.plan}: a plan has the columns {', '.join(KEY_COLUMNS)}")
-        keys = [OpKey(*row) for row in frame.itertuples(index=False)]
+        try:
+            keys = [OpKey.of(op, c, f, h, w, parse_params(params))
+                    for op, c, f, h, w, params in frame.itertuples(index=False)]
+        except ValueError as exc:
+            raise NasError(f"{args.plan}: {exc}") from None
     from nas.profile.runner import profile
 
     options = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget,
@@ -462,13 +488,20 @@ def cmd_cost(args) -> None:
     p = prediction
     print(f"arch {architecture.id} on {args.table} ({table.meta['provenance']}, {table.meta['device']})")
     print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
-    print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations")
+    fixed = (f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
+             if p.fixed_parts else " (no fixed parts in the table: VAE decoder and text encoder not counted)")
+    print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
+          + fixed)
     if not p.runs:
         print("the table says this architecture cannot run on the device (see status)")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
     _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
            [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
              r["status"]] for r in p.slots])
+    for r in p.slots:
+        if r["status"] == "error":
+            print(f"{r['slot']}: {r['choice']} failed to measure: {r['message'] or 'no message'} "
+                  "(fix the op and re-run nas profile: error rows are measured again)")
 
 
 def cmd_search(args) -> None:
@@ -541,6 +574,8 @@ def cmd_export_coreml(args) -> None:
     _table(["package", "ops", "weights", "palettized", "inputs", "outputs"],
            [[p["path"], p["ops"], f"{p['weight_bytes'] / 2**20:,.1f} MiB", p["palettized_weights"],
              _features(p["inputs"]), _features(p["outputs"])] for p in summary["packages"]])
+    if summary["palettize"] and summary["palettize"].get("note"):
+        print(f"note: {summary['palettize']['note']}")
     for package in summary["packages"]:
         for warning in package["warnings"]:
             print(f"warning: {package['path']}: {warning}")

@@ -16,3 +16,7 @@ class Interrupted(KeyboardInterrupt):
     A KeyboardInterrupt still (so nothing that catches Exception swallows it); the CLI prints
     it as one line, ``nas: interrupted: <message>``, and exits with code 130.
     """
+
+
+class NasWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one line."""

@@ -3,17 +3,20 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from nas.cost.cost_model import CostModel
 from nas.cost.memory import MemoryTracker, slot_context_bytes
-from nas.cost.plan import choice_key, spatial_key
+from nas.cost.plan import choice_key, spatial_key, table_plan
 from nas.cost.roofline import CHIPS, estimate_table
-from nas.cost.table import LatencyTable
-from nas.errors import NasError
+from nas.cost.table import COLUMNS, LatencyTable, validate_rows
+from nas.errors import NasError, NasWarning
 from nas.model import VideoUNet
-from nas.space import Architecture
+from nas.ops import OpKey, TemporalOp, register_op
+from nas.space import Architecture, SearchSpace
+from nas.space.yaml_io import read_yaml_mapping
 
 
 @pytest.fixture(scope="module")
@@ -64,33 +67,66 @@ def test_missing_shape_is_interpolated_between_neighbours(tiny_space, table):
     cost = model.key_cost(key)
     assert cost.coverage == "interpolated"
     rows = table.lookup()
-    small = rows[key.__class__("attn1d", 64, 4, 2, 2, 4, 0)]["latency_p50_ms"]
-    big = rows[key.__class__("attn1d", 64, 4, 8, 8, 4, 0)]["latency_p50_ms"]
+    small = rows[OpKey.of("attn1d", 64, 4, 2, 2, {"heads": 4})]["latency_p50_ms"]
+    big = rows[OpKey.of("attn1d", 64, 4, 8, 8, {"heads": 4})]["latency_p50_ms"]
     assert small <= cost.latency_ms <= big
     assert cost.latency_ms == pytest.approx(rows[key]["latency_p50_ms"], rel=0.5)
 
 
 def test_beyond_the_range_is_flagged_then_refused(tiny_space, table):
-    model = CostModel(tiny_space, without(table, op="attn3d", channels=32))
-    # attn3d at 32 channels now has no same-width rows: priced from the 64-channel rows by FLOPs.
+    model = CostModel(tiny_space, without(table, op="attn1d", channels=32))
+    # attn1d at 32 channels now has no same-width rows: priced from the 64-channel rows by FLOPs.
     slot = tiny_space.slot("down0")
-    key = choice_key(tiny_space, slot, next(c for c in slot.choices if c.op == "attn3d"))
+    key = choice_key(tiny_space, slot, next(c for c in slot.choices if c.op == "attn1d"))
     assert model.key_cost(key).coverage in ("interpolated", "extrapolated")
-    far = key.__class__("attn3d", 64, 64, 64, 64, 4, 0)
+    far = OpKey.of("attn3d", 64, 64, 64, 64, {"heads": 4})
     with pytest.raises(NasError, match="far outside the measured range"):
         model.key_cost(far)
+
+
+def test_memory_is_priced_and_range_checked_along_the_ops_working_set(tiny_space, table):
+    # attn3d at 16x16 (1024 tokens) from rows of at most 8x8 (256 tokens): the attention working set
+    # grows with tokens^2, 16x past the largest row, so the memory axis refuses it.
+    model = CostModel(tiny_space, without(table, op="attn3d", channels=32))
+    slot = tiny_space.slot("down0")
+    key = choice_key(tiny_space, slot, next(c for c in slot.choices if c.op == "attn3d"))
+    with pytest.raises(NasError, match="working set .* far outside|far outside .*working set"):
+        model.key_cost(key)
+    # Between rows, attention memory follows the op's own working set, not C*F*H*W.
+    model = CostModel(tiny_space, without(table, op="attn3d", channels=64, height=4))
+    key = OpKey.of("attn3d", 64, 4, 4, 4, {"heads": 4})
+    rows = table.lookup()
+    assert model.key_cost(key).coverage == "interpolated"
+    assert model.key_cost(key).memory_mb == pytest.approx(rows[key]["memory_mb"], rel=0.15)
+
+
+class SquareOp(TemporalOp):
+    """A user op whose working set grows with the square of the pixels (like attention), with a
+    parameter the table must keep apart (``fold``)."""
+
+    name = "test_square"
+    defaults = {"fold": 2}
+
+    def __init__(self, channels, frames, norm_groups=32, **params):
+        super().__init__(channels, frames, norm_groups, **params)
+        self.proj = torch.nn.Conv2d(channels, channels, 1)
+
+    def forward(self, hidden_states, num_frames):
+        tokens = hidden_states.flatten(2)  # (F, C, HW)
+        scores = tokens.transpose(1, 2) @ tokens  # (F, HW, HW)
+        return hidden_states + self.proj(hidden_states) * scores.mean() * self.params["fold"]
 
 
 def test_extrapolation_within_limits_is_flagged(tiny_space, table):
     model = CostModel(tiny_space, table)
     key = choice_key(tiny_space, tiny_space.slot("down1"),
                      next(c for c in tiny_space.slot("down1").choices if c.op == "conv1d"))
-    bigger = key.__class__("conv1d", key.channels, key.frames, 12, 12, 0, 3)  # 2.25x the largest (8x8) work
-    biggest = key.__class__("conv1d", key.channels, key.frames, 16, 16, 0, 3)  # 4x: the limit
+    bigger = OpKey.of("conv1d", key.channels, key.frames, 12, 12, {"kernel": 3})  # 2.25x the largest (8x8) work
+    biggest = OpKey.of("conv1d", key.channels, key.frames, 16, 16, {"kernel": 3})  # 4x: the limit
     assert model.key_cost(bigger).coverage == model.key_cost(biggest).coverage == "extrapolated"
     assert model.key_cost(biggest).latency_ms > model.key_cost(bigger).latency_ms > model.key_cost(key).latency_ms
     with pytest.raises(NasError, match="far outside"):
-        model.key_cost(key.__class__("conv1d", key.channels, key.frames, 24, 24, 0, 3))
+        model.key_cost(OpKey.of("conv1d", key.channels, key.frames, 24, 24, {"kernel": 3}))
 
 
 def test_key_with_no_basis_is_an_error_not_zero(tiny_space, table):
@@ -98,7 +134,7 @@ def test_key_with_no_basis_is_an_error_not_zero(tiny_space, table):
     arch = Architecture.from_dict(tiny_space, {"slots": {s: {"op": "conv3d"} for s in tiny_space.slot_names}})
     with pytest.raises(NasError, match="no conv3d rows"):
         model.predict(arch)
-    with pytest.raises(NasError, match="no spatial rows"):
+    with pytest.raises(NasError, match="no spatial row for this backbone"):
         CostModel(tiny_space, without(table, op="spatial")).predict(tiny_space.architecture("reference"))
 
 
@@ -147,3 +183,114 @@ def test_cost_command_json(cli, tiny_space, table, tmp_path):
     assert report["memory_mb"] == pytest.approx(report["weights_mb"] + report["activation_mb"])
     assert set(report["coverage"]) == {"exact", "interpolated", "extrapolated"}
     assert [s["slot"] for s in report["slots"]] == tiny_space.slot_names
+
+
+register_op(SquareOp)
+
+
+def user_table(rows, meta=None):
+    frame = pd.DataFrame([{**k.as_dict(), "latency_p50_ms": ms, "latency_p90_ms": ms, "memory_mb": mb, "samples": 3,
+                           "status": status, "message": ""} for k, ms, mb, status in rows], columns=COLUMNS)
+    frame = frame.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v))
+    return LatencyTable(validate_rows(frame, "t.csv"), {"precision": "fp32", **(meta or {})})
+
+
+def square_key(size, fold=2):
+    return OpKey.of("test_square", 32, 4, size, size, {"fold": fold})
+
+
+def true_mb(key):
+    return SquareOp.working_set(key.channels, key.frames, key.height, key.width, key.param_dict) / 2**20
+
+
+def test_user_op_memory_is_extrapolated_along_its_own_working_set(tiny_space):
+    rows = [(square_key(s), float(s), true_mb(square_key(s)), "ok") for s in (2, 4)]
+    model = CostModel(tiny_space, user_table(rows))
+    cost = model.key_cost(square_key(5))
+    assert cost.coverage == "extrapolated"
+    # the op's working set grows with (H*W)^2: C*F*H*W would give 4x4's memory x 25/16, 1.56x too little
+    assert cost.memory_mb == pytest.approx(true_mb(square_key(5)), rel=0.05)
+
+
+def test_keys_carry_every_op_parameter(tiny_space):
+    assert square_key(4, fold=2) != square_key(4, fold=4)
+    assert square_key(4).params == "fold=2" and OpKey.of("x", 1, 1, 1, 1, {"b": 1, "a": 2}).params == "a=2;b=1"
+    data = read_yaml_mapping(tiny_space.source)
+    data["choices"] = [{"op": "none"}, {"op": "test_square", "fold": 2}, {"op": "test_square", "fold": 4}]
+    data.pop("architectures")
+    space = SearchSpace.from_dict(data)
+    keys = [k for k in table_plan(space) if k.op == "test_square"]
+    assert len(keys) == 2 * len({(s.channels, s.height) for s in space.slots})
+    assert {k.param_dict["fold"] for k in keys} == {2, 4}
+    # a table row that omits a parameter gets the op's default; one the op does not have is refused
+    assert user_table([(OpKey("test_square", 32, 4, 4, 4, ""), 1.0, 1.0, "ok")]).rows.loc[0, "params"] == "fold=2"
+    with pytest.raises(NasError, match="test_square has no parameter heads"):
+        user_table([(OpKey("test_square", 32, 4, 4, 4, "heads=4"), 1.0, 1.0, "ok")])
+
+
+def test_a_larger_row_that_ran_overrides_a_smaller_failure(tiny_space):
+    # 2x2 failed (say a flaky oom), 8x8 ran: 4x4 lies below a shape that ran, so it is priced, not infeasible.
+    rows = [(square_key(2), math.nan, math.nan, "oom"), (square_key(3), 3.0, true_mb(square_key(3)), "ok"),
+            (square_key(8), 8.0, true_mb(square_key(8)), "ok")]
+    model = CostModel(tiny_space, user_table(rows))
+    assert model.key_cost(square_key(4)).runs
+    # beyond every row that ran, the nearest failure below decides, not the first failed row in the file
+    rows = [(square_key(2), 2.0, true_mb(square_key(2)), "ok"), (square_key(3), math.nan, math.nan, "unsupported"),
+            (square_key(4), math.nan, math.nan, "timeout")]
+    cost = CostModel(tiny_space, user_table(rows)).key_cost(square_key(5))
+    assert not cost.runs and cost.status == "timeout" and cost.coverage == "extrapolated"
+    # error rows (the measurement failed) are not evidence either way; the exact key keeps its message
+    rows = [(square_key(2), 2.0, true_mb(square_key(2)), "ok"), (square_key(3), math.nan, math.nan, "error"),
+            (square_key(4), 4.0, true_mb(square_key(4)), "ok")]
+    table = user_table(rows)
+    table.rows.loc[1, "message"] = "ValueError: bug in my op"
+    model = CostModel(tiny_space, table)
+    assert model.key_cost(square_key(3)).status == "error"
+    assert model.key_cost(square_key(3)).message == "ValueError: bug in my op"
+    assert CostModel(tiny_space, user_table([rows[0], rows[2]])).key_cost(square_key(3)).runs
+
+
+def test_fixed_parts_count_in_peak_memory(tiny_space, table):
+    arch = tiny_space.architecture("reference")
+    base = CostModel(tiny_space, table).predict(arch)
+    rows = pd.concat([table.rows, user_table([(OpKey("vae_decode", 4, 4, 16, 16), 30.0, 300.0, "ok"),
+                                              (OpKey("text_encoder", 32, 1, 77, 1), 5.0, 200.0, "ok")]).rows])
+    fixed = LatencyTable(rows.reset_index(drop=True), dict(table.meta))
+    model = CostModel(tiny_space, fixed)
+    p = model.predict(arch)
+    assert p.fixed_mb == 500.0 and p.fixed_parts == ["text_encoder", "vae_decode"]
+    assert p.memory_mb == pytest.approx(base.memory_mb + 500.0)
+    assert p.latency_ms == pytest.approx(base.latency_ms + 35.0)
+    latency, memory = model.price(np.stack([model.encode(arch)]))
+    assert memory[0] == pytest.approx(p.memory_mb) and latency[0] == pytest.approx(p.latency_ms)
+
+
+def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
+    data = read_yaml_mapping(tiny_space.source)
+    data["name"] = "other"
+    data["backbone"]["layers_per_block"] = 2  # same first width, another backbone
+    other = SearchSpace.from_dict(data)
+    assert spatial_key(other) != spatial_key(tiny_space)
+    with pytest.warns(NasWarning, match="made for space 'tiny'"):
+        model = CostModel(other, LatencyTable(table.rows, {**table.meta, "space": "tiny"}))
+    with pytest.raises(NasError, match="no spatial row for this backbone .*made for space 'tiny'"):
+        model.predict(other.architecture("reference"))
+    # a first-format spatial row (no fingerprint) serves only the space named in its sidecar
+    legacy = table.rows.copy()
+    legacy.loc[legacy["op"] == "spatial", "params"] = ""
+    old = LatencyTable(legacy, {**table.meta, "space": "tiny"})
+    assert CostModel(tiny_space, old).spatial.runs
+    with pytest.raises(NasError, match="first table format"):
+        CostModel(other, old).spatial
+
+
+def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, tmp_path):
+    from tests.conftest import ROOT, TINY
+
+    table = LatencyTable.load(ROOT / "latency_tables" / "cpu_tiny.csv")
+    table.meta = {**table.meta, "space": "other"}
+    path = table.save(tmp_path / "t.csv")
+    code, out, err = cli("cost", TINY, "--table", path)
+    assert code == 0, err
+    assert err.startswith("nas: warning: ") and "made for space 'other'" in err and len(err.splitlines()) == 1
+    assert "no fixed parts in the table: VAE decoder and text encoder not counted" in out

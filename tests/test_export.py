@@ -169,3 +169,29 @@ def test_paper_scale_reference_fits_the_neural_engine_at_6_bits(cli, tmp_path):
     (package,) = json.loads(out.with_suffix(".json").read_text())["packages"]
     assert package["warnings"] == [] and package["max_rank"] <= 5
     assert package["weight_bytes"] < 1 << 30 and package["palettized_weights"] > 250
+
+
+def test_default_palettize_mode_works_without_scikit_learn(monkeypatch):
+    import importlib.util
+
+    from nas.export.compress import check_palettize, default_mode
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
+    mode, note = default_mode()
+    assert mode == "uniform" and "scikit-learn is not installed" in note
+    check_palettize(6, mode)  # the default path needs nothing extra
+    with pytest.raises(NasError, match="kmeans mode needs scikit-learn"):
+        check_palettize(6, "kmeans")
+
+
+@pytest.mark.parametrize("platform_name, raw, mb", [("linux", 2048, 2.0), ("darwin", 2 * 2**20, 2.0)])
+def test_peak_rss_is_right_on_linux_and_macos(monkeypatch, platform_name, raw, mb):
+    import resource
+    import types
+
+    from nas import rss
+
+    monkeypatch.setattr(rss.sys, "platform", platform_name)
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=raw))
+    assert rss.peak_rss_mb() == mb

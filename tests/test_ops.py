@@ -81,11 +81,11 @@ def test_flops_follow_the_attention_shapes():
     assert get_op("none").cost(*small, {}).flops == 0
 
 
-def test_key_fills_unused_fields_with_zero():
+def test_key_carries_the_ops_parameters_with_defaults():
     key = get_op("attn1d").key(320, 16, 40, 64, {"heads": 8})
-    assert key == OpKey("attn1d", 320, 16, 40, 64, heads=8, kernel=0)
-    assert get_op("conv3d").key(320, 16, 40, 64, {"kernel": 3}).kernel == 3
-    assert OpKey.columns() == ["op", "channels", "frames", "height", "width", "heads", "kernel"]
+    assert key == OpKey("attn1d", 320, 16, 40, 64, "heads=8") and key.heads == 8 and key.kernel == 0
+    assert get_op("conv3d").key(320, 16, 40, 64, {}).params == "kernel=3"  # the default is in the key
+    assert OpKey.columns() == ["op", "channels", "frames", "height", "width", "params"]
 
 
 def test_bad_params_are_rejected():
@@ -126,6 +126,11 @@ def test_user_op_registers_and_builds_from_yaml(tiny_dict):
     model = VideoUNet.from_space(space, arch)
     assert len(model.temporal) == len(space.slots)
     assert get_op("test_shift").cost(32, 4, 8, 8, {"fold": 2}).params == 32
+    # two fold values are two table rows
+    from nas.cost.plan import table_plan
+
+    folds = {k.param_dict["fold"] for k in table_plan(space) if k.op == "test_shift"}
+    assert folds == {2, 4}
 
 
 def test_registering_a_different_class_under_a_taken_name_fails():

@@ -54,9 +54,13 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     first = table_plan(tiny_space)[1]
     done = f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel}," \
            "123.0,124.0,1.0,3,ok\n"
-    out.write_text(header + done + "conv3d,32,4,16")  # killed mid-line
+    original = header + done + "conv3d,32,4,16"  # first table format, killed mid-line
+    out.write_text(original)
     code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
     assert code == 0, err
+    # the user's file is not rewritten in place: the original is kept next to the resumed table
+    assert (tmp_path / "t.csv.orig").read_text() == original
+    assert "the original is kept as t.csv.orig" in err
     table = LatencyTable.load(out)
     assert len(table.rows) == 3
     assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured
@@ -140,3 +144,93 @@ def test_coreml_export_then_import(cli, tiny_space, tmp_path):
     assert code == 0, err
     table = LatencyTable.load(tmp_path / "mac.csv")
     assert len(table.rows) == len(manifest) and table.meta["space"] == "tiny"
+
+
+def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(cli, tiny_space, tmp_path):
+    from nas.profile.torch_profiler import TorchProfiler
+
+    keys = table_plan(tiny_space)[1:3]
+    plan = tmp_path / "plan.csv"
+    plan_frame(keys).to_csv(plan, index=False)
+    out = tmp_path / "t.csv"
+    good, bad = keys
+    out.write_text("op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,"
+                   "message\n"
+                   f"{good.op},{good.channels},{good.frames},{good.height},{good.width},{good.params},1,1,1,3,ok,\n"
+                   f"{bad.op},{bad.channels},{bad.frames},{bad.height},{bad.width},{bad.params},,,,0,error,"
+                   "\"ValueError: bug, in my op\"\n")
+    meta = {**TorchProfiler(tiny_space, probe_ms=1.234).metadata(), "space": "tiny", "rows": 2}
+    out.with_suffix(".yaml").write_text(yaml.safe_dump(meta))
+    code, stdout, err = cli("table", "validate", out)
+    assert code == 0, err
+    assert "error conv3d(channels=32, frames=4, 16x16, kernel=3): ValueError: bug, in my op" in stdout
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
+    assert code == 0, err
+    table = LatencyTable.load(out)
+    assert list(table.rows["status"]) == ["ok", "ok"] and table.rows.loc[0, "latency_p50_ms"] == 1.0
+    # measured in the scale of the rows already there
+    assert table.meta["probe_ms"] == 1.234
+    before = {p: p.read_bytes() for p in (out, out.with_suffix(".yaml"))}
+    code, stdout, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in before} == before  # measured nothing, changed nothing
+
+
+def test_failures_are_classified_and_bugs_are_errors():
+    import torch
+
+    from nas.profile.runner import failure_row
+
+    assert failure_row(MemoryError())["status"] == "oom"
+    assert failure_row(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))["status"] == "oom"
+    assert failure_row(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))["status"] == "oom"
+    assert failure_row(NotImplementedError("aten::foo on mps"))["status"] == "unsupported"
+    row = failure_row(RuntimeError("shape '[4, -1]' is invalid for input of size 7\nmore"))
+    assert row["status"] == "error" and row["message"] == "RuntimeError: shape '[4, -1]' is invalid for input of size 7"
+    assert failure_row(ValueError("alloc_size must be even"))["status"] == "error"
+
+
+def test_cuda_memory_limit_uses_the_allocator_not_the_address_space(tiny_space, monkeypatch):
+    import resource
+    import types
+
+    import torch
+
+    from nas.profile.torch_profiler import TorchProfiler
+
+    profiler = TorchProfiler(tiny_space, probe_ms=1.0)
+    profiler.device = torch.device("cuda", 0)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 2**30)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append((f, d)))
+    monkeypatch.setattr(resource, "setrlimit", lambda *a: pytest.fail("RLIMIT_AS would break CUDA initialisation"))
+    profiler.limit_memory(7 * 1024)
+    assert calls == [(pytest.approx(8 / 80), profiler.device)]
+
+
+def test_probe_scale_is_a_median_over_probes_around_the_call():
+    from nas.profile.timing import SpeedScale
+
+    class Probe:
+        times = iter([0.001] * 15 + [0.004] + [0.001] * 100)  # one probe run 4x slow, as on a loaded machine
+
+        def run(self):
+            return next(self.times)
+
+    scale = SpeedScale(Probe(), reference_ms=1.0)
+    factors = []
+    for _ in range(5):
+        scale.before()
+        scale.after()
+        factors.append(scale.factor())
+    assert factors == [1.0] * 5  # a single probe run no longer sets a call's scale
+
+
+def test_every_call_starts_from_swept_caches():
+    from nas.profile.timing import largest_cache_bytes, time_call
+
+    calls = []
+    timing = time_call(lambda: calls.append("run"), warmup=1, repeats=3, evict=lambda: calls.append("evict"))
+    assert calls == ["evict", "run"] * 4 and timing.samples == 3
+    assert largest_cache_bytes() >= 2**20

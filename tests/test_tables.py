@@ -50,7 +50,7 @@ def test_plan_command_writes_csv(cli, tmp_path):
     code, out, _ = cli("table", "plan", TINY, "-o", tmp_path / "plan.csv")
     assert code == 0
     plan = pd.read_csv(tmp_path / "plan.csv")
-    assert list(plan.columns) == ["op", "channels", "frames", "height", "width", "heads", "kernel"]
+    assert list(plan.columns) == ["op", "channels", "frames", "height", "width", "params"]
     assert len(plan) == len(plan.drop_duplicates()) == 17
 
 

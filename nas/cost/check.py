@@ -6,6 +6,9 @@ table's own backend, end to end, with the same timing protocol the profiler used
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,9 @@ from tqdm import tqdm
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 from nas.model import VideoUNet
-from nas.profile.timing import SpeedProbe, device_sync, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
@@ -56,6 +59,11 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
     device = torch.device(table.meta.get("compute_units", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"{table.path}: measured on cuda, and no CUDA device is available here")
+    threads = re.search(r"\((\d+) threads\)", str(table.meta.get("device", "")))
+    if device.type == "cpu" and threads and int(threads.group(1)) != torch.get_num_threads():
+        warnings.warn(f"{table.path}: measured with {threads.group(1)} threads, checking with "
+                      f"{torch.get_num_threads()} (set OMP_NUM_THREADS={threads.group(1)} to compare like with like)",
+                      NasWarning)
     dtype = DTYPES[table.meta["precision"]]
     cost = CostModel(space, table)
     v = space.video
@@ -92,13 +100,14 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
             def run(model=model):
                 return model(sample, timestep, text, return_dict=False)
 
-            timing = time_call(run, warmup if round_index == 0 else 1, max(3, repeats // rounds),
-                               sync=device_sync(device), probe=probe, probe_ms=probe_ms)
+            timing = time_call(run, warmup if round_index == 0 else min(1, warmup), max(3, repeats // rounds),
+                               time_limit_s=math.inf, sync=device_sync(device), probe=probe, probe_ms=probe_ms,
+                               evict=evict_caches if device.type == "cpu" else None)
             round_p50[i].append(timing.p50_ms)
             if round_index == 0:
                 weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
                 rows.append({"arch_id": architecture.id, "predicted_ms": prediction.unet_ms, "measured_ms": None,
-                             "predicted_mb": prediction.memory_mb, "measured_mb": weights_mb + peak_memory_mb(run),
+                             "predicted_mb": prediction.weights_mb + prediction.activation_mb, "measured_mb": weights_mb + peak_memory_mb(run),
                              "coverage": prediction.coverage})
             if not together:
                 del models[i]

@@ -2,21 +2,27 @@
 
 One forward of the video UNet costs the spatial UNet row plus, for every slot, ``count`` times
 its temporal op's row. A generation costs ``steps`` forwards plus the fixed parts the table
-holds (VAE decode, text encoder). Peak memory is the weights plus the largest activation
-working set: the spatial UNet's own peak, or at some slot the tensors the UNet holds live
-there plus that temporal op's working set.
+holds (VAE decode, text encoder). Peak memory is the UNet's weights plus its largest
+activation working set (the spatial UNet's own peak, or at some slot the tensors the UNet
+holds live there plus that temporal op's working set), plus the fixed parts the table holds:
+their ``memory_mb`` is their whole footprint (weights and working set), counted as resident
+for the whole generation, as an app that keeps them loaded has them.
 
-Keys missing from the table are interpolated in log-log space along a work coordinate
-(FLOPs for temporal ops, so attention cost grows with sequence length as it does; pixels x
-frames for whole-model rows) between measured rows of the same op, heads and kernel,
-preferring rows of the same width, with latencies made monotone in work. Every price says
-whether it was exact, interpolated or extrapolated; a key with no basis, or one far outside
-the measured range, is an error, never a silent zero.
+Keys missing from the table are interpolated in log-log space between measured rows of the
+same op and parameters, preferring rows of the same width: latency along the op's FLOPs (so
+attention cost grows with sequence length as it does), memory along the op's own working-set
+size (``TemporalOp.working_set``: attention scores grow with the square of the sequence), and
+pixels x frames for whole-model rows; latencies are made monotone in work. Both axes are
+range-checked. Every price says whether it was exact, interpolated or extrapolated; a key with
+no basis, or one far outside the measured range, is an error, never a silent zero. A shape
+that failed for size (oom, timeout, unsupported) makes larger unmeasured shapes fail too,
+unless a larger shape of the same op ran.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -25,8 +31,8 @@ import numpy as np
 
 from nas.cost.memory import slot_context_bytes
 from nas.cost.plan import choice_key, spatial_key
-from nas.cost.table import FIXED_PARTS, WHOLE_MODEL_OPS, LatencyTable
-from nas.errors import NasError
+from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, LatencyTable
+from nas.errors import NasError, NasWarning
 from nas.ops import OpKey, get_op
 from nas.space import Architecture, SearchSpace
 
@@ -42,6 +48,7 @@ class KeyCost:
     memory_mb: float
     status: str
     coverage: str
+    message: str = ""
 
     @property
     def runs(self) -> bool:
@@ -54,6 +61,8 @@ class Prediction:
     memory_mb: float
     unet_ms: float
     fixed_ms: float
+    fixed_mb: float
+    fixed_parts: list[str]
     steps: int
     weights_mb: float
     activation_mb: float
@@ -75,6 +84,11 @@ class CostModel:
         self._rows = table.lookup()
         self._cache: dict[OpKey, KeyCost] = {}
         self._context_mb = {k: v / MB for k, v in slot_context_bytes(space, table.dtype_bytes).items()}
+        made_for = table.meta.get("space")
+        if made_for is not None and made_for != space.name:
+            warnings.warn(f"{self._where()}: made for space {made_for!r}, pricing {space.name!r} with it (its "
+                          "spatial row must match this backbone; temporal rows are matched by shape and params)",
+                          NasWarning, stacklevel=2)
 
     # ---------------------------------------------------------------- one key
     def key_cost(self, key: OpKey) -> KeyCost:
@@ -84,46 +98,74 @@ class CostModel:
 
     def _price_key(self, key: OpKey) -> KeyCost:
         row = self._rows.get(key)
+        if row is None and key.op == SPATIAL:
+            row = self._first_format_spatial(key)
         if row is not None:
             return _row_cost(row, EXACT)
+        # Error rows say nothing about the device (the measurement itself failed): not a basis.
         basis = [(k, r) for k, r in self._rows.items()
-                 if k.op == key.op and k.heads == key.heads and k.kernel == key.kernel]
+                 if k.op == key.op and k.params == key.params and r["status"] != "error"]
         same_width = [(k, r) for k, r in basis if k.channels == key.channels]
         if key.op in WHOLE_MODEL_OPS or same_width:
             basis = same_width
         if not basis:
-            raise NasError(f"{self._where()}: no row to price {_key_text(key)}: the table has no {key.op} rows"
-                           f" with heads={key.heads}, kernel={key.kernel}"
-                           + (f", channels={key.channels}" if key.op in WHOLE_MODEL_OPS else ""))
+            raise NasError(f"{self._where()}: no row to price {key.text()}: {self._no_basis_hint(key)}")
         x = self._work(key)
-        failed = [r for k, r in basis if r["status"] != "ok" and self._work(k) <= x]
         ok = sorted(((self._work(k), k, r) for k, r in basis if r["status"] == "ok"), key=lambda t: t[0])
-        if failed:
-            worst = failed[0]
-            beyond = not ok or x > ok[-1][0]
-            return KeyCost(math.inf, math.inf, worst["status"], EXTRAPOLATED if beyond else INTERPOLATED)
+        # A shape too big for the device (oom, timeout, unsupported past an axis limit) makes every larger
+        # shape fail too, unless a larger shape ran: then the failure was not about size.
+        failed = sorted(((self._work(k), r) for k, r in basis if r["status"] != "ok" and self._work(k) <= x),
+                        key=lambda t: t[0])
+        if failed and not (ok and ok[-1][0] >= x):
+            nearest = failed[-1][1]
+            return KeyCost(math.inf, math.inf, nearest["status"], EXTRAPOLATED, nearest.get("message", ""))
         if not ok:
-            raise NasError(f"{self._where()}: no measured (status ok) row to price {_key_text(key)}")
+            raise NasError(f"{self._where()}: no measured (status ok) row to price {key.text()}")
         xs = np.array([t[0] for t in ok], dtype=float)
         lat = np.maximum.accumulate(np.array([t[2]["latency_p50_ms"] for t in ok], dtype=float))
-        mem_x = np.array([_elements(t[1]) for t in ok], dtype=float)
-        mem = np.array([t[2]["memory_mb"] for t in ok], dtype=float)
-        lo, hi = xs[0], xs[-1]
-        if lo <= x <= hi:
-            coverage = INTERPOLATED
-        elif x < lo / self.max_extrapolation or x > hi * self.max_extrapolation:
-            raise NasError(f"{self._where()}: {_key_text(key)} is far outside the measured range of {key.op} "
-                           f"(work {x:.3g} vs measured {lo:.3g}..{hi:.3g}); measure it (nas profile)")
-        else:
-            coverage = EXTRAPOLATED
-        return KeyCost(_loglog(x, xs, lat), _loglog(_elements(key), *_sorted(mem_x, mem)), "ok", coverage)
+        mem_x, mem = _sorted(np.array([self._working_set(t[1]) for t in ok], dtype=float),
+                             np.array([t[2]["memory_mb"] for t in ok], dtype=float))
+        coverage = INTERPOLATED
+        for what, value, lo, hi in (("work", x, xs[0], xs[-1]), ("working set", self._working_set(key), *mem_x[[0, -1]])):
+            if min(value, lo) <= 0:  # an op that allocates nothing: no axis to check on
+                continue
+            if value < lo / self.max_extrapolation or value > hi * self.max_extrapolation:
+                raise NasError(f"{self._where()}: {key.text()} is far outside the measured range of {key.op} "
+                               f"({what} {value:.3g} vs measured {lo:.3g}..{hi:.3g}); measure it (nas profile)")
+            if not lo <= value <= hi:
+                coverage = EXTRAPOLATED
+        return KeyCost(_loglog(x, xs, lat), _loglog(self._working_set(key), mem_x, mem), "ok", coverage)
 
     def _work(self, key: OpKey) -> float:
+        """Latency axis: FLOPs of a temporal op; pixels x frames of a whole-model row."""
         if key.op in WHOLE_MODEL_OPS:
             return float(key.frames * key.height * key.width)
-        op = get_op(key.op)
-        params = {name: getattr(key, name) for name in ("heads", "kernel") if name in op.defaults}
-        return float(op.cost(key.channels, key.frames, key.height, key.width, params).flops)
+        return float(get_op(key.op).cost(key.channels, key.frames, key.height, key.width, key.param_dict).flops)
+
+    def _working_set(self, key: OpKey) -> float:
+        """Memory axis: the op's own working-set size (attention: grows with the square of its sequence)."""
+        if key.op in WHOLE_MODEL_OPS:
+            return float(key.channels * key.frames * key.height * key.width)
+        return float(get_op(key.op).working_set(key.channels, key.frames, key.height, key.width, key.param_dict))
+
+    def _first_format_spatial(self, key: OpKey) -> dict[str, Any] | None:
+        """A spatial row without a backbone fingerprint (first table format): only for the space it was made for."""
+        row = self._rows.get(OpKey(SPATIAL, key.channels, key.frames, key.height, key.width))
+        if row is None:
+            return None
+        made_for = self.table.meta.get("space")
+        if made_for != self.space.name:
+            raise NasError(f"{self._where()}: its spatial row has no backbone fingerprint (first table format) and "
+                           f"the table was made for space {made_for!r}, not {self.space.name!r}: profile this "
+                           f"space's spatial row (nas profile {self.space.source} ...)")
+        return row
+
+    def _no_basis_hint(self, key: OpKey) -> str:
+        if key.op == SPATIAL:
+            return (f"the table has no spatial row for this backbone (made for space "
+                    f"{self.table.meta.get('space', '?')!r}); profile it (nas profile {self.space.source} ...)")
+        width = f" at channels={key.channels}" if key.op in WHOLE_MODEL_OPS else ""
+        return f"the table has no {key.op} rows with params {key.params or '(none)'}{width}"
 
     def _where(self) -> str:
         return str(self.table.path) if self.table.path else "table"
@@ -134,13 +176,22 @@ class CostModel:
         return self.key_cost(spatial_key(self.space))
 
     @cached_property
+    def _fixed_rows(self) -> list[dict[str, Any]]:
+        return [row for key, row in self._rows.items() if key.op in FIXED_PARTS and row["status"] == "ok"]
+
+    @cached_property
     def fixed_ms(self) -> float:
         """VAE decode and text encoder, once per generation, where the table has them."""
-        total = 0.0
-        for key, row in self._rows.items():
-            if key.op in FIXED_PARTS and row["status"] == "ok":
-                total += row["latency_p50_ms"]
-        return total
+        return float(sum(row["latency_p50_ms"] for row in self._fixed_rows))
+
+    @cached_property
+    def fixed_mb(self) -> float:
+        """VAE decoder and text encoder kept resident (weights and working set), where the table has them."""
+        return float(sum(row["memory_mb"] for row in self._fixed_rows))
+
+    @cached_property
+    def fixed_parts(self) -> list[str]:
+        return sorted({row["op"] for row in self._fixed_rows})
 
     def default_steps(self) -> int:
         return int(self.space.budgets.get("steps", 1))
@@ -157,13 +208,13 @@ class CostModel:
             choice = architecture.choice(slot.name)
             key = choice_key(self.space, slot, choice)
             row: dict[str, Any] = {"slot": slot.name, "choice": choice.label, "latency_ms": 0.0, "working_set_mb": 0.0,
-                                   "coverage": "-", "status": "ok"}
+                                   "coverage": "-", "status": "ok", "message": ""}
             if key is not None:
                 cost = self.key_cost(key)
                 params += get_op(choice.op).cost(slot.channels, key.frames, slot.height, slot.width,
                                                  choice.param_dict).params * choice.count
                 row.update(latency_ms=cost.latency_ms * choice.count, working_set_mb=cost.memory_mb,
-                           coverage=cost.coverage, status=cost.status)
+                           coverage=cost.coverage, status=cost.status, message=cost.message)
                 unet_ms += cost.latency_ms * choice.count
                 activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.memory_mb)
                 coverage[cost.coverage] += 1
@@ -172,9 +223,11 @@ class CostModel:
         weights_mb = params * self.table.dtype_bytes / MB
         return Prediction(
             latency_ms=steps * unet_ms + self.fixed_ms,
-            memory_mb=weights_mb + activation_mb,
+            memory_mb=weights_mb + activation_mb + self.fixed_mb,
             unet_ms=unet_ms,
             fixed_ms=self.fixed_ms,
+            fixed_mb=self.fixed_mb,
+            fixed_parts=self.fixed_parts,
             steps=steps,
             weights_mb=weights_mb,
             activation_mb=activation_mb,
@@ -224,17 +277,13 @@ class CostModel:
             unet += lat[index]
             np.maximum(activation, mem[index], out=activation)
             params += par[index]
-        return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation
+        return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
 
 
 def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:
     if row["status"] != "ok":
-        return KeyCost(math.inf, math.inf, row["status"], coverage)
+        return KeyCost(math.inf, math.inf, row["status"], coverage, row.get("message", ""))
     return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage)
-
-
-def _elements(key: OpKey) -> float:
-    return float(key.channels * key.frames * key.height * key.width)
 
 
 def _sorted(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,8 +299,3 @@ def _loglog(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
         return float(ys[-1] * x / xs[-1])
     lx, ly = np.log(np.maximum(xs, 1e-30)), np.log(np.maximum(ys, 1e-30))
     return float(np.exp(np.interp(math.log(x), lx, ly)))
-
-
-def _key_text(key: OpKey) -> str:
-    return (f"{key.op}(channels={key.channels}, frames={key.frames}, {key.height}x{key.width}, "
-            f"heads={key.heads}, kernel={key.kernel})")

@@ -1,60 +1,11 @@
-"""Tensor memory: a tracker that measures it, and the activation context a slot runs in.
-
-CPU torch has no peak-memory counter, and process RSS is dominated by the allocator and
-imports; the tracker instead follows every tensor storage created at the aten level and
-records the peak of live bytes, which is exact, repeatable and the same on every device.
-"""
+"""The activation context a slot runs in (and the tensor-memory tracker, re-exported)."""
 
 from __future__ import annotations
 
-import weakref
-
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-
+from nas.ops.memory_tracker import MemoryTracker
 from nas.space import SearchSpace
 
-
-class MemoryTracker(TorchDispatchMode):
-    """Peak bytes of tensor storages created inside the ``with`` block (inputs and weights excluded).
-
-    Also counts ``moved``: bytes of every op's outputs, a device-independent measure of memory
-    traffic that the roofline estimate uses.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self.moved = 0
-        self._sizes: dict[int, int] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
-                self.moved += value.numel() * value.element_size()
-                self._track(value.untyped_storage())
-        return out
-
-    def _track(self, storage) -> None:
-        # Keyed by the storage object, which torch keeps unique per allocation while it lives
-        # (views share it), so this also works for meta tensors, which have no data pointer.
-        handle, size = id(storage), storage.nbytes()
-        if size == 0 or handle in self._sizes:
-            return
-        self._sizes[handle] = size
-        self.live += size
-        self.peak = max(self.peak, self.live)
-        weakref.finalize(storage, self._release, handle)
-
-    def _release(self, handle: int) -> None:
-        self.live -= self._sizes.pop(handle, 0)
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
+__all__ = ["MemoryTracker", "slot_context_bytes"]
 
 
 def slot_context_bytes(space: SearchSpace, dtype_bytes: int) -> dict[str, int]:

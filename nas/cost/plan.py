@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pandas as pd
 
 from nas.cost.table import KEY_COLUMNS, SPATIAL
@@ -11,10 +14,22 @@ from nas.space.choice import Choice
 from nas.space.search_space import Slot
 
 
+def backbone_fingerprint(space: SearchSpace) -> str:
+    """Ten hex digits that change with anything the spatial UNet's cost depends on besides the clip shape.
+
+    Two backbones of the same first width are different rows; the same backbone in two spaces
+    (say one with fewer choices) shares its row.
+    """
+    spec = {"backbone": space.backbone, "text_tokens": space.text_tokens,
+            "latent_channels": space.video.latent_channels}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def spatial_key(space: SearchSpace) -> OpKey:
-    """The spatial UNet over one clip; channels is the backbone's first block width."""
+    """The spatial UNet over one clip; channels is the first block width, params the backbone's fingerprint."""
     v = space.video
-    return OpKey(SPATIAL, space.backbone["block_out_channels"][0], v.frames, v.latent_height, v.latent_width)
+    return OpKey.of(SPATIAL, space.backbone["block_out_channels"][0], v.frames, v.latent_height, v.latent_width,
+                    {"backbone": backbone_fingerprint(space)})
 
 
 def choice_key(space: SearchSpace, slot: Slot, choice: Choice) -> OpKey | None:

@@ -3,10 +3,17 @@
 The CSV holds one row per OpKey; the sidecar (same name, ``.yaml``) says where the numbers
 come from. Both are validated on load, and every problem names the file, the row and what is
 wrong, because a silently bad table silently misleads every search that uses it.
+
+Format: the key columns are ``op, channels, frames, height, width, params`` (every op parameter,
+see :class:`nas.ops.OpKey`), then the values and a ``message`` (why a measurement failed).
+Tables of the first format (``heads`` and ``kernel`` columns instead of ``params``, no
+``message``) are still read: their rows measured the op's defaults for every other parameter,
+which is what the migrated key says.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,12 +24,18 @@ import pandas as pd
 
 from nas.errors import NasError
 from nas.ops import OpKey, get_op
+from nas.ops.key import format_params, parse_params
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 KEY_COLUMNS = OpKey.columns()
-VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status"]
+VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status", "message"]
 COLUMNS = KEY_COLUMNS + VALUE_COLUMNS
-STATUSES = ("ok", "oom", "timeout", "unsupported")
+LEGACY_KEY_COLUMNS = ["op", "channels", "frames", "height", "width", "heads", "kernel"]
+# ok: measured. oom/timeout: too big for the device (a larger shape fails too). unsupported: the device
+# cannot run the op. error: the measurement itself failed (a bug, say in a user's op): not evidence about
+# the device, kept with its message and measured again by the next `nas profile` run.
+STATUSES = ("ok", "oom", "timeout", "unsupported", "error")
+FAILED_BY_SIZE = ("oom", "timeout")
 PROVENANCES = ("measured", "estimated", "published")
 # Whole-model rows next to the temporal ops, so a whole generation can be costed.
 SPATIAL = "spatial"  # the spatial UNet over all frames of one clip (channels = its first block width)
@@ -75,27 +88,64 @@ class LatencyTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self.rows[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        self.rows.reindex(columns=COLUMNS).fillna({"message": ""}).to_csv(tmp, index=False, float_format="%.6g")
         os.replace(tmp, path)
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
         return path
 
 
+def partial_tail(path: Path) -> bool:
+    """Whether the file's last line was cut short (no newline: a profile killed mid-write)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
 def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
-    """Read and validate a table CSV; with ``allow_partial_tail`` a half-written last line is dropped."""
-    text = path.read_text()
+    """Read and validate a table CSV; with ``allow_partial_tail`` a half-written last line is left out.
+
+    The file itself is never changed here.
+    """
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise NasError(f"{path}: not a readable CSV ({exc})") from None
     if allow_partial_tail and text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-        path.write_text(text)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise NasError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    return validate_rows(table_columns(frame, path), path)
+
+
+def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """The COLUMNS of a CSV read as text; a first-format table is migrated, a missing message is empty."""
+    if "params" not in frame.columns and all(c in frame.columns for c in LEGACY_KEY_COLUMNS):
+        frame = _migrate_first_format(frame)
+    if "message" not in frame.columns:
+        frame = frame.assign(message="")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise NasError(f"{path}: missing column(s) {', '.join(missing)} (a table has: {', '.join(COLUMNS)})")
-    return validate_rows(frame[COLUMNS], path)
+    return frame[COLUMNS]
+
+
+def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:
+    """heads/kernel columns -> params (only those the op has; its other parameters were at their defaults)."""
+    params = []
+    for op, heads, kernel in zip(frame["op"], frame["heads"], frame["kernel"]):
+        try:
+            defaults = {} if op.strip() in WHOLE_MODEL_OPS else get_op(op.strip()).defaults
+        except KeyError:
+            defaults = {}  # reported by validate_rows with the row number
+        params.append(";".join(f"{name}={value.strip()}" for name, value in (("heads", heads), ("kernel", kernel))
+                               if name in defaults))
+    return frame.drop(columns=["heads", "kernel"]).assign(params=params)
 
 
 def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
@@ -105,17 +155,16 @@ def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
         where = f"{path}: row {index + 2}"  # +2: header line, 1-based lines
         out.append(_parse_row(raw, where))
     typed = pd.DataFrame(out, columns=COLUMNS)
-    seen: dict[tuple, tuple] = {}
-    keep = []
+    seen: dict[tuple, tuple[int, tuple]] = {}
+    status = VALUE_COLUMNS.index("status")
     for index, row in enumerate(typed.itertuples(index=False)):
         key, values = tuple(row[: len(KEY_COLUMNS)]), tuple(row[len(KEY_COLUMNS):])
-        if key in seen:
-            if not _same_values(seen[key], values):
+        if key in seen and seen[key][1][status] != "error":  # a retried error row is superseded
+            if not _same_values(seen[key][1], values):
                 raise NasError(f"{path}: row {index + 2}: duplicate key {_key_text(key)} with different values")
             continue
-        seen[key] = values
-        keep.append(index)
-    return typed.iloc[keep].reset_index(drop=True)
+        seen[key] = (index, values)
+    return typed.iloc[sorted(i for i, _ in seen.values())].reset_index(drop=True)
 
 
 def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
@@ -127,15 +176,17 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
         except KeyError as exc:
             raise NasError(f"{where}: {exc.args[0]}") from None
     row["op"] = op
-    for column in KEY_COLUMNS[1:]:
+    for column in ("channels", "frames", "height", "width"):
         value = _number(raw[column], column, where, integer=True)
         if value < 0 or (column in ("channels", "frames", "height", "width") and value == 0):
             raise NasError(f"{where}: {column} must be positive, got {raw[column]!r}")
         row[column] = value
+    row["params"] = _params(raw["params"], op, where)
     status = raw["status"].strip()
     if status not in STATUSES:
         raise NasError(f"{where}: status must be one of {', '.join(STATUSES)}, got {status!r}")
     row["status"] = status
+    row["message"] = " ".join(str(raw.get("message", "")).split())
     row["samples"] = _number(raw["samples"], "samples", where, integer=True)
     for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb"):
         text = raw[column].strip()
@@ -150,6 +201,22 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
         raise NasError(f"{where}: latency_p90_ms ({row['latency_p90_ms']}) is below latency_p50_ms "
                        f"({row['latency_p50_ms']})")
     return row
+
+
+def _params(text: str, op: str, where: str) -> str:
+    """Canonical params of a row: a temporal op's parameters must be its own; defaults are filled in."""
+    try:
+        params = parse_params(text)
+    except ValueError as exc:
+        raise NasError(f"{where}: {exc}") from None
+    if op not in WHOLE_MODEL_OPS:
+        defaults = get_op(op).defaults
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise NasError(f"{where}: {op} has no parameter {', '.join(unknown)} "
+                           f"(its parameters: {', '.join(defaults) or 'none'})")
+        params = {**defaults, **params}
+    return format_params(params)
 
 
 def _number(text: str, column: str, where: str, integer: bool = False):

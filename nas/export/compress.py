@@ -5,6 +5,8 @@ bits shrink FP16 weights ~4x/2.7x/2x. This is how models over the Neural Engine'
 limit fit in one piece (apple/ml-stable-diffusion ships 6-bit UNets). ``kmeans`` fits the
 table to the weights (better quality; 1-D k-means through the kmeans1d package when
 installed, scikit-learn otherwise); ``uniform`` spaces it evenly (fast, no extra package).
+With no mode given, k-means is used where scikit-learn is installed and uniform otherwise, so
+the default path works with the default install and says which mode it took.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from nas.errors import NasError
 
 NBITS = (4, 6, 8)
 MODES = ("kmeans", "uniform")
+
+
+def default_mode() -> tuple[str, str | None]:
+    """The mode used when none is given, and a note when it is not the better one (k-means)."""
+    if importlib.util.find_spec("sklearn") is not None:
+        return "kmeans", None
+    return "uniform", ("scikit-learn is not installed, so weights are palettized uniformly "
+                       "(pip install '.[kmeans]' for k-means)")
 
 
 def check_palettize(nbits: int, mode: str) -> None:

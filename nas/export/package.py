@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import resource
 import shutil
 import tempfile
 import time
@@ -22,9 +21,10 @@ from typing import Any
 from nas.errors import NasError
 from nas.export import verify
 from nas.export.chunk import split_package
-from nas.export.compress import check_palettize
+from nas.export.compress import check_palettize, default_mode
 from nas.export.compress import palettize as palettize_weights
 from nas.export.coreml import PRECISIONS, TARGETS, convert_video_unet, video_unet_inputs
+from nas.rss import peak_rss_mb
 
 
 def export_coreml(
@@ -35,7 +35,7 @@ def export_coreml(
     precision: str = "fp16",
     batch: int = 1,
     palettize: int | None = None,
-    palettize_mode: str = "kmeans",
+    palettize_mode: str | None = None,
     chunks: int = 1,
     compute_units: str | None = None,
     runs: int = 5,
@@ -45,16 +45,21 @@ def export_coreml(
 
     With ``chunks`` > 1 the packages are ``NAME_chunk1.mlpackage`` ... instead of ``NAME.mlpackage``.
     ``compute_units`` (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE) asks for timing, which needs macOS.
+    ``palettize_mode`` None: k-means where scikit-learn is installed, else uniform (with a note).
     """
     out = Path(out)
     _check_arguments(out, target, precision, batch, chunks, runs)
+    mode_note = None
+    if palettize_mode is None:
+        palettize_mode, mode_note = default_mode()
     if palettize:
         check_palettize(palettize, palettize_mode)
     summary: dict[str, Any] = {
         "model": {"space": model.config.space_name, "architecture": dict(model.config.architecture),
                   "params": sum(p.numel() for p in model.parameters())},
         "target": target, "precision": precision,
-        "palettize": {"nbits": palettize, "mode": palettize_mode} if palettize else None,
+        "palettize": ({"nbits": palettize, "mode": palettize_mode, **({"note": mode_note} if mode_note else {})}
+                      if palettize else None),
         "chunks": chunks,
         "tools": _versions(),
     }
@@ -84,7 +89,7 @@ def export_coreml(
     del mlmodel
 
     summary["packages"] = [verify.describe_package(p) for p in packages]
-    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    summary["peak_rss_mb"] = round(peak_rss_mb())
     expected = _expected_io(model, batch)
     problems = [f"{Path(p['path']).name}: {problem}" for p in summary["packages"] for problem in p["problems"]]
     problems += verify.check_chain(summary["packages"], expected["inputs"], expected["outputs"])

@@ -15,6 +15,10 @@ Contract (what the model, the cost model and the profilers rely on):
 - ``key(...)`` and ``cost(...)``: the table key and the (parameters, FLOPs) of one layer at one
   input shape. The default ``cost`` builds the layer on the meta device and counts FLOPs with
   torch's FlopCounterMode, so a user op needs no hand-written formula.
+- ``working_set(...)``: peak bytes one call allocates beyond its input and weights (fp32). The
+  cost model prices the memory of an unmeasured shape along it, so it must grow as the op's
+  memory does (attention scores: with the square of the sequence). The default traces the
+  layer on the meta device, like ``cost``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.ops.key import OpKey
+from nas.ops.memory_tracker import MemoryTracker
 
 
 @dataclass(frozen=True)
@@ -63,29 +68,26 @@ class TemporalOp(nn.Module):
 
     @classmethod
     def key(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> OpKey:
-        return OpKey(
-            op=cls.name,
-            channels=channels,
-            frames=frames,
-            height=height,
-            width=width,
-            heads=int(params.get("heads", 0)),
-            kernel=int(params.get("kernel", 0)),
-        )
+        """The table key: the shape and every hyperparameter (defaults filled in)."""
+        return OpKey.of(cls.name, channels, frames, height, width, {**cls.defaults, **params})
 
     @classmethod
     def cost(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> OpCost:
-        return _meta_cost(cls, channels, frames, height, width, tuple(sorted(params.items())))
+        return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[0]
+
+    @classmethod
+    def working_set(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> int:
+        return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[1]
 
 
 @functools.lru_cache(maxsize=4096)
-def _meta_cost(cls, channels, frames, height, width, params) -> OpCost:
-    """Count parameters and FLOPs without allocating: build and run the layer on meta tensors."""
+def _meta_trace(cls, channels, frames, height, width, params) -> tuple[OpCost, int]:
+    """Count parameters, FLOPs and peak working-set bytes without allocating: run the layer on meta tensors."""
     with torch.device("meta"):
         layer = cls(channels, frames, 1, **dict(params))
         n_params = sum(p.numel() for p in layer.parameters())
         x = torch.empty(frames, channels, height, width)
         counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
+        with counter, MemoryTracker() as tracker, torch.no_grad():
             layer(x, frames)
-    return OpCost(params=n_params, flops=int(counter.get_total_flops()))
+    return OpCost(params=n_params, flops=int(counter.get_total_flops())), tracker.peak

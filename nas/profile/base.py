@@ -8,8 +8,10 @@ implements :meth:`measure` and :meth:`metadata`.
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import date
+from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.ops import OpKey
@@ -38,6 +40,22 @@ class Profiler:
     def metadata(self) -> dict[str, Any]:
         """Sidecar fields: device, os, backend, compute_units, precision, tools."""
         raise NotImplementedError
+
+    def limit_memory(self, limit_mb: float) -> None:
+        """Make allocations beyond ``limit_mb`` more than now fail (as an out-of-memory error), in this process.
+
+        The default caps the process's address space (Linux; macOS has no such limit), which suits
+        host memory; a backend on an accelerator overrides it with that device's own limit, since an
+        address-space cap breaks driver initialisation (CUDA maps far more address space than it uses).
+        """
+        import resource
+
+        if not Path("/proc/self/statm").exists():
+            return
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = used + int(limit_mb * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     @staticmethod
     def common_metadata() -> dict[str, Any]:

@@ -17,10 +17,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, validate_rows
+from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, table_columns, validate_rows
 from nas.errors import NasError
 from nas.export.coreml import convert
 from nas.ops import OpKey
+from nas.ops.key import parse_params
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.timing import time_call
 from nas.profile.workload import build_workload
@@ -128,7 +129,7 @@ def time_packages(export_dir: str | Path, compute_units: str = "CPU_AND_NE", war
     space = SearchSpace.load(info["space_path"])
     rows = []
     for record in tqdm(manifest.to_dict("records"), desc="time coreml", unit="op"):
-        key = OpKey(*(record[c] for c in KEY_COLUMNS))
+        key = OpKey.of(*(record[c] for c in KEY_COLUMNS[:-1]), parse_params(str(record["params"])))
         if record["status"] != "ok":
             values = {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0,
                       "status": record["status"]}
@@ -154,13 +155,10 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
         raise NasError(f"{export_dir / 'results.yaml'}: missing (written by `nas table time` with the results)")
     meta = read_yaml_mapping(export_dir / "results.yaml")
     frame = pd.read_csv(results, dtype=str, keep_default_na=False)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise NasError(f"{results}: missing column(s) {', '.join(missing)}")
     _, info = _read_export(export_dir)
     meta = {**meta, "space": info["space"], "command": command}
     meta["tools"] = {**info.get("tools", {}), **meta.get("tools", {})}
-    table = LatencyTable(validate_rows(frame[COLUMNS], results), meta)
+    table = LatencyTable(validate_rows(table_columns(frame, results), results), meta)
     table.save(out)
     return table
 
@@ -169,5 +167,5 @@ def _read_export(export_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     manifest = export_dir / "manifest.csv"
     if not manifest.is_file():
         raise NasError(f"{manifest}: not an export folder (made by `nas profile --backend coreml --export-only`)")
-    frame = pd.read_csv(manifest, keep_default_na=False)
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     return frame, read_yaml_mapping(export_dir / "export.yaml")

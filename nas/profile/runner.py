@@ -1,10 +1,17 @@
 """Running a profile: plan -> measure each missing key in a guarded worker -> append rows.
 
-Measurements run in a child process so that an op that exhausts memory (an address-space
-limit makes allocations fail early) or hangs past its time limit is recorded with its status
-and the run goes on in a fresh worker. Each row is appended and fsync'ed as soon as it is
-measured, and a re-run skips the keys already in the file, so a killed profile resumes with
-no measured row lost.
+Measurements run in a child process so that an op that exhausts memory (a memory limit the
+profiler sets for its device makes allocations fail early) or hangs past its time limit is
+recorded with its status and the run goes on in a fresh worker. A measurement that fails for
+another reason (a bug, say in a user's op) is recorded as ``error`` with its message and
+measured again by the next run. Each row is appended and fsync'ed as soon as it is measured,
+and a re-run skips the keys already in the file, so a killed profile resumes with no measured
+row lost.
+
+The sidecar is written before the first measurement (its ``rows`` is the planned count, so a
+partial table is reported as such) and again at the end. A run with nothing to measure
+changes nothing. A resumed run measures in the scale of the rows already there: it reuses
+their ``probe_ms`` and refuses a different device, backend or precision.
 """
 
 from __future__ import annotations
@@ -12,18 +19,20 @@ from __future__ import annotations
 import csv
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, read_rows
-from nas.errors import Interrupted, NasError
+from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, partial_tail, read_rows, sidecar_path
+from nas.errors import Interrupted, NasError, NasWarning
 from nas.ops import OpKey
 from nas.space import SearchSpace
-from nas.space.yaml_io import write_yaml
+from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 STARTUP_S = 180.0  # importing torch and diffusers in a fresh worker
 
@@ -42,41 +51,75 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
     profiler_cls(space, **options)  # validate options here, before any worker starts
     out = Path(out)
     done = read_rows(out, allow_partial_tail=True) if out.exists() and out.stat().st_size else None
-    have = set() if done is None else {tuple(r) for r in done[KEY_COLUMNS].itertuples(index=False)}
-    todo = [k for k in (keys or table_plan(space)) if tuple(k.as_dict().values()) not in have]
+    status = {} if done is None else {OpKey(*(r[c] for c in KEY_COLUMNS)): r["status"]
+                                      for r in done.to_dict("records")}
+    todo = [k for k in dict.fromkeys(keys or table_plan(space)) if status.get(k, "error") == "error"]
+    if not todo and done is not None and sidecar_path(out).is_file():
+        return LatencyTable.load(out)  # complete: nothing measured, nothing changed
+    if done is not None:
+        _prepare_to_append(out, done)
+    previous = read_yaml_mapping(sidecar_path(out)) if done is not None and sidecar_path(out).is_file() else {}
+    if previous.get("probe_ms") is not None:
+        options = {**options, "probe_ms": previous["probe_ms"]}  # the scale the rows already there are in
     out.parent.mkdir(parents=True, exist_ok=True)
     # Hard limit from outside: every warm-up call and the first timed ones may each take up to the
     # per-call limit before the worker itself can tell; past that the worker is presumed hung.
     per_key_s = options.get("time_limit_s", 30.0) * (options.get("warmup", 3) + 3) + options.get("budget_s", 10.0) + 30
 
     worker = _Worker(str(space_path), backend, options, memory_limit_mb)
-    meta = None
     bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
     kept = 0 if done is None else len(done)
     try:
+        meta = {**worker.metadata(), "space": space.name, "command": command}
+        if memory_limit_mb:
+            meta["memory_limit_mb"] = memory_limit_mb
+        _check_same_setup(out, previous, meta)
+        write_yaml(sidecar_path(out), {**meta, "rows": len(set(status) | set(todo))})
         with open(out, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             if done is None:
                 writer.writeheader()
             for key in bar:
                 values = worker.measure(key, per_key_s)
-                writer.writerow({**key.as_dict(), **{k: _short(v) for k, v in values.items()}})
+                writer.writerow({**key.as_dict(), "message": "", **{k: _short(v) for k, v in values.items()}})
                 handle.flush()
                 os.fsync(handle.fileno())
                 kept += 1
-        meta = worker.metadata()
     except KeyboardInterrupt:
         bar.leave = False
         bar.close()
         raise Interrupted(f"{kept} measured rows are kept in {out}; re-run the same command to resume") from None
     finally:
         worker.close()
-    meta = {**meta, "space": space.name, "command": command}
-    if memory_limit_mb:
-        meta["memory_limit_mb"] = memory_limit_mb
     table = LatencyTable(read_rows(out), meta, out)
-    write_yaml(out.with_suffix(".yaml"), {**meta, "rows": len(table.rows)})
+    write_yaml(sidecar_path(out), {**meta, "rows": len(table.rows)})
     return table
+
+
+def _prepare_to_append(out: Path, done) -> None:
+    """A cut-off last line or a first-format header is repaired in a new file (the rows ``done``), the
+    original kept next to it (``NAME.csv.orig``), so that new rows can be appended."""
+    with open(out, newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if partial_tail(out) or header != COLUMNS:
+        backup = out.with_name(out.name + ".orig")
+        index = 1
+        while backup.exists():
+            backup, index = out.with_name(f"{out.name}.orig{index}"), index + 1
+        shutil.copy2(out, backup)
+        tmp = out.with_name(out.name + ".tmp")
+        done[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, out)
+        why = "its last line was cut off" if partial_tail(backup) else "it was in the first table format"
+        warnings.warn(f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning)
+
+
+def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Rows of one table must come from one device, backend and precision."""
+    for field in ("device", "backend", "compute_units", "precision"):
+        if field in previous and previous[field] != meta.get(field):
+            raise NasError(f"{out}: its rows were measured with {field} {previous[field]!r}, this run has "
+                           f"{meta.get(field)!r}; profile into another file")
 
 
 class _Worker:
@@ -107,12 +150,12 @@ class _Worker:
         self.conn.send(key)
         if not self.conn.poll(wait_s):
             self.close()
-            return _failed("timeout")
+            return {**_failed("timeout"), "message": f"no answer within {wait_s:.0f} s"}
         try:
             kind, payload = self.conn.recv()
         except EOFError:  # the worker died: the kernel's OOM killer or an allocation abort
             self.close()
-            return _failed("oom")
+            return {**_failed("oom"), "message": "the measuring process died (out of memory)"}
         if kind == "error":
             raise NasError(payload)
         return payload
@@ -147,7 +190,7 @@ def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_
 
         profiler = get_profiler(backend)(SearchSpace.load(space_path), **options)
         if memory_limit_mb:
-            _limit_memory(memory_limit_mb)
+            profiler.limit_memory(memory_limit_mb)
         conn.send(("ready", None))
     except Exception as exc:  # report, the parent turns it into one line
         conn.send(("error", f"profiler worker: {exc}"))
@@ -162,22 +205,22 @@ def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_
             continue
         try:
             conn.send(("row", profiler.measure(request)))
-        except (MemoryError, RuntimeError) as exc:
-            if isinstance(exc, MemoryError) or "memory" in str(exc).lower() or "alloc" in str(exc).lower():
-                conn.send(("row", _failed("oom")))
-            else:
-                conn.send(("row", _failed("unsupported")))
-        except NotImplementedError:
-            conn.send(("row", _failed("unsupported")))
+        except Exception as exc:  # noqa: BLE001  (every failure becomes a row with its status)
+            conn.send(("row", failure_row(exc)))
 
 
-def _limit_memory(limit_mb: float) -> None:
-    """Cap the worker's address space at what it uses now plus ``limit_mb``."""
-    import resource
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+                "failed to allocate")
 
-    if not Path("/proc/self/statm").exists():  # macOS: no address-space limit to set
-        return
-    with open("/proc/self/statm") as f:
-        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    limit = used + int(limit_mb * 2**20)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+def failure_row(exc: BaseException) -> dict[str, Any]:
+    """The row of a measurement that raised: oom for the device running out of memory, unsupported for an
+    op the backend does not implement, error (with the message) for anything else, so a bug is never
+    taken for a fact about the device."""
+    message = " ".join(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                       .split())[:300]
+    if isinstance(exc, MemoryError) or any(text in str(exc).lower() for text in OOM_MESSAGES):
+        return {**_failed("oom"), "message": message}
+    if isinstance(exc, NotImplementedError):
+        return {**_failed("unsupported"), "message": message}
+    return {**_failed("error"), "message": message}

@@ -1,17 +1,28 @@
 """Timing protocol shared by the profilers and the accuracy check, so both measure alike.
 
 Shared machines (cloud VMs, laptops under load) change speed by 10-30% from one second to the
-next. Each timed call can therefore be paired with a short fixed *speed probe* run just
-before it: the call's time divided by the probe's is stable across such drift, and scaling
-that ratio by a reference probe time (kept in the table's sidecar as ``probe_ms``) gives
-latencies that stay comparable between a profile and a later check. On a machine of steady
-speed the correction is a no-op.
+next. Each timed call is therefore paired with short fixed *speed probe* runs around it: the
+call's time divided by the probe's is stable across such drift, and scaling that ratio by a
+reference probe time (kept in the table's sidecar as ``probe_ms``) gives latencies that stay
+comparable between a profile and a later check. One probe run is itself noisy (~1.5x from run
+to run), so the scale is the median of a window of probe runs taken just before and just after
+each call (:class:`SpeedScale`): a long call no longer inherits one probe's noise. On a
+machine of steady speed the correction is a no-op.
+
+Inside a whole UNet a layer never finds its weights in the CPU's caches: the layers before it
+have evicted them, and a UNet forward's own traffic exceeds the last-level cache. Timed alone in
+a loop, a part finds them warm, and the table's parts then add up to less than the whole
+(5-8% for the tiny space on a 2-core VM). So on a CPU each timed call, of a part or of a whole
+model, starts from caches swept by :func:`evict_caches` (twice the largest cache).
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -61,28 +72,83 @@ class SpeedProbe:
         return float(np.median([self.run() for _ in range(runs)]) * 1e3)
 
 
+class SpeedScale:
+    """Reference probe time over the median probe time of a window around the current call.
+
+    ``before()`` and ``after()`` each add ``runs`` probe runs to a window of the last ``window``
+    runs; ``factor()`` turns a call's time into the reference scale.
+    """
+
+    def __init__(self, probe: SpeedProbe, reference_ms: float, runs: int = 4, window: int = 16):
+        self.probe, self.reference_ms, self.runs = probe, reference_ms, runs
+        self.times: deque[float] = deque(maxlen=window)
+
+    def _add(self, runs: int) -> None:
+        for _ in range(runs):
+            self.times.append(self.probe.run() * 1e3)
+
+    def before(self) -> None:
+        self._add(self.times.maxlen if not self.times else self.runs)
+
+    def after(self) -> None:
+        self._add(self.runs)
+
+    def factor(self) -> float:
+        return self.reference_ms / float(np.median(self.times))
+
+
+_sweep: torch.Tensor | None = None
+
+
+def largest_cache_bytes(default: int = 32 * 2**20) -> int:
+    """The CPU's largest cache (Linux sysfs), or ``default`` where it cannot be read."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        match = re.fullmatch(r"(\d+)([KMG]?)", path.read_text().strip())
+        if match:
+            sizes.append(int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
+    return max(sizes, default=default)
+
+
+def evict_caches() -> None:
+    """Write a buffer twice the largest cache, so the next call finds caches as it would in a whole model."""
+    global _sweep
+    if _sweep is None:
+        _sweep = torch.empty(2 * largest_cache_bytes() // 4)
+    _sweep.fill_(1.0)
+
+
 def time_call(run: Callable[[], object], warmup: int = 3, repeats: int = 20, time_limit_s: float = 30.0,
               budget_s: float = 10.0, sync: Callable[[], None] = lambda: None,
-              probe: SpeedProbe | None = None, probe_ms: float | None = None) -> Timing:
+              probe: SpeedProbe | None = None, probe_ms: float | None = None,
+              evict: Callable[[], None] | None = None) -> Timing:
     """Warm up, then time up to ``repeats`` calls (at least 3, within ``budget_s`` once past 3).
 
-    With ``probe`` and ``probe_ms``, each call is paired with a probe run and reported as
-    ``call / probe x probe_ms``. A single call slower than ``time_limit_s`` ends the
-    measurement as timed out.
+    With ``probe`` and ``probe_ms``, each call is reported as ``call x probe_ms / probe``, the probe
+    time being the median of the probe runs just before and after it (see :class:`SpeedScale`).
+    With ``evict``, it runs before every call (see :func:`evict_caches`). A single call slower
+    than ``time_limit_s`` ends the measurement as timed out.
     """
     samples: list[float] = []
     spent = 0.0
+    scale = SpeedScale(probe, probe_ms) if probe is not None and probe_ms else None
     with torch.inference_mode():
         for index in range(warmup + repeats):
-            scale = probe_ms / (probe.run() * 1e3) if probe is not None and probe_ms else 1.0
+            timed = index >= warmup
+            if scale is not None and timed:
+                scale.before()
+            if evict is not None:
+                evict()
             start = time.perf_counter()
             run()
             sync()
             elapsed = time.perf_counter() - start
             if elapsed > time_limit_s:
                 return Timing(elapsed * 1e3, elapsed * 1e3, 1, timed_out=True)
-            if index >= warmup:
-                samples.append(elapsed * 1e3 * scale)
+            if timed:
+                if scale is not None:
+                    scale.after()
+                samples.append(elapsed * 1e3 * (scale.factor() if scale is not None else 1.0))
                 spent += elapsed
                 if len(samples) >= 3 and spent > budget_s:
                     break

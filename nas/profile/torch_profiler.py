@@ -10,7 +10,7 @@ import torch
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.timing import SpeedProbe, device_sync, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
 from nas.profile.workload import build_workload
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -20,7 +20,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchProfiler(Profiler):
     name = "torch"
 
-    def __init__(self, space, device: str = "cpu", precision: str = "fp32", **options: Any):
+    def __init__(self, space, device: str = "cpu", precision: str = "fp32", probe_ms: float | None = None,
+                 **options: Any):
         super().__init__(space, **options)
         try:
             self.device = torch.device(device)
@@ -33,14 +34,18 @@ class TorchProfiler(Profiler):
         if precision not in DTYPES:
             raise NasError(f"--precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.precision = precision
-        # CPU speed drifts on shared machines: time relative to a probe (see nas.profile.timing).
+        # CPU speed drifts on shared machines: time relative to a probe (see nas.profile.timing), in the
+        # scale ``probe_ms`` of the rows a resumed table already has, or in a reference measured now.
         self.probe = SpeedProbe() if self.device.type == "cpu" else None
-        self.probe_ms = self.probe.reference_ms() if self.probe is not None else None
+        self.probe_ms = None
+        if self.probe is not None:
+            self.probe_ms = float(probe_ms) if probe_ms else self.probe.reference_ms()
 
     def measure(self, key: OpKey) -> dict[str, Any]:
         workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
         timing = time_call(workload, self.warmup, self.repeats, self.time_limit_s, self.budget_s,
-                           device_sync(self.device), self.probe, self.probe_ms)
+                           device_sync(self.device), self.probe, self.probe_ms,
+                           evict_caches if self.device.type == "cpu" else None)
         if timing.timed_out:
             return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
         return {
@@ -51,6 +56,19 @@ class TorchProfiler(Profiler):
             "status": "ok",
         }
 
+    def limit_memory(self, limit_mb: float) -> None:
+        """CUDA/MPS: cap what torch's allocator may hold (it raises OutOfMemoryError past it); CPU: address space."""
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            used = torch.cuda.memory_reserved(self.device)
+            torch.cuda.set_per_process_memory_fraction(min(1.0, (used + limit_mb * 2**20) / total), self.device)
+        elif self.device.type == "mps":
+            total = torch.mps.recommended_max_memory()
+            torch.mps.set_per_process_memory_fraction(min(2.0, (torch.mps.driver_allocated_memory()
+                                                                + limit_mb * 2**20) / total))
+        else:
+            super().limit_memory(limit_mb)
+
     def metadata(self) -> dict[str, Any]:
         meta = self.common_metadata()
         if self.device.type == "cuda":
@@ -59,6 +77,6 @@ class TorchProfiler(Profiler):
             device = f"{platform.machine()} {platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
         meta.update(device=device, backend="torch", compute_units=self.device.type, precision=self.precision)
         if self.probe_ms is not None:
-            meta["probe_ms"] = round(self.probe_ms, 4)
+            meta["probe_ms"] = self.probe_ms
         meta["tools"]["torch"] = str(torch.__version__)
         return meta

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nas.cost.plan import backbone_fingerprint
 from nas.cost.table import SPATIAL, WHOLE_MODEL_OPS
 from nas.errors import NasError
 from nas.export.coreml import OpGraph
@@ -53,6 +54,9 @@ def build_workload(space: SearchSpace, key: OpKey, device: str | torch.device = 
     if key.op in WHOLE_MODEL_OPS and key.op != SPATIAL:
         raise NasError(f"{key.op} rows are measured outside the toolkit's profilers (give them in the table)")
     if key.op == SPATIAL:
+        if key.param_dict.get("backbone") not in (None, backbone_fingerprint(space)):
+            raise NasError(f"{key.text()}: a spatial row of another backbone than {space.name}'s "
+                           f"({backbone_fingerprint(space)})")
         module = SpatialGraph(space)
         inputs = (
             torch.randn(1, space.video.latent_channels, key.frames, key.height, key.width),
@@ -61,9 +65,7 @@ def build_workload(space: SearchSpace, key: OpKey, device: str | torch.device = 
         )
         names = ("sample", "timestep", "encoder_hidden_states")
     else:
-        op = get_op(key.op)
-        params = {name: getattr(key, name) for name in ("heads", "kernel") if name in op.defaults}
-        layer = op(key.channels, key.frames, space.backbone.get("norm_num_groups", 32), **params)
+        layer = get_op(key.op)(key.channels, key.frames, space.backbone.get("norm_num_groups", 32), **key.param_dict)
         module = OpGraph(layer, key.frames)
         inputs = (torch.randn(key.frames, key.channels, key.height, key.width),)
         names = ("hidden_states",)
