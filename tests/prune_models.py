@@ -1,6 +1,7 @@
-"""An SD1.5-shaped tiny teacher for the pruning tests: two layers per block, attention at every level,
-wider than the tiny space's backbone, trained briefly on synthetic latent frames so it is not random;
-and those frames as an encoded image folder (`nas data encode` layout, frames = 1)."""
+"""An SD1.5-shaped tiny teacher for the pruning tests: two layers per block, attention at every level and
+a mid block, wider than the test space's backbone, trained briefly on synthetic latent frames so it is
+not random; those frames as an encoded image folder (`nas data encode` layout, frames = 1); and the
+space (two levels, so that the teacher trains in seconds even on a busy 2-core machine)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
-from tests.tiny_models import write_space
-
 TEACHER = {
-    "block_out_channels": [48, 96, 96, 96], "layers_per_block": 2,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 4, "up_block_types": ["CrossAttnUpBlock2D"] * 4,
-    "mid_block_type": "UNetMidBlock2DCrossAttn", "cross_attention_dim": 32, "attention_head_dim": 4,
-    "norm_num_groups": 8, "sample_size": 8,
+    "block_out_channels": [32, 64], "layers_per_block": 2,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 2, "up_block_types": ["CrossAttnUpBlock2D"] * 2,
+    "mid_block_type": "UNetMidBlock2DCrossAttn", "cross_attention_dim": 32, "attention_head_dim": 2,
+    "norm_num_groups": 4, "sample_size": 8,
+}
+# narrower (3/4 of the widths), shallower (one layer per block), no attention at level 0
+BACKBONE = {
+    "in_channels": 4, "out_channels": 4, "block_out_channels": [24, 48], "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+    "mid_block_type": "UNetMidBlock2DCrossAttn", "cross_attention_dim": 32, "attention_head_dim": 2,
+    "norm_num_groups": 4,
 }
 LATENT = 8          # latent side (64 px spaces)
 CLASSES = 8         # captions
@@ -64,7 +71,7 @@ def alphas() -> torch.Tensor:
     return torch.cumprod(1 - betas, 0)
 
 
-def train_teacher(folder: Path, steps: int = 300, seed: int = 0) -> Path:
+def train_teacher(folder: Path, steps: int = 200, seed: int = 0) -> Path:
     """The teacher trained with the denoising loss on the training frames; saved as a diffusers unet/."""
     torch.manual_seed(seed)
     model = UNet2DConditionModel(**TEACHER)
@@ -74,9 +81,9 @@ def train_teacher(folder: Path, steps: int = 300, seed: int = 0) -> Path:
     g = torch.Generator().manual_seed(seed)
     a = alphas()
     for _ in range(steps):
-        pick = torch.randint(len(latents), (8,), generator=g)
-        noise = torch.randn(8, 4, LATENT, LATENT, generator=g)
-        t = torch.randint(1000, (8,), generator=g)
+        pick = torch.randint(len(latents), (4,), generator=g)
+        noise = torch.randn(4, 4, LATENT, LATENT, generator=g)
+        t = torch.randint(1000, (4,), generator=g)
         at = a[t].view(-1, 1, 1, 1)
         loss = F.mse_loss(model(at.sqrt() * latents[pick] + (1 - at).sqrt() * noise, t, text[pick]).sample, noise)
         loss.backward()
@@ -101,7 +108,19 @@ def mse_to_teacher(teacher: UNet2DConditionModel, student: UNet2DConditionModel)
     return total / 5
 
 
-def image_space(folder: Path) -> Path:
-    """tiny.yaml at 64 px with one frame: the target backbone (32/64/64/64, one layer per block,
-    no attention at level 3) is narrower and shallower than the teacher's."""
-    return write_space(folder, frames=1, size=64)
+def write_image_space(folder: Path, **backbone) -> Path:
+    """A two-level space at 64 px (latent 8x8), one frame, whose backbone is BACKBONE (+ overrides)."""
+    slots = [{"name": n, "path": p, "level": lv} for n, p, lv in
+             (("down0", "down", 0), ("down1", "down", 1), ("mid", "mid", None), ("up1", "up", 1), ("up0", "up", 0))]
+    for slot in slots:
+        if slot["level"] is None:
+            del slot["level"]
+    data = {"name": "prune_test", "backbone": {**BACKBONE, **backbone},
+            "prune_from": {"model": "the tiny SD1.5-shaped test teacher"},
+            "video": {"frames": 1, "height": 64, "width": 64, "latent_scale": 8},
+            "text_tokens": 77, "choices": [{"op": "none"}, {"op": "conv1d", "kernel": 3}], "counts": [1],
+            "slots": slots, "architectures": {"reference": {s["name"]: {"op": "none"} for s in slots}}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
