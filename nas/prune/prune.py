@@ -42,8 +42,8 @@ def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | Non
     started = time.perf_counter()
     if importance not in IMPORTANCE:
         raise NasError(f"importance must be one of {', '.join(IMPORTANCE)}, got {importance!r}")
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
-        raise NasError(f"{out}: exists and is not empty (choose a new output folder)")
+    if out is not None and Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise NasError(f"{out}: exists and is not an empty folder (choose a new output folder)")
     src = find_source(source, config)
     fail = lambda problem: NasError(f"{src.path}: {problem}")  # noqa: E731
     for key in ("in_channels", "out_channels", "cross_attention_dim"):
