@@ -78,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=cmd_build)
 
+    prune = commands.add_parser("prune", help="prune a pretrained 2D UNet (e.g. SD1.5) to a space's backbone")
+    prune.add_argument("source", type=Path, help="a diffusers unet/ folder, a pipeline folder, or a .safetensors file")
+    prune.add_argument("--space", type=Path, required=True, help="search space YAML (its backbone is the target)")
+    prune.add_argument("-o", "--out", type=Path, required=True, help="new folder for the pruned UNet (safetensors)")
+    prune.add_argument("--config", type=Path, help="the UNet config.json of a single .safetensors file")
+    prune.add_argument("--importance", choices=["l1", "taylor"], help="channel score (default: the space's prune_from, else l1)")
+    prune.add_argument("--calibration-batches", type=int, help="batches for the taylor score (default 2)")
+    prune.add_argument("--no-compare", action="store_true", help="skip the output comparison (saves 3 forwards)")
+    prune.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    prune.set_defaults(func=cmd_prune)
+
     table = commands.add_parser("table", help="device tables: plan, validate, check, import").add_subparsers(
         dest="action", required=True)
     plan = table.add_parser("plan", help="every key the space can need, once")
@@ -351,6 +362,26 @@ def cmd_build(args) -> None:
              f"{r['params']:,}", _si(r["flops"])] for r in report["slots"]])
     if args.out:
         print(f"saved to {args.out}")
+
+
+def cmd_prune(args) -> None:
+    from nas.prune import prune_unet
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    origin = space.prune_from or {}
+    batches = args.calibration_batches or origin.get("calibration_batches", 2)
+    if batches < 1:
+        raise NasError(f"--calibration-batches must be at least 1, got {batches}")
+    _, report = prune_unet(args.source, space.backbone, args.out, config=args.config,
+                           importance=args.importance or origin.get("importance", "l1"), calibration_batches=batches,
+                           sample_size=(space.video.latent_height, space.video.latent_width),
+                           text_tokens=space.text_tokens, compare=not args.no_compare)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(report["summary"])
+        print(f"saved to {args.out} (report: {args.out / 'prune_report.json'})")
 
 
 def cmd_table_plan(args) -> None:

@@ -82,11 +82,11 @@ class LatentDataset:
     def draw(self, generator: torch.Generator, batch: int, kind: str, pool: list[int]):
         """Random (indices, frames) for :meth:`get`: ``kind`` "video" draws clips from ``pool`` (frames
         None); "image" draws stills and single frames of the pool's clips alike (image-video joint
-        training)."""
+        training); "frame" draws the same from the pool only (stills in the pool too)."""
         if kind == "video":
             picks = torch.randint(len(pool), (batch,), generator=generator).tolist()
             return [pool[p] for p in picks], None
-        candidates = self.images + pool
+        candidates = pool if kind == "frame" else self.images + pool
         picks = torch.randint(len(candidates), (batch,), generator=generator).tolist()
         frames = torch.randint(self.frames, (batch,), generator=generator).tolist()
         chosen = [candidates[p] for p in picks]

@@ -96,7 +96,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         if spatial_weights is not None:
             from nas.model.spatial_weights import load_spatial_weights
 
-            load_spatial_weights(model.spatial, spatial_weights)
+            load_spatial_weights(model.spatial, spatial_weights, space)
         if freeze_spatial:
             model.freeze_spatial()
         return model

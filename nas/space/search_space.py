@@ -89,6 +89,7 @@ class SearchSpace:
     text_tokens: int = 77
     description: str = ""
     source: str = "<dict>"
+    prune_from: dict[str, Any] | None = None  # where the backbone's 2D weights come from (`nas prune`)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -101,7 +102,7 @@ class SearchSpace:
             return NasError(f"{source}: {problem}")
 
         known = {"name", "description", "backbone", "video", "text_tokens", "choices", "counts", "slots",
-                 "architectures", "budgets"}
+                 "architectures", "budgets", "prune_from"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -143,6 +144,7 @@ class SearchSpace:
             text_tokens=text_tokens,
             description=str(data.get("description", "")),
             source=source,
+            prune_from=_prune_from(data.get("prune_from"), fail),
         )
         for arch_name in architectures:
             space.architecture(arch_name)  # validates every named architecture now
@@ -265,6 +267,25 @@ def _backbone_config(raw: Any, fail) -> dict[str, Any]:
     if not isinstance(groups, int) or any(c % groups for c in channels):
         raise fail(f"backbone.norm_num_groups ({groups!r}) must divide every block_out_channels entry")
     return config
+
+
+def _prune_from(raw: Any, fail) -> dict[str, Any] | None:
+    """Optional ``prune_from``: the pretrained UNet the backbone is pruned from and how (``nas prune``)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise fail("'prune_from' must be a mapping (model, importance, calibration_batches)")
+    unknown = sorted(set(raw) - {"model", "importance", "calibration_batches"})
+    if unknown:
+        raise fail(f"prune_from: unknown key(s) {', '.join(unknown)} (known: calibration_batches, importance, model)")
+    if not isinstance(raw.get("model"), str) or not raw["model"]:
+        raise fail("prune_from.model must name the pretrained UNet (a non-empty string)")
+    if raw.get("importance", "l1") not in ("l1", "taylor"):
+        raise fail(f"prune_from.importance must be l1 or taylor, got {raw['importance']!r}")
+    batches = raw.get("calibration_batches", 2)
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+        raise fail(f"prune_from.calibration_batches must be a positive integer, got {batches!r}")
+    return {"model": raw["model"], "importance": raw.get("importance", "l1"), "calibration_batches": batches}
 
 
 def _video_shape(raw: Any, levels: int, fail) -> VideoShape:

@@ -65,7 +65,7 @@ class DistillConfig(TrainConfig):
     arch: str = "reference"         # a named architecture of the space or an ARCH.yaml
     spatial_weights: str | None = None  # local 2D UNet weights for the spatial part
     freeze_spatial: bool = False
-    teacher: str | None = None      # a saved VideoUNet folder or a diffusers UNetMotionModel folder
+    teacher: str | None = None      # a VideoUNet, UNetMotionModel or UNet2DConditionModel (2D: recovery) folder
     loss_denoise: float = 1.0       # MSE of the predicted noise to the true noise
     loss_output: float = 1.0        # MSE to the teacher's prediction (needs a teacher)
     loss_feature: float = 1.0       # sum over blocks of MSE to the teacher's block outputs (needs a teacher)

@@ -10,6 +10,11 @@ The student is the VideoUNet of one architecture (its spatial part optionally in
 
 ``eval_denoise`` is the denoising loss on held-out clips at fixed noise and timesteps: the same
 number at every evaluation, so its curve shows learning, not sampling noise.
+
+With a plain 2D teacher (a UNet2DConditionModel such as SD1.5's) the run is the recovery of a
+pruned backbone (BK-SDM): the student is the space's backbone alone (every slot ``none``, one
+frame), trained on images (stills and single frames of the data's clips), and the result is also
+saved as ``spatial/``, a UNet2DConditionModel folder the video stages take as spatial weights.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from nas.data import LatentDataset
+from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.space import SearchSpace
 from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -43,14 +49,21 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     space = SearchSpace.load(config.space)
     data = LatentDataset(config.data)
     video = space.video
-    data.check_model(video.frames, video.latent_channels, video.latent_height, video.latent_width,
-                     space.cross_attention_dim, space.text_tokens, what=space.source)
-    train_clips, held_out = data.split(config.holdout)
-
-    model = VideoUNet.from_space(space, space.architecture(config.arch), config.spatial_weights, config.freeze_spatial)
+    teacher = load_teacher(config.teacher).to(accelerator.device) if config.teacher else None
+    images = teacher is not None and teacher.is_2d
+    data.check_model(data.frames if images else video.frames, video.latent_channels, video.latent_height,
+                     video.latent_width, space.cross_attention_dim, space.text_tokens, what=space.source)
+    if images:
+        if config.freeze_spatial:
+            raise NasError(f"{config.teacher}: a 2D teacher trains the backbone itself; drop freeze_spatial")
+        train_clips, held_out = _image_split(data, config.holdout)
+        model = backbone_student(space, config.spatial_weights)
+    else:
+        train_clips, held_out = data.split(config.holdout)
+        model = VideoUNet.from_space(space, space.architecture(config.arch), config.spatial_weights,
+                                     config.freeze_spatial)
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    teacher = load_teacher(config.teacher).to(accelerator.device) if config.teacher else None
     student = Student(model, teacher if config.loss_feature else None)
     weights = {"loss_denoise": config.loss_denoise, "loss_output": config.loss_output,
                "loss_feature": config.loss_feature}
@@ -75,7 +88,7 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     def evaluate():
         if ema:
             ema.copy_to(evaluated)
-        return held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator)
+        return held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator, one_frame=images)
 
     if step == 0 and held_out:
         log.add(0, eval_denoise=evaluate())
@@ -84,7 +97,7 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     while step < config.max_steps:
         step += 1
         with timer:
-            batch = draw_batch(data, train_clips, generator, config, accelerator)
+            batch = draw_batch(data, train_clips, generator, config, accelerator, "frame" if images else None)
             clean, text = batch["latents"], batch["text"]
             noise = global_randn(tuple(clean.shape), generator, accelerator)
             t = global_randint(scheduler.config.num_train_timesteps, clean.shape[0], generator, accelerator)
@@ -127,21 +140,46 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     summary = {"stage": "distill", "step": step, "finished": step == config.max_steps,
                "processes": accelerator.num_processes, "s_per_step": timer.per_step,
                "eval_denoise_first": log.first("eval_denoise"), "eval_denoise_last": log.last("eval_denoise"),
-               "loss_last": log.last("loss")}
-    summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated, "scheduler": scheduler})
+               "loss_last": log.last("loss"), "student": "backbone (images)" if images else "video"}
+    saved = {"model": evaluated, "scheduler": scheduler}
+    if images:
+        saved["spatial"] = evaluated.spatial  # the recovered backbone as a plain UNet2DConditionModel folder
+    summary = finish_run(accelerator, out, evaluated, ema, summary, saved)
     return summary
+
+
+def backbone_student(space: SearchSpace, spatial_weights) -> VideoUNet:
+    """The space's backbone with no temporal layer, one frame: an image model."""
+    from nas.model.spatial_weights import load_spatial_weights
+
+    model = VideoUNet(backbone=space.backbone, frames=1, sample_height=space.video.latent_height,
+                      sample_width=space.video.latent_width, slots=[s.placement() for s in space.slots],
+                      architecture={s.name: {"op": "none"} for s in space.slots}, text_tokens=space.text_tokens,
+                      space_name=space.name)
+    if spatial_weights is not None:
+        load_spatial_weights(model.spatial, spatial_weights, space)
+    return model
+
+
+def _image_split(data: LatentDataset, holdout: int) -> tuple[list[int], list[int]]:
+    """(train, held out) over all samples (stills and clips alike); the last ``holdout`` are held out."""
+    samples = list(range(len(data)))
+    if holdout < 0 or holdout >= len(samples):
+        raise NasError(f"{data.folder}: cannot hold out {holdout} of {len(samples)} sample(s)")
+    return samples[:len(samples) - holdout], samples[len(samples) - holdout:]
 
 
 @torch.no_grad()
 def held_out_denoise(model: VideoUNet, data: LatentDataset, clips: list[int], alphas: torch.Tensor, batch: int,
-                     accelerator) -> float:
-    """Mean noise-prediction MSE over held-out clips x EVAL_TIMESTEPS, with noise fixed by seed 0."""
+                     accelerator, one_frame: bool = False) -> float:
+    """Mean noise-prediction MSE over held-out clips x EVAL_TIMESTEPS, with noise fixed by seed 0
+    (``one_frame``: the first frame of each, for an image model)."""
     generator = torch.Generator().manual_seed(0)
     pairs = [(c, t) for c in clips for t in EVAL_TIMESTEPS]
     total = 0.0
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        item = data.get([c for c, _ in chunk])
+        item = data.get([c for c, _ in chunk], [0] * len(chunk) if one_frame else None)
         clean, text = item["latents"].to(accelerator.device), item["text"].to(accelerator.device)
         noise = torch.randn(clean.shape, generator=generator).to(accelerator.device)
         t = torch.tensor([t for _, t in chunk], device=accelerator.device)

@@ -63,9 +63,11 @@ def set_lr(optimizer, lr: float) -> None:
 
 
 def draw_batch(data: LatentDataset, pool: list[int], generator: torch.Generator, config: TrainConfig,
-               accelerator: Accelerator) -> dict[str, torch.Tensor]:
-    """This process's slice of a global batch: all videos, or (with probability image_ratio) all images."""
-    kind = "image" if torch.rand(1, generator=generator).item() < config.image_ratio else "video"
+               accelerator: Accelerator, kind: str | None = None) -> dict[str, torch.Tensor]:
+    """This process's slice of a global batch: all videos, or (with probability image_ratio) all images;
+    ``kind`` "frame": always one frame per sample of ``pool`` (an image model)."""
+    if kind is None:
+        kind = "image" if torch.rand(1, generator=generator).item() < config.image_ratio else "video"
     indices, frames = data.draw(generator, config.batch_size * accelerator.num_processes, kind, pool)
     mine = slice(accelerator.process_index * config.batch_size, (accelerator.process_index + 1) * config.batch_size)
     batch = data.get(indices[mine], frames[mine] if frames else None)

@@ -1,8 +1,10 @@
 """The distillation teacher and the student's feature projections (BK-SDM style).
 
-A teacher is a saved VideoUNet folder or a diffusers ``UNetMotionModel`` (AnimateDiff) folder.
-Both give their prediction and every block's output under diffusers' block names
-(``down_blocks.i``, ``mid_block``, ``up_blocks.i``), with frames in the batch. Where the
+A teacher is a saved VideoUNet folder, a diffusers ``UNetMotionModel`` (AnimateDiff) folder, or a
+plain 2D ``UNet2DConditionModel`` folder (e.g. SD1.5's ``unet/``, or a pipeline folder holding
+one), which runs frame by frame: that is how a pruned backbone recovers from the UNet it was
+pruned from (BK-SDM). All give their prediction and every block's output under diffusers' block
+names (``down_blocks.i``, ``mid_block``, ``up_blocks.i``), with frames in the batch. Where the
 student's block is narrower or wider than the teacher's, a trainable 1x1 convolution maps the
 student's feature to the teacher's width before the MSE; equal widths need none.
 """
@@ -38,9 +40,22 @@ class Teacher(nn.Module):
             out = self.model(sample, timestep, text, return_features=True)
             return out.sample, out.features
         self._features = {}
-        frames = sample.shape[2]
-        pred = self.model(sample, timestep, encoder_hidden_states=text.repeat_interleave(frames, 0)).sample
+        batch, channels, frames, height, width = sample.shape
+        text = text.repeat_interleave(frames, 0)
+        if self.is_2d:  # frames folded into the batch, as the VideoUNet's spatial layers see them
+            flat = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
+            pred = self.model(flat, timestep.repeat_interleave(frames, 0), encoder_hidden_states=text).sample
+            pred = pred.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
+            return pred, self._features
+        pred = self.model(sample, timestep, encoder_hidden_states=text).sample
         return pred, self._features
+
+    @property
+    def is_2d(self) -> bool:
+        """A plain text-to-image UNet: the student then trains as an image model (frames = 1, no temporal layers)."""
+        from diffusers import UNet2DConditionModel
+
+        return isinstance(self.model, UNet2DConditionModel)
 
     def _keep(self, name: str):
         def hook(module, args, output):
@@ -49,11 +64,14 @@ class Teacher(nn.Module):
 
 
 def load_teacher(path: str | Path) -> Teacher:
-    """A VideoUNet or UNetMotionModel folder (local, safetensors) as a frozen Teacher."""
+    """A VideoUNet, UNetMotionModel or UNet2DConditionModel folder (local, safetensors) as a frozen Teacher."""
     path = Path(path)
+    if not (path / "config.json").is_file() and (path / "unet" / "config.json").is_file():
+        path = path / "unet"  # a pipeline folder
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise NasError(f"{path}: no config.json (a teacher is a saved VideoUNet or UNetMotionModel folder)")
+        raise NasError(f"{path}: no config.json (a teacher is a saved VideoUNet, UNetMotionModel or "
+                       "UNet2DConditionModel folder)")
     kind = json.loads(config_file.read_text()).get("_class_name")
     if kind == "VideoUNet":
         model = load_pretrained(VideoUNet, path)
@@ -63,8 +81,16 @@ def load_teacher(path: str | Path) -> Teacher:
 
         model = load_pretrained(UNetMotionModel, path)
         widths, has_mid = model.config.block_out_channels, model.mid_block is not None
+    elif kind == "UNet2DConditionModel":
+        from diffusers import UNet2DConditionModel
+
+        if not (path / "diffusion_pytorch_model.safetensors").is_file():
+            raise NasError(f"{path}: no diffusion_pytorch_model.safetensors (teachers load from safetensors only)")
+        model = UNet2DConditionModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
+        widths, has_mid = model.config.block_out_channels, model.mid_block is not None
     else:
-        raise NasError(f"{config_file}: teacher class {kind!r}; VideoUNet or UNetMotionModel is needed")
+        raise NasError(f"{config_file}: teacher class {kind!r}; VideoUNet, UNetMotionModel or "
+                       "UNet2DConditionModel is needed")
     return Teacher(model, block_channels(widths, has_mid))
 
 

@@ -1,0 +1,236 @@
+"""``nas prune``: a pretrained UNet2DConditionModel -> the (smaller) backbone of a search space.
+
+Steps: read the source (safetensors only), walk both configs into a :class:`~nas.prune.plan.Plan`
+(which source slice fills each target tensor), score every channel space (L1 norm of the weights
+that read or write it, or a first-order Taylor score |w * dL/dw| on a few calibration batches,
+each tensor's contribution normalised by its mean), keep channels group by group, build the
+target with diffusers' own class, fill every tensor (checked), save it, and report how much of
+the source's function survives against a random backbone of the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.models.embeddings import get_timestep_embedding
+
+from nas.errors import NasError
+from nas.prune.plan import TIMESTEP, Layout, Plan, head_scale, walk
+from nas.prune.report import compare_outputs, summary_line
+from nas.prune.source import find_source
+
+IMPORTANCE = ("l1", "taylor")
+REPORT = "prune_report.json"
+
+
+def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | None = None, *,
+               config: str | Path | None = None, importance: str = "l1", calibration_batches: int = 2,
+               sample_size: tuple[int, int] = (16, 16), text_tokens: int = 77, seed: int = 0,
+               compare: bool = True) -> tuple[UNet2DConditionModel, dict[str, Any]]:
+    """Prune ``source`` to the UNet2DConditionModel config ``target``; save to ``out`` if given.
+
+    ``sample_size`` is the latent (h, w) of the calibration and comparison batches. Returns the
+    pruned model and the report (also written to ``out/prune_report.json``).
+    """
+    started = time.perf_counter()
+    if importance not in IMPORTANCE:
+        raise NasError(f"importance must be one of {', '.join(IMPORTANCE)}, got {importance!r}")
+    if out is not None and Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise NasError(f"{out}: exists and is not an empty folder (choose a new output folder)")
+    src = find_source(source, config)
+    fail = lambda problem: NasError(f"{src.path}: {problem}")  # noqa: E731
+    for key in ("in_channels", "out_channels", "cross_attention_dim"):
+        s, t = src.config.get(key), target.get(key)
+        if s is not None and t is not None and s != t:
+            raise fail(f"{key} is {s} in the source and {t} in the target (it cannot be pruned)")
+    if src.config.get("time_embedding_type", "positional") != "positional":
+        raise fail("only the positional (sinusoidal) time embedding is supported")
+
+    source_model = _build(src.config, src, fail)
+    source_state = source_model.state_dict()
+    with torch.device("meta"):
+        target_model = _target(target, src.config, fail)
+    plan = Plan({k: tuple(v.shape) for k, v in source_state.items()},
+                {k: tuple(v.shape) for k, v in target_model.state_dict().items()}, fail)
+    walk(plan, Layout.of(src.config), Layout.of(dict(target_model.config)))
+    unfilled = sorted(set(plan.target_shapes) - set(plan.recipes))
+    if unfilled:
+        raise fail(f"{len(unfilled)} target tensor(s) have no source, e.g. {unfilled[0]}")
+    plan.infer_widths()
+
+    scores = _scores(source_model, importance, calibration_batches, sample_size, text_tokens, seed)
+    _accumulate(plan, scores)
+    selection = {id(s): _select(s) for s in plan.distinct_spaces()}
+    state = {key: _materialise(plan, key, source_state, selection, src.config, dict(target_model.config))
+             for key in plan.target_shapes}
+    with torch.device("meta"):
+        pruned = UNet2DConditionModel.from_config(target_model.config)
+    pruned.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in [*pruned.parameters(), *pruned.buffers()]):
+        raise fail("internal: a tensor of the pruned model was not filled")
+
+    used = {r.source for r in plan.recipes.values() if isinstance(r.source, str)}
+    report: dict[str, Any] = {
+        "source": str(src.path), "importance": importance,
+        "calibration_batches": calibration_batches if importance == "taylor" else 0,
+        "params_before": sum(v.numel() for v in source_state.values()),
+        "params_after": sum(p.numel() for p in pruned.parameters()),
+        "source_tensors_unused": len(set(source_state) - used),
+        "levels": _levels(plan, Layout.of(src.config), Layout.of(dict(pruned.config))),
+        "layers": plan.layers,
+    }
+    if compare:
+        report["function"] = compare_outputs(source_model, pruned, dict(pruned.config), sample_size, text_tokens, seed)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["summary"] = summary_line(report)
+    if out is not None:
+        _save(pruned, report, Path(out))
+    return pruned, report
+
+
+def _build(config: dict[str, Any], src, fail) -> UNet2DConditionModel:
+    """The source model, its tensors assigned from the file (no second copy in memory)."""
+    try:
+        with torch.device("meta"):
+            model = UNet2DConditionModel.from_config(config)
+        state = src.state_dict()
+        model.load_state_dict(state, strict=True, assign=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise fail(f"does not match its config ({str(exc).splitlines()[0][:200]})") from None
+    return model.eval()
+
+
+def _target(target: dict[str, Any], source_config: dict[str, Any], fail) -> UNet2DConditionModel:
+    config = {k: v for k, v in source_config.items() if not k.startswith("_")}
+    config.update(target)  # unspecified keys (flip_sin_to_cos, sample_size, ...) follow the source
+    try:
+        return UNet2DConditionModel.from_config(config)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise fail(f"target backbone config: {exc}") from None
+
+
+def _scores(model, importance: str, batches: int, size: tuple[int, int], tokens: int,
+            seed: int) -> Callable[[str], torch.Tensor]:
+    """Per-weight importance, by tensor name (L1 is computed when asked: no second copy of the model)."""
+    params = dict(model.named_parameters())
+    if importance == "l1":
+        return lambda key: params[key].detach().abs()
+    # first-order Taylor |w * dL/dw| of the denoising loss, summed over calibration batches
+    generator = torch.Generator().manual_seed(seed)
+    model.requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    width = model.config.cross_attention_dim
+    for _ in range(batches):
+        latents = torch.randn(2, model.config.in_channels, *size, generator=generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.randint(0, 1000, (2,), generator=generator)
+        text = torch.randn(2, tokens, width, generator=generator)
+        alpha = _alphas()[t].view(-1, 1, 1, 1)
+        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        loss = torch.nn.functional.mse_loss(model(noisy, t, text).sample, noise)
+        loss.backward()
+    scores = {k: (p.detach() * p.grad).abs() if p.grad is not None else torch.zeros_like(p)
+              for k, p in params.items()}
+    model.zero_grad(set_to_none=True)
+    model.requires_grad_(False)
+    return scores.__getitem__
+
+
+def _alphas() -> torch.Tensor:
+    """SD1.5's training schedule (scaled linear betas 0.00085 .. 0.012 over 1000 steps)."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    return torch.cumprod(1 - betas, 0)
+
+
+def _accumulate(plan: Plan, scores: Callable[[str], torch.Tensor]) -> None:
+    for space in plan.distinct_spaces():
+        space.importance = torch.zeros(space.width_s)
+    for recipe in plan.recipes.values():
+        if not isinstance(recipe.source, str):
+            continue
+        score = scores(recipe.source)
+        for d, dim in enumerate(recipe.dims):
+            if not isinstance(dim, list):
+                continue
+            others = [i for i in range(score.dim()) if i != d]
+            per_channel = score.sum(dim=others) if others else score
+            per_channel = per_channel / per_channel.mean().clamp_min(1e-12)
+            offset = 0
+            for name in dim:
+                space = plan.root(name)
+                space.importance += per_channel[offset:offset + space.width_s]
+                offset += space.width_s
+
+
+def _select(space) -> torch.Tensor:
+    """Source indices of the kept channels: the best ``groups_t`` groups, then the best channels in each."""
+    per_s, per_t = space.width_s // space.groups_s, space.width_t // space.groups_t
+    by_group = space.importance.view(space.groups_s, per_s)
+    groups = torch.topk(by_group.sum(1), space.groups_t).indices.sort().values
+    kept = [g * per_s + torch.topk(by_group[g], per_t).indices.sort().values for g in groups.tolist()]
+    return torch.cat(kept)
+
+
+def _materialise(plan: Plan, key: str, state, selection, source_config, target_config) -> torch.Tensor:
+    recipe = plan.recipes[key]
+    tensor = state[recipe.source] if isinstance(recipe.source, str) else recipe.source()
+    for d, dim in enumerate(recipe.dims):
+        if isinstance(dim, list):
+            index, offset = [], 0
+            for name in dim:
+                space = plan.root(name)
+                index.append(selection[id(space)] + offset)
+                offset += space.width_s
+            tensor = tensor.index_select(d, torch.cat(index))
+        elif dim == TIMESTEP:
+            tensor = _refit_timestep(tensor, source_config, target_config)
+    if recipe.head_scale:
+        tensor = tensor * head_scale(plan.root(recipe.head_scale))
+    if tuple(tensor.shape) != plan.target_shapes[key]:
+        raise plan.fail(f"{key}: made {tuple(tensor.shape)}, the target needs {plan.target_shapes[key]}")
+    return tensor.contiguous()
+
+
+def _refit_timestep(weight: torch.Tensor, source_config, target_config) -> torch.Tensor:
+    """The first time-embedding layer reads sinusoidal features whose frequencies depend on their
+    count (block_out_channels[0]), so its columns cannot be sliced: refit them by least squares so
+    that the layer's output over the 1000 training timesteps stays as close as it can."""
+    t = torch.arange(1000)
+
+    def features(config):
+        return get_timestep_embedding(t, config["block_out_channels"][0], config.get("flip_sin_to_cos", True),
+                                      config.get("freq_shift", 0)).double()
+
+    source, target = features(source_config), features(target_config)
+    wanted = source @ weight.double().T
+    return torch.linalg.lstsq(target, wanted, driver="gelsd").solution.T.float()
+
+
+def _levels(plan: Plan, src: Layout, tgt: Layout) -> list[dict[str, Any]]:
+    return [{"level": i, "width_before": src.widths[i], "width_after": tgt.widths[i],
+             "layers_before": src.layers[i], "layers_after": tgt.layers[i],
+             "attention_before": [src.attention[i], src.up_attention[i]],
+             "attention_after": [tgt.attention[i], tgt.up_attention[i]]}
+            for i in range(len(tgt.widths))]
+
+
+def _save(model: UNet2DConditionModel, report: dict[str, Any], out: Path) -> None:
+    """Write to a temporary folder beside ``out``, then rename: no half-written result."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty (checked at the start)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
