@@ -481,6 +481,7 @@ def cmd_cost(args) -> None:
 
 def cmd_search(args) -> None:
     from nas.search.job import describe, search
+    from nas.search.picks import describe_picks
 
     summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
                      memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
@@ -491,7 +492,12 @@ def cmd_search(args) -> None:
         print(json.dumps(summary, indent=2))
     else:
         print(describe(summary))
-        print(f"wrote {args.out}/pareto.csv, pareto.png, pareto.html, architectures/")
+        written = ["pareto.csv", "architectures/", "picks/" if summary["picks"] else "",
+                   "trials.csv" if "trials" in summary else "", "pareto.png", "pareto.html", "summary.json"]
+        print(f"wrote {args.out}/: {', '.join(w for w in written if w)}")
+        if summary["picks"]:
+            print("picks (the next commands build and distill each):")
+            print(describe_picks(summary["picks"]))
     if not summary["feasible_front"]:
         raise NasError(f"{args.space}: no architecture meets the budgets; the {summary['pareto']} least-violating "
                        f"are in {args.out}/pareto.csv (feasible = False)")
