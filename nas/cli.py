@@ -224,6 +224,16 @@ def _data_parser(commands) -> None:
     synth.add_argument("--fps", type=int, default=8)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_data_synth)
+    tiny = data.add_parser("tiny-models", help="write a tiny random VAE + CLIP text encoder/tokenizer (no download)",
+                           description="Toy-size AutoencoderKL, CLIPTextModel and CLIPTokenizer as a local "
+                                       "pipeline-style folder (vae/, text_encoder/, tokenizer/), fitted to a space: "
+                                       "for demos and tests, where SD1.5's own would be used for real.")
+    tiny.add_argument("--space", type=Path, required=True, help="search space YAML: text width, tokens, latent channels")
+    tiny.add_argument("--calibrate", type=Path, metavar="DIR",
+                      help="folder of videos (e.g. from nas data synth) that sets the VAE's scaling_factor")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("-o", "--out", type=Path, required=True)
+    tiny.set_defaults(func=cmd_data_tiny_models)
     encode = data.add_parser("encode", help="videos/images + captions.csv -> sharded latents and text embeddings")
     encode.add_argument("source", type=Path, help="folder of videos and images")
     encode.add_argument("--captions", type=Path, help="CSV with columns file, caption (default SOURCE/captions.csv)")
@@ -588,6 +598,20 @@ def cmd_data_synth(args) -> None:
     csv = synth_dataset(args.out, clips=args.clips, images=args.images, frames=args.frames, height=args.height,
                         width=args.width, fps=args.fps, seed=args.seed)
     print(f"wrote {args.clips} clips and {args.images} images to {args.out} (captions: {csv})")
+
+
+def cmd_data_tiny_models(args) -> None:
+    from nas.data.tiny_models import calibration_frames, write_tiny_models
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    video = space.video
+    if video.latent_scale != 8:
+        raise NasError(f"{args.space}: the tiny VAE downsamples 8x, the space's latent_scale is {video.latent_scale}")
+    images = calibration_frames(args.calibrate, video.height, video.width) if args.calibrate else None
+    write_tiny_models(args.out, width=space.cross_attention_dim, tokens=space.text_tokens,
+                      latent_channels=video.latent_channels, images=images, seed=args.seed)
+    print(f"wrote {args.out}/vae, text_encoder, tokenizer (text width {space.cross_attention_dim}, random weights)")
 
 
 def cmd_data_encode(args) -> None:
