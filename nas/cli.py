@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nas.errors import NasError
+from nas.quiet import third_party_quiet
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,9 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
     try:
-        for module in args.plugin:
-            _import_plugin(module)
-        return args.func(args) or 0
+        with third_party_quiet(args.verbose):
+            for module in args.plugin:
+                _import_plugin(module)
+            return args.func(args) or 0
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Hardware-aware NAS for mobile video diffusion.")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it may register temporal ops); repeatable")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show third-party warnings as they come (default: one line counting them)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     space = commands.add_parser("space", help="inspect a search space").add_subparsers(dest="action", required=True)
@@ -144,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
     find.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="option of the proxy, repeatable (distill: steps=40, clips=8, lr=1e-3, report_every=5, "
+                      help="option of the proxy, repeatable (distill: steps=20, clips=8, lr=1e-3, report_every=5, "
                            "data=DIR from `nas data encode`, spatial_weights=PATH)")
     find.add_argument("--pruner", default="median",
                       help="stops weak runs of a training proxy: median, halving, hyperband or none")
@@ -265,7 +269,8 @@ def _train_parser(commands) -> None:
             sub.add_argument("--freeze-spatial", action="store_const", const=True, dest="freeze_spatial")
         for name, kind in (("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int),
                            ("mixed_precision", str)):
-            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
+                             help="overrides the config's value (examples/*.yaml list every key)")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override any config key (VALUE read as YAML); repeatable")
         sub.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")

@@ -10,6 +10,7 @@ trains for. The latents are decoded frame by frame by the VAE and written as H.2
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -50,6 +51,10 @@ def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | N
     if not (run / "model_index.json").is_file():
         write_pipeline_index(run)  # a run from before runs were pipeline folders
     tokenizer, encoder = load_text_encoder(text_encoder)
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # hub convention; nas sets it unless -v
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     try:
         pipe = VideoPipeline.from_pretrained(run, vae=load_vae(vae) if vae is not None else None, text_encoder=encoder,
                                              tokenizer=tokenizer, local_files_only=True, use_safetensors=True)
