@@ -66,3 +66,4 @@ def test_study_opens_with_optuna_and_names_its_metrics(cli, tmp_path):
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert study.metric_names == ["latency_ms", "memory_mb", "quality"]
     assert {"values_latency_ms", "values_memory_mb", "values_quality"} <= set(study.trials_dataframe().columns)
+

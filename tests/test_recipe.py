@@ -100,3 +100,9 @@ def test_readme_api_snippet_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(snippet, "README.md", "exec"), scope)
     assert scope["out"].shape == scope["latents"].shape and (tmp_path / "runs/model/config.json").is_file()
+
+
+def test_tiny_models_bad_input_is_one_line(cli, tmp_path):
+    code, _, err = cli("data", "tiny-models", "--space", ROOT / "search_spaces" / "tiny.yaml", "--calibrate",
+                       tmp_path / "missing", "-o", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1 and "no such folder" in err

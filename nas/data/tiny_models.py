@@ -97,6 +97,8 @@ def calibration_frames(folder: str | Path, height: int, width: int, videos: int 
     """Frames of the first ``videos`` videos in ``folder``, fitted to ``height`` x ``width`` (uint8, N x H x W x 3)."""
     from nas.data.media import fit, read_video
 
+    if not Path(folder).is_dir():
+        raise NasError(f"{folder}: no such folder of videos")
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"))
     if not paths:
         raise NasError(f"{folder}: no videos to calibrate the VAE's scale on")
