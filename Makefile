@@ -1,10 +1,11 @@
-# The two commands of the README: `make run` (main job on the shipped defaults) and `make test`.
+# The two commands of the README: `make run` (main job on the shipped defaults) and `make test`;
+# `make demo` runs the README's tiny recipe (the whole chain) as written there.
 # Both create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-heavy clean
+.PHONY: run test test-heavy demo clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
 run: $(VENV)/.installed
 	$(BIN)/nas search search_spaces/snapgen_v.yaml --table latency_tables/iphone16promax_ne_snapgen_v.csv \
 		--proxy params --trials 300 --memory-budget 2048 --out runs/search
+
+# in a fresh runs/demo/ each time (the recipe's data/, models/ and runs/tiny/ go there)
+demo: $(VENV)/.installed
+	rm -rf runs/demo
+	$(BIN)/python examples/recipe.py --dir runs/demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from nas import plugins
 from nas.errors import NasError, NasWarning
+from nas.quiet import third_party_quiet
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
     warnings.showwarning = _show_warning
     try:
-        plugins.load(args.plugin)
-        return args.func(args) or 0
+        with third_party_quiet(args.verbose):
+            plugins.load(args.plugin)
+            return args.func(args) or 0
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
@@ -51,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Hardware-aware NAS for mobile video diffusion.")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it may register temporal ops); repeatable")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show third-party warnings as they come (default: one line counting them)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     space = commands.add_parser("space", help="inspect a search space").add_subparsers(dest="action", required=True)
@@ -160,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
     find.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="option of the proxy, repeatable (distill: steps=40, clips=8, lr=1e-3, report_every=5, "
+                      help="option of the proxy, repeatable (distill: steps=20, clips=8, lr=1e-3, report_every=5, "
                            "data=DIR from `nas data encode`, spatial_weights=PATH)")
     find.add_argument("--pruner", default="median",
                       help="stops weak runs of a training proxy: median, halving, hyperband or none")
@@ -241,6 +245,16 @@ def _data_parser(commands) -> None:
     synth.add_argument("--fps", type=int, default=8)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_data_synth)
+    tiny = data.add_parser("tiny-models", help="write a tiny random VAE + CLIP text encoder/tokenizer (no download)",
+                           description="Toy-size AutoencoderKL, CLIPTextModel and CLIPTokenizer as a local "
+                                       "pipeline-style folder (vae/, text_encoder/, tokenizer/), fitted to a space: "
+                                       "for demos and tests, where SD1.5's own would be used for real.")
+    tiny.add_argument("--space", type=Path, required=True, help="search space YAML: text width, tokens, latent channels")
+    tiny.add_argument("--calibrate", type=Path, metavar="DIR",
+                      help="folder of videos (e.g. from nas data synth) that sets the VAE's scaling_factor")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("-o", "--out", type=Path, required=True)
+    tiny.set_defaults(func=cmd_data_tiny_models)
     encode = data.add_parser("encode", help="videos/images + captions.csv -> sharded latents and text embeddings")
     encode.add_argument("source", type=Path, help="folder of videos and images")
     encode.add_argument("--captions", type=Path, help="CSV with columns file, caption (default SOURCE/captions.csv)")
@@ -272,7 +286,8 @@ def _train_parser(commands) -> None:
             sub.add_argument("--freeze-spatial", action="store_const", const=True, dest="freeze_spatial")
         for name, kind in (("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int),
                            ("mixed_precision", str)):
-            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
+                             help="overrides the config's value (examples/*.yaml list every key)")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override any config key (VALUE read as YAML); repeatable")
         sub.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
@@ -537,6 +552,7 @@ def cmd_cost(args) -> None:
 
 def cmd_search(args) -> None:
     from nas.search.job import describe, search
+    from nas.search.picks import describe_picks
 
     summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
                      memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
@@ -547,7 +563,12 @@ def cmd_search(args) -> None:
         print(json.dumps(summary, indent=2))
     else:
         print(describe(summary))
-        print(f"wrote {args.out}/pareto.csv, pareto.png, pareto.html, architectures/")
+        written = ["pareto.csv", "architectures/", "picks/" if summary["picks"] else "",
+                   "trials.csv" if "trials" in summary else "", "pareto.png", "pareto.html", "summary.json"]
+        print(f"wrote {args.out}/: {', '.join(w for w in written if w)}")
+        if summary["picks"]:
+            print("picks (the next commands build and distill each):")
+            print(describe_picks(summary["picks"]))
     if not summary["feasible_front"]:
         raise NasError(f"{args.space}: no architecture meets the budgets; the {summary['pareto']} least-violating "
                        f"are in {args.out}/pareto.csv (feasible = False)")
@@ -638,6 +659,20 @@ def cmd_data_synth(args) -> None:
     csv = synth_dataset(args.out, clips=args.clips, images=args.images, frames=args.frames, height=args.height,
                         width=args.width, fps=args.fps, seed=args.seed)
     print(f"wrote {args.clips} clips and {args.images} images to {args.out} (captions: {csv})")
+
+
+def cmd_data_tiny_models(args) -> None:
+    from nas.data.tiny_models import calibration_frames, write_tiny_models
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    video = space.video
+    if video.latent_scale != 8:
+        raise NasError(f"{args.space}: the tiny VAE downsamples 8x, the space's latent_scale is {video.latent_scale}")
+    images = calibration_frames(args.calibrate, video.height, video.width) if args.calibrate else None
+    write_tiny_models(args.out, width=space.cross_attention_dim, tokens=space.text_tokens,
+                      latent_channels=video.latent_channels, images=images, seed=args.seed)
+    print(f"wrote {args.out}/vae, text_encoder, tokenizer (text width {space.cross_attention_dim}, random weights)")
 
 
 def cmd_data_encode(args) -> None:

@@ -5,10 +5,12 @@ each of the scheduler's timesteps predict the noise and let the diffusers schedu
 "trailing" timestep spacing, so 4 steps are t = 999, 749, 499, 249) step to the next latent.
 No classifier-free guidance: one UNet pass per step, which is what the adversarial stage
 trains for. The latents are decoded frame by frame by the VAE and written as H.264 .mp4.
+``nas generate`` runs this loop through the run's diffusers pipeline (``nas.pipeline.VideoPipeline``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -17,7 +19,6 @@ from safetensors.torch import save_file
 
 from nas.errors import NasError
 from nas.model import VideoUNet
-from nas.model.loading import load_pretrained
 
 
 def few_step_scheduler(config) -> DDIMScheduler:
@@ -38,47 +39,52 @@ def sample_latents(model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tenso
     return latents
 
 
-def load_run(run: str | Path) -> tuple[VideoUNet, DDIMScheduler]:
-    """The model (``run/model``) and few-step scheduler (``run/scheduler``) of a finished run."""
+def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | None = None):
+    """The run as a ``VideoPipeline`` (diffusers' loader), with the VAE and text encoder from local folders."""
+    from nas.data.pretrained import load_text_encoder, load_vae
+    from nas.pipeline import VideoPipeline, write_pipeline_index
+
     run = Path(run)
     for part in ("model", "scheduler"):
         if not (run / part).is_dir():
             raise NasError(f"{run}: no {part}/ folder (is this a finished `nas train` run?)")
-    model = load_pretrained(VideoUNet, run / "model").eval()
-    return model, few_step_scheduler(DDIMScheduler.load_config(run / "scheduler"))
+    if not (run / "model_index.json").is_file():
+        write_pipeline_index(run)  # a run from before runs were pipeline folders
+    tokenizer, encoder = load_text_encoder(text_encoder)
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # hub convention; nas sets it unless -v
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+    try:
+        pipe = VideoPipeline.from_pretrained(run, vae=load_vae(vae) if vae is not None else None, text_encoder=encoder,
+                                             tokenizer=tokenizer, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise NasError(f"{run}: cannot load the run ({str(exc).strip().splitlines()[0]})") from None
+    width = pipe.model.spatial.config.cross_attention_dim
+    if encoder.config.hidden_size != width:
+        raise NasError(f"{text_encoder}: text width {encoder.config.hidden_size}, the model cross-attends to {width}")
+    return pipe
 
 
 def generate(model: str | Path, prompt: str, text_encoder: str | Path, out: str | Path, vae: str | Path | None = None,
              steps: int = 4, seed: int = 0, fps: int = 8, latents_only: bool = False, device: str = "cpu") -> Path:
-    """Write ``out``: an .mp4 (needs ``vae``) or, with ``latents_only``, a .safetensors of the latents."""
-    from nas.data.media import to_uint8, write_video
-    from nas.data.pretrained import encode_text, load_text_encoder, load_vae, vae_scale
+    """Write ``out``: an .mp4 (needs ``vae``) or, with ``latents_only``, a .safetensors of the latents.
+
+    The same frames as ``VideoPipeline.from_pretrained(model, ...)(prompt, steps,
+    generator=torch.Generator().manual_seed(seed))``: this is that call, then the file."""
+    from nas.data.media import write_video
 
     if steps < 1:
         raise NasError(f"--steps must be at least 1, got {steps}")
     if not latents_only and vae is None:
         raise NasError("--vae is needed to decode a video (or pass --latents-only)")
-    unet, scheduler = load_run(model)
-    unet.to(device)
-    config = unet.config
-    tokenizer, encoder = load_text_encoder(text_encoder)
-    if encoder.config.hidden_size != unet.spatial.config.cross_attention_dim:
-        raise NasError(f"{text_encoder}: text width {encoder.config.hidden_size}, the model cross-attends to "
-                       f"{unet.spatial.config.cross_attention_dim}")
-    text, _ = encode_text(tokenizer, encoder, [prompt], config.text_tokens)
-    channels = unet.spatial.config.in_channels
-    noise = torch.randn(1, channels, config.frames, config.sample_height, config.sample_width,
-                        generator=torch.Generator().manual_seed(seed))
-    latents = sample_latents(unet, scheduler, text.to(device), steps, noise.to(device))
+    pipe = load_pipeline(model, text_encoder, None if latents_only else vae).to(device)
+    result = pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                  output_type="latent" if latents_only else "np").frames
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if latents_only:
-        save_file({"latents": latents.cpu().contiguous()}, str(out))
-        return out
-    autoencoder = load_vae(vae).to(device)
-    scaling, shift = vae_scale(autoencoder)
-    frames = latents[0].permute(1, 0, 2, 3) / scaling + shift  # (F, C, h, w)
-    with torch.no_grad():
-        pixels = torch.cat([autoencoder.decode(chunk).sample for chunk in frames.split(8)])
-    write_video(out, to_uint8(pixels), fps=fps)
+        save_file({"latents": result.cpu().contiguous()}, str(out))
+    else:
+        write_video(out, (result[0] * 255).round().astype("uint8"), fps=fps)
     return out

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from nas.errors import NasError
-from nas.ops import OpKey, get_op
+from nas.ops import OpKey, check_op_name, get_op
 from nas.ops.key import format_params, parse_params
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
@@ -172,7 +172,7 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
     op = raw["op"].strip()
     if op not in WHOLE_MODEL_OPS:
         try:
-            get_op(op)
+            check_op_name(op)
         except KeyError as exc:
             raise NasError(f"{where}: {exc.args[0]}") from None
     row["op"] = op

@@ -1,8 +1,20 @@
-"""Temporal layer types and their registry (``register_op`` to add your own)."""
+"""Temporal layer types and their registry (``register_op`` to add your own).
 
-from nas.ops import attention, conv, identity  # noqa: F401  (registers the built-in ops)
-from nas.ops.base import OpCost, TemporalOp
+The built-in ops and the ``TemporalOp`` base (torch modules) load on first use, so that the
+registry's names and ``OpKey`` serve table and space tools without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from nas.ops.key import OpKey
-from nas.ops.registry import get_op, list_ops, register_op
+from nas.ops.registry import check_op_name, get_op, list_ops, register_op
 
-__all__ = ["OpCost", "OpKey", "TemporalOp", "get_op", "list_ops", "register_op"]
+__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "get_op", "list_ops", "register_op"]
+
+
+def __getattr__(name: str):
+    if name in ("OpCost", "TemporalOp"):
+        return getattr(importlib.import_module("nas.ops.base"), name)
+    raise AttributeError(f"module 'nas.ops' has no attribute {name!r}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
 from nas.ops.base import TemporalOp
@@ -29,6 +28,8 @@ class TemporalAttention(TemporalOp):
     token_order: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):
+        from diffusers.models.attention import BasicTransformerBlock  # here: checking a space needs no diffusers
+
         super().__init__(channels, frames, norm_groups, **params)
         heads = self.params["heads"]
         self.norm = VideoGroupNorm(norm_groups, channels)

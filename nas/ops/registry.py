@@ -10,6 +10,7 @@ entry-point group of an installed package so that the ``nas`` command finds it t
 from __future__ import annotations
 
 import functools
+import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "nas.temporal_ops"
 
 _REGISTRY: dict[str, type[TemporalOp]] = {}
+
+# The built-in ops, by the module that registers them: imported on first use, so that reading a
+# table or listing names does not pull in torch and diffusers.
+BUILTIN = {"none": "nas.ops.identity", "conv1d": "nas.ops.conv", "conv3d": "nas.ops.conv",
+           "attn1d": "nas.ops.attention", "attn3d": "nas.ops.attention"}
 
 
 def register_op(cls: type[TemporalOp]) -> type[TemporalOp]:
@@ -43,16 +49,23 @@ def _load_entry_points() -> None:
 
 def get_op(name: str) -> type[TemporalOp]:
     """The class registered as ``name``; KeyError (naming the known ops) if there is none."""
+    check_op_name(name)
     if name not in _REGISTRY:
+        importlib.import_module(BUILTIN[name])
+    return _REGISTRY[name]
+
+
+def check_op_name(name: str) -> None:
+    """KeyError (naming the known ops) unless ``name`` is an op type; imports no built-in op."""
+    if name not in _REGISTRY and name not in BUILTIN:
         _load_entry_points()
         load_inherited()  # a spawned worker: the parent's --plugin modules
-    if name not in _REGISTRY:
+    if name not in _REGISTRY and name not in BUILTIN:
         raise KeyError(f"unknown temporal op {name!r} (known: {', '.join(list_ops())})")
-    return _REGISTRY[name]
 
 
 def list_ops() -> list[str]:
     """Names of all registered temporal op types."""
     _load_entry_points()
     load_inherited()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(BUILTIN))

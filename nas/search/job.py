@@ -11,6 +11,7 @@ from nas.cost.table import LatencyTable
 from nas.errors import NasError
 from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
+from nas.search.picks import make_picks, write_picks
 from nas.search.proxies import check_options, get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
 from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
@@ -73,7 +74,9 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
                        pruned=int((trials_table["state"] == "pruned").sum()) if len(trials_table) else 0)
     summary["pareto"] = len(front)
     summary["feasible_front"] = bool(len(front) and front["feasible"].all())
+    summary["picks"] = make_picks(front, space, space_path, out) if summary["feasible_front"] else []
     write_results(out, space, front, trials_table, summary)
+    write_picks(out, summary["picks"])
     return summary
 
 

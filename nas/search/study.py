@@ -15,8 +15,10 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from nas.space import Architecture, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DIRECTIONS = ["minimize", "minimize", "maximize"]
+METRICS = ["latency_ms", "memory_mb", "quality"]
 COMPLETED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SCREEN = 64  # NSGA-II children the table screens per trial (1: plain NSGA-II)
 STOP_S = 30.0  # a worker's time to end its trial after Ctrl-C
@@ -266,7 +269,16 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
                                   optuna.study.StudyDirection.MAXIMIZE]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
     check_resume(study, setup_record(setup), setup.storage or "memory")
-    bar = tqdm(total=trials, desc=f"search {setup.study}", unit="trial", disable=not progress, mininterval=1.0)
+    if study.metric_names != METRICS:
+        with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use by optuna-dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(METRICS)  # optuna-dashboard and trials_dataframe show these names
+    remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
+    if remaining <= 0 and progress:
+        print(f"resumed study {setup.study}: its {trials} trials are done, nothing to run (raise --trials to search "
+              "on); results written again from the study", file=sys.stderr)
+    bar = tqdm(total=trials, desc=f"search {setup.study}", unit="trial", disable=not progress or remaining <= 0,
+               mininterval=1.0)
     last = [0.0]
 
     def update(study_: optuna.Study, _trial=None, force: bool = False) -> None:
@@ -279,7 +291,6 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         bar.set_postfix(feasible=feasible, front=len(study_.best_trials) if feasible else 0)
         bar.refresh()
 
-    remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
     processes: list = []
     try:
         if remaining > 0 and workers <= 1:

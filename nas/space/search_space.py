@@ -14,8 +14,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from nas.errors import NasError
 from nas.ops import get_op
 from nas.space.choice import NONE, Choice
@@ -174,6 +172,7 @@ class SearchSpace:
     @cached_property
     def params_spatial(self) -> int:
         """Parameters of the spatial backbone (counted on the meta device, nothing allocated)."""
+        import torch
         from diffusers import UNet2DConditionModel
 
         try:

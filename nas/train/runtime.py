@@ -112,6 +112,9 @@ def finish_run(accelerator: Accelerator, out: Path, model: torch.nn.Module, ema,
         if summary["finished"]:
             for folder, item in saved.items():
                 item.save_pretrained(out / folder)
+            from nas.pipeline import write_pipeline_index
+
+            write_pipeline_index(out)  # the run opens as a diffusers pipeline (VideoPipeline)
         write_summary(out, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
