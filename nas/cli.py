@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -455,20 +456,32 @@ def cmd_cost(args) -> None:
         raise NasError(f"--steps must be at least 1, got {args.steps}")
     table = LatencyTable.load(args.table)
     prediction = CostModel(space, table).predict(architecture, args.steps)
-    if args.json:
-        print(json.dumps({"arch_id": architecture.id, "table": str(args.table),
-                          "provenance": table.meta["provenance"], **prediction.as_dict()}, indent=2))
+    if args.json:  # what cannot run has no price: null, never a stand-in number (nor JSON's non-standard Infinity)
+        print(json.dumps(_no_infinity({"arch_id": architecture.id, "table": str(args.table),
+                                       "provenance": table.meta["provenance"], **prediction.as_dict()}), indent=2))
         return
     p = prediction
     print(f"arch {architecture.id} on {args.table} ({table.meta['provenance']}, {table.meta['device']})")
-    print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
-    print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations")
-    if not p.runs:
-        print("the table says this architecture cannot run on the device (see status)")
+    if p.runs:
+        print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
+        print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations")
+    else:
+        print("the table says this architecture cannot run on the device (see status): no latency or memory")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
     _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
-           [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
+           [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}" if r["status"] == "ok" else "-",
+             f"{r['working_set_mb']:.1f}" if r["status"] == "ok" else "-", r["coverage"],
              r["status"]] for r in p.slots])
+
+
+def _no_infinity(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_infinity(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_infinity(v) for v in value]
+    return value
 
 
 def cmd_search(args) -> None:
