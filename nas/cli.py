@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -527,27 +528,39 @@ def cmd_cost(args) -> None:
         raise NasError(f"--steps must be at least 1, got {args.steps}")
     table = LatencyTable.load(args.table)
     prediction = CostModel(space, table).predict(architecture, args.steps)
-    if args.json:
-        print(json.dumps({"arch_id": architecture.id, "table": str(args.table),
-                          "provenance": table.meta["provenance"], **prediction.as_dict()}, indent=2))
+    if args.json:  # what cannot run has no price: null, never a stand-in number (nor JSON's non-standard Infinity)
+        print(json.dumps(_no_infinity({"arch_id": architecture.id, "table": str(args.table),
+                                       "provenance": table.meta["provenance"], **prediction.as_dict()}), indent=2))
         return
     p = prediction
     print(f"arch {architecture.id} on {args.table} ({table.meta['provenance']}, {table.meta['device']})")
-    print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
-    fixed = (f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
-             if p.fixed_parts else " (no fixed parts in the table: VAE decoder and text encoder not counted)")
-    print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
-          + fixed)
-    if not p.runs:
-        print("the table says this architecture cannot run on the device (see status)")
+    if p.runs:
+        print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
+        fixed = (f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
+                 if p.fixed_parts else " (no fixed parts in the table: VAE decoder and text encoder not counted)")
+        print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
+              + fixed)
+    else:
+        print("the table says this architecture cannot run on the device (see status): no latency or memory")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
     _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
-           [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
+           [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}" if r["status"] == "ok" else "-",
+             f"{r['working_set_mb']:.1f}" if r["status"] == "ok" else "-", r["coverage"],
              r["status"]] for r in p.slots])
     for r in p.slots:
         if r["status"] == "error":
             print(f"{r['slot']}: {r['choice']} failed to measure: {r['message'] or 'no message'} "
                   "(fix the op and re-run nas profile: error rows are measured again)")
+
+
+def _no_infinity(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_infinity(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_infinity(v) for v in value]
+    return value
 
 
 def cmd_search(args) -> None:

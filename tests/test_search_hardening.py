@@ -202,3 +202,17 @@ def test_proxy_check_reference_follows_the_proxy_steps(cli, monkeypatch):
     code, _, err = cli("proxy", "check", TINY, "--proxy-option", "steps=7", "--reference-factor", "3")
     assert code == 0, err
     assert seen["steps"] == 7 and seen["reference_steps"] == 21
+
+
+def test_cost_of_an_architecture_that_cannot_run_has_no_number(cli, tiny_space, unsupported_table, tmp_path):
+    import json
+
+    arch = tmp_path / "arch.yaml"
+    slots = {name: {"op": "none"} for name in tiny_space.slot_names}
+    slots["down0"] = {"op": "attn3d", "count": 1, "heads": 4}
+    arch.write_text(yaml.safe_dump({"space": "tiny", "slots": slots}))
+    code, out, err = cli("cost", TINY, "--arch", arch, "--table", unsupported_table, "--json")
+    report = json.loads(out)  # strict JSON: no Infinity
+    assert code == 0 and report["runs"] is False and report["latency_ms"] is None and report["memory_mb"] is None
+    code, out, _ = cli("cost", TINY, "--arch", arch, "--table", unsupported_table)
+    assert "cannot run on the device" in out and "inf" not in out

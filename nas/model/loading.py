@@ -24,7 +24,7 @@ def load_pretrained(cls: type, folder: str | Path, **kwargs: Any):
     folder = Path(folder)
     config = folder / "config.json"
     if not config.is_file():
-        raise NasError(f"{folder}: no config.json (not a saved {cls.__name__} folder)")
+        raise NasError(f"{folder}: not a {cls.__name__} folder (no config.json; save_pretrained writes one)")
     try:
         named = json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -83,7 +83,8 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
-    title = (f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} Pareto architectures "
+    kind = "Pareto" if summary.get("feasible_front", True) else "least-violating (none meets the budgets)"
+    title = (f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} {kind} architectures "
              f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)")
     shown = trials[trials["status"] == "ok"] if trials is not None else None  # what cannot run has no point
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)

@@ -10,13 +10,11 @@ trial count and several workers (processes or machines) can share it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import Interrupted, NasError
 from nas.search.curves import Curves
+from nas.search.interrupts import Interrupts
 from nas.search.proxies import get_proxy
 from nas.search.resume import check_resume, setup_record
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen
@@ -185,49 +184,6 @@ def cannot_run(cost: CostModel, architecture: Architecture, steps: int) -> str:
         return f"{cost.spatial.status} (spatial UNet)"
     slot = next(row for row in cost.predict(architecture, steps).slots if row["status"] != "ok")
     return f"{slot['status']} at {slot['slot']}"
-
-
-class Interrupts:
-    """Ctrl-C during a search, delivered where optuna copes with it.
-
-    Raised inside a trial's objective, a KeyboardInterrupt makes optuna mark that trial failed
-    and stop; raised inside optuna's own bookkeeping between trials (``tell``, the sampler's
-    ``after_trial``) it breaks optuna 5 with an UnboundLocalError. So while this handler is
-    installed, a Ctrl-C outside a trial is held until the next trial starts (or the run ends).
-    """
-
-    def __init__(self):
-        self.busy = self.pending = self.requested = False
-
-    @contextlib.contextmanager
-    def inside_trial(self):
-        if self.pending:
-            raise KeyboardInterrupt
-        self.busy = True
-        try:
-            yield
-        finally:
-            self.busy = False
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        if self.busy:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    @contextlib.contextmanager
-    def installed(self):
-        """Handle SIGINT as above for the block (main thread only: elsewhere Python delivers none)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield
-            if self.pending:
-                raise KeyboardInterrupt
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _optimize(study: optuna.Study, objective: Objective, n_trials: int, callbacks: list) -> None:

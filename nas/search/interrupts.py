@@ -1,0 +1,50 @@
+"""Ctrl-C during a search, delivered where optuna copes with it (see :class:`Interrupts`)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+
+class Interrupts:
+    """Ctrl-C during a search, delivered where optuna copes with it.
+
+    Raised inside a trial's objective, a KeyboardInterrupt makes optuna mark that trial failed
+    and stop; raised inside optuna's own bookkeeping between trials (``tell``, the sampler's
+    ``after_trial``) it breaks optuna 5 with an UnboundLocalError. So while this handler is
+    installed, a Ctrl-C outside a trial is held until the next trial starts (or the run ends).
+    """
+
+    def __init__(self):
+        self.busy = self.pending = self.requested = False
+
+    @contextlib.contextmanager
+    def inside_trial(self):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if self.busy:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Handle SIGINT as above for the block (main thread only: elsewhere Python delivers none)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+            if self.pending:
+                raise KeyboardInterrupt
+        finally:
+            signal.signal(signal.SIGINT, previous)
