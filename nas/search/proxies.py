@@ -257,23 +257,3 @@ class DistillProxy(QualityProxy):
     def _held_out(self, model) -> float:
         clean, text = self.held_out
         return -float(self._loss(model, clean, text, self.eval_noise, self.eval_t))
-
-
-def proxy_check(space: SearchSpace, proxy: str, samples: int = 8, seed: int = 0, reference_steps: int = 100,
-                progress: bool = True, **options: Any) -> dict[str, Any]:
-    """Kendall tau between ``proxy`` and a longer ``distill`` training over ``samples`` architectures."""
-    from tqdm import tqdm
-
-    from nas.cost.check import kendall_tau
-
-    candidate = get_proxy(proxy)(space, seed=seed, **options)
-    shared = {k: v for k, v in options.items() if k in ("data", "clips", "lr", "spatial_weights")}
-    reference = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps, **shared)
-    rows = []
-    for index in tqdm(range(samples), desc=f"proxy check {proxy}", unit="arch", disable=not progress):
-        architecture = space.sample(seed + index)
-        rows.append({"arch_id": architecture.id, "proxy": candidate.score(architecture),
-                     "reference": reference.score(architecture)})
-    tau = kendall_tau(np.array([r["proxy"] for r in rows]), np.array([r["reference"] for r in rows]))
-    return {"space": space.name, "proxy": proxy, "samples": samples, "reference_steps": reference_steps,
-            "kendall_tau": tau, "architectures": rows}
