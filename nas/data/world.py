@@ -98,7 +98,7 @@ def make_world(out: str | Path, space: SearchSpace, recipe: WorldRecipe | None =
         "motion_calibration": calibration,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (work / "space.yaml").write_text(Path(space.source).read_text() if space.source else "")
+    shutil.copyfile(space.source, work / "space.yaml")
     (work / WORLD).write_text(json.dumps(info, indent=1))
     if out.exists():
         out.rmdir()
@@ -115,6 +115,8 @@ def _check_recipe(recipe: WorldRecipe, space: SearchSpace) -> None:
         raise NasError(f"nas world make: at most {combos // 2} test clips (one unseen caption each)")
     if recipe.backbone_steps < 1 or recipe.backbone_batch < 1 or not 0 <= recipe.caption_dropout < 1:
         raise NasError("nas world make: backbone steps and batch must be positive, caption dropout in [0, 1)")
+    if not space.source or not Path(space.source).is_file():
+        raise NasError(f"nas world make: the space must come from a YAML file (got {space.source!r})")
     if space.video.latent_channels != 4:
         raise NasError(f"{space.source}: the world's VAE has 4 latent channels, the space needs "
                        f"{space.video.latent_channels}")
