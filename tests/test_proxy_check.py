@@ -82,6 +82,7 @@ def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
     (["--proxy", "vibes"], "unknown proxy 'vibes'"),
     (["--steps", "a,b"], "expected comma-separated step counts"),
     (["--reference-option", "bogus=1"], "the ground truth takes lr, batch"),
+    (["--reference-option", "lr=fast"], "lr must be a number, got 'fast'"),
 ])
 def test_bad_check_options_are_one_line_errors(world, cli, tmp_path, args, message):
     code, _, err = cli("proxy", "check", "--world", world, "--samples", 4, "--proxy", "synflow", *args,

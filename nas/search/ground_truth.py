@@ -39,6 +39,12 @@ class GroundTruth:
     def __init__(self, world: World, space: SearchSpace | None = None, steps: int = 200, seed: int = 7919,
                  lr: float = 1e-3, batch: int = 4, eval_timesteps: int = 10, sample_steps: int = 8,
                  samples_per_caption: int = 2, guidance: float = 1.0, whole_model: bool = False):
+        for name, value, kind in (("steps", steps, int), ("batch", batch, int), ("eval_timesteps", eval_timesteps, int),
+                                  ("sample_steps", sample_steps, int), ("samples_per_caption", samples_per_caption, int),
+                                  ("lr", lr, (int, float)), ("guidance", guidance, (int, float)),
+                                  ("whole_model", whole_model, bool)):
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise NasError(f"ground truth: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
         if steps < 1 or batch < 1 or eval_timesteps < 1 or sample_steps < 1 or samples_per_caption < 1:
             raise NasError("ground truth: steps, batch, eval_timesteps, sample_steps and samples_per_caption "
                            "must be positive")
