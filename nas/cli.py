@@ -181,17 +181,43 @@ def _parser() -> argparse.ArgumentParser:
     find.set_defaults(func=cmd_search)
 
     proxy = commands.add_parser("proxy", help="quality proxies").add_subparsers(dest="action", required=True)
-    pcheck = proxy.add_parser("check", help="Kendall tau of a proxy against longer training")
-    pcheck.add_argument("space", type=Path)
-    pcheck.add_argument("--proxy", default="distill")
-    pcheck.add_argument("--samples", type=int, default=8)
-    pcheck.add_argument("--steps", type=int, default=20, help="training steps of the distill proxy")
-    pcheck.add_argument("--reference-factor", type=int, default=5, help="reference trains this many times longer")
+    pcheck = proxy.add_parser("check", help="rank correlation of proxies with a ground truth on a tiny world",
+                              description="Kendall tau and Spearman rho (bootstrap intervals) of each proxy against "
+                                          "the world's ground truth: long training with another seed and data order, "
+                                          "scored on test clips no proxy sees. Writes check.json, architectures.csv, "
+                                          "results.csv and scatter.png to --out.")
+    pcheck.add_argument("space", type=Path, nargs="?", help="search space (default: the world's)")
+    pcheck.add_argument("--world", type=Path, help="a `nas world make` folder (needed by the ground truth)")
+    pcheck.add_argument("--proxy", action="append", help="proxy to check, repeatable (default: params, flops, gradnorm, "
+                                                         "synflow, naswot, tsens, distill; combo is fitted on the cheap ones)")
+    pcheck.add_argument("--samples", type=int, default=14, help="architectures (extremes and named ones first)")
+    pcheck.add_argument("--steps", default="5,10,20", help="distill proxy step counts, comma-separated")
+    pcheck.add_argument("--reference", default="ground-truth", choices=["ground-truth", "replay"],
+                        help="ground-truth (default) or replay: the distill proxy itself trained longer with the same "
+                             "seed, clips and batch order (self-referential: only says a learning curve keeps its order)")
+    pcheck.add_argument("--reference-steps", type=int, help="default 10x the longest proxy run (replay: 5x)")
     pcheck.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="as for `nas search`; data, clips, lr and spatial_weights also go to the reference")
+                        help="option of the checked proxies, repeatable; goes to every proxy that takes KEY")
+    pcheck.add_argument("--reference-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="of the ground truth: lr, batch, eval_timesteps, sample_steps, samples_per_caption, "
+                             "guidance, whole_model (true: train the whole model, not only temporal layers)")
+    pcheck.add_argument("--cache", type=Path, help="score cache folder (default WORLD/check-cache; 'none': off)")
     pcheck.add_argument("--seed", type=int, default=0)
+    pcheck.add_argument("--out", type=Path, default=Path("runs/proxy-check"))
     pcheck.add_argument("--json", action="store_true")
     pcheck.set_defaults(func=cmd_proxy_check)
+    world = commands.add_parser("world", help="the tiny world proxies are checked on").add_subparsers(
+        dest="action", required=True)
+    wmake = world.add_parser("make", help="synthetic clips with known motion, tiny VAE + text encoder, latents, "
+                                          "and a spatial backbone trained as an image model")
+    wmake.add_argument("out", type=Path, help="new folder")
+    wmake.add_argument("--space", type=Path, default=Path("search_spaces/world.yaml"))
+    wmake.add_argument("--clips", type=int, default=64, help="search-pool clips")
+    wmake.add_argument("--test-clips", type=int, default=16, help="held-out clips (each an unseen caption)")
+    wmake.add_argument("--backbone-steps", type=int, default=300)
+    wmake.add_argument("--seed", type=int, default=0)
+    wmake.add_argument("--json", action="store_true")
+    wmake.set_defaults(func=cmd_world_make)
     export = commands.add_parser("export", help="export a model to a device format").add_subparsers(
         dest="format", required=True)
     coreml = export.add_parser("coreml", help="convert a whole VideoUNet to a Core ML package (mlprogram)",
@@ -604,26 +630,78 @@ def _key_values(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def cmd_proxy_check(args) -> None:
-    from nas.search.proxies import check_options, get_proxy, proxy_check
+    import inspect
+
+    from nas.search.proxies import check_options, get_proxy
+    from nas.search.proxy_check import PROXIES, proxy_check, write_outputs
     from nas.space import SearchSpace
 
+    proxies = tuple(args.proxy or PROXIES)
     try:
-        proxy_cls = get_proxy(args.proxy)
-    except KeyError as exc:
-        raise NasError(f"--proxy: {exc.args[0]}") from None
-    if args.samples < 2 or args.steps < 1 or args.reference_factor < 1:
-        raise NasError("--samples must be at least 2, --steps and --reference-factor at least 1")
-    options = {"steps": args.steps} if args.proxy == "distill" else {}
-    options.update(_key_values(args.proxy_option, "--proxy-option"))
-    options = check_options(proxy_cls, options)
-    steps = options.get("steps", args.steps)  # --proxy-option steps=N is the proxy's length: the reference follows
-    report = proxy_check(SearchSpace.load(args.space), args.proxy, args.samples, args.seed,
-                         reference_steps=steps * args.reference_factor, progress=not args.json, **options)
+        steps = tuple(int(s) for s in args.steps.split(","))
+    except ValueError:
+        raise NasError(f"--steps {args.steps}: expected comma-separated step counts, e.g. 5,10,20") from None
+    given = _key_values(args.proxy_option, "--proxy-option")
+    if "steps" in given:  # the distill proxy's steps: the reference's follow unless --reference-steps says otherwise
+        value = given.pop("steps")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise NasError(f"--proxy-option steps={value}: expected a positive whole number")
+        steps = (value,)
+    options: dict[str, dict[str, Any]] = {name: {} for name in proxies}
+    for key, value in given.items():
+        takers = []
+        for name in proxies:
+            try:
+                takes = key in inspect.signature(get_proxy(name).__init__).parameters
+            except KeyError as exc:
+                raise NasError(f"--proxy: {exc.args[0]}") from None
+            if takes:
+                options[name][key] = value
+                takers.append(name)
+        if not takers:
+            raise NasError(f"--proxy-option {key}: none of the checked proxies ({', '.join(proxies)}) takes it")
+    options = {name: check_options(get_proxy(name), values) for name, values in options.items()}
+    cache = None if str(args.cache) == "none" else args.cache or (args.world / "check-cache" if args.world else None)
+    report = proxy_check(SearchSpace.load(args.space) if args.space else None, args.world, proxies, args.samples,
+                         args.seed, steps, args.reference, args.reference_steps, options, cache,
+                         progress=not args.json,
+                         reference_options=_key_values(args.reference_option, "--reference-option"))
+    paths = write_outputs(report, args.out)
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{args.proxy} on {report['space']}: Kendall tau {report['kendall_tau']:.3f} against {report['reference_steps']}-"
-          f"step distill training over {report['samples']} architectures")
+    ref = report["reference"]
+    print(f"{len(report['architectures'])} architectures of {report['space']}; reference: {ref['kind']}, "
+          f"{ref['steps']} steps, seed {ref['provenance']['seed']}")
+    if report["independence_problems"]:
+        print(f"warning: the reference is not independent of the proxy: {'; '.join(report['independence_problems'])}")
+    _table(["proxy", "metric", "tau", "tau 90% CI", "rho", "rho 90% CI", "cost vs reference"],
+           [[r["proxy"], r["metric"], r["kendall_tau"], r["tau_ci90"], r["spearman_rho"], r["rho_ci90"],
+             f"{r['relative_cost']:.4f}"] for r in report["results"]])
+    best = report["recommended"]
+    print("recommended (<= 1/10 of the reference's cost, best tau on held-out denoising): " +
+          ("none" if best is None else f"{best['proxy']}, tau {best['kendall_tau']}"))
+    print(f"outputs: {paths['json'].parent}")
+
+
+def cmd_world_make(args) -> None:
+    from nas.data.world import WorldRecipe, make_world
+    from nas.space import SearchSpace
+
+    recipe = WorldRecipe(clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_steps,
+                         seed=args.seed)
+    info = make_world(args.out, SearchSpace.load(args.space), recipe, progress=not args.json)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    b, m = info["backbone"], info["motion_calibration"]
+    print(f"world {args.out}: {info['search_clips']} search clips, {info['test_clips']} test clips with unseen "
+          f"captions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
+          f"({b['steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
+          f"{m['mean_true_travel_latent_px']} latent px travel, direction cosine {m['direction_cosine']}; "
+          f"{info['seconds']} s")
+
+
 def cmd_export_coreml(args) -> None:
     from nas.export import export_coreml
 

@@ -146,7 +146,7 @@ class FlopsProxy(_SlotSum):
 
 @register_proxy
 class GradNormProxy(QualityProxy):
-    """Training-free: gradient norm of the temporal layers on a few moving-pattern clips.
+    """Training-free: gradient norm of the temporal layers on a few clips (``data``) or moving patterns.
 
     Freshly inserted layers are identities whose output projections alone get gradients; the
     size of those gradients under the denoising loss says how much the layers, where they sit,
@@ -155,13 +155,17 @@ class GradNormProxy(QualityProxy):
 
     name = "gradnorm"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, clips: int = 2, spatial_weights=None, **options: Any):
+    def __init__(self, space: SearchSpace, seed: int = 0, clips: int = 2, spatial_weights=None, data=None,
+                 **options: Any):
         super().__init__(space, seed)
-        from nas.search.clips import moving_pattern_latents
-
-        self.latents = moving_pattern_latents(space, clips, seed)
         generator = torch.Generator().manual_seed(seed)
-        self.text = torch.randn(clips, space.text_tokens, space.cross_attention_dim, generator=generator)
+        if data is None:
+            from nas.search.clips import moving_pattern_latents
+
+            self.latents = moving_pattern_latents(space, clips, seed)
+            self.text = torch.randn(clips, space.text_tokens, space.cross_attention_dim, generator=generator)
+        else:  # the clips and captions of an encoded folder, as the distill proxy reads them
+            self.latents, self.text = DistillProxy._clips(space, clips, seed, data, None)
         self.noise = torch.randn(self.latents.shape, generator=generator)
         self.spatial_weights = spatial_weights
 
@@ -204,6 +208,8 @@ class DistillProxy(QualityProxy):
                            f"(got {steps}, {report_every}, {clips}, {lr})")
         clean, text = self._clips(space, clips, seed, data, latents)
         split = max(1, len(clean) // 4)
+        self.clip_ids = self._clip_ids(data, len(clean), seed)
+        self.order: list[list[int]] = []  # the training batches of the last score(), as drawn
         self.train, self.held_out = (clean[split:], text[split:]), (clean[:split], text[:split])
         self.steps, self.lr, self.report_every = steps, lr, report_every
         self.spatial_weights = spatial_weights
@@ -232,6 +238,24 @@ class DistillProxy(QualityProxy):
             latents = moving_pattern_latents(space, clips, seed)
         return latents, torch.zeros(len(latents), space.text_tokens, space.cross_attention_dim)
 
+    @staticmethod
+    def _clip_ids(data, count: int, seed: int) -> list[str]:
+        """Names of the clips in use, held-out ones first: ``FOLDER/source`` or ``pattern:SEED:i``."""
+        if data is None:
+            return [f"pattern:{seed}:{i}" for i in range(count)]
+        from nas.data.latents import LatentDataset
+
+        dataset = LatentDataset(data)
+        return [f"{Path(data).name}/{dataset.samples[i]['source']}" for i in dataset.videos[:count]]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What the last run saw: seed, training clips, its batches (clip names), held-out clips."""
+        split = len(self.held_out[0])
+        return {"seed": self.seed, "steps": self.steps, "train_clips": sorted(self.clip_ids[split:]),
+                "order": [[self.clip_ids[i] for i in batch] for batch in self.order],
+                "eval_clips": self.clip_ids[:split]}
+
     def _loss(self, model, clean, text, noise, timesteps) -> torch.Tensor:
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
         return torch.nn.functional.mse_loss(model(noisy, timesteps, text).sample, noise)
@@ -244,9 +268,11 @@ class DistillProxy(QualityProxy):
         generator = torch.Generator().manual_seed(self.seed)
         value = self._held_out(model)
         clips, texts = self.train
+        self.order = []
         for step in range(1, self.steps + 1):
             if optimizer is not None:
                 index = torch.randint(0, len(clips), (2,), generator=generator)
+                self.order.append((index + len(self.held_out[0])).tolist())
                 noise = torch.randn(clips[index].shape, generator=generator)
                 timesteps = torch.randint(0, 1000, (len(index),), generator=generator)
                 optimizer.zero_grad()
@@ -262,23 +288,3 @@ class DistillProxy(QualityProxy):
     def _held_out(self, model) -> float:
         clean, text = self.held_out
         return -float(self._loss(model, clean, text, self.eval_noise, self.eval_t))
-
-
-def proxy_check(space: SearchSpace, proxy: str, samples: int = 8, seed: int = 0, reference_steps: int = 100,
-                progress: bool = True, **options: Any) -> dict[str, Any]:
-    """Kendall tau between ``proxy`` and a longer ``distill`` training over ``samples`` architectures."""
-    from tqdm import tqdm
-
-    from nas.cost.check import kendall_tau
-
-    candidate = get_proxy(proxy)(space, seed=seed, **options)
-    shared = {k: v for k, v in options.items() if k in ("data", "clips", "lr", "spatial_weights")}
-    reference = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps, **shared)
-    rows = []
-    for index in tqdm(range(samples), desc=f"proxy check {proxy}", unit="arch", disable=not progress):
-        architecture = space.sample(seed + index)
-        rows.append({"arch_id": architecture.id, "proxy": candidate.score(architecture),
-                     "reference": reference.score(architecture)})
-    tau = kendall_tau(np.array([r["proxy"] for r in rows]), np.array([r["reference"] for r in rows]))
-    return {"space": space.name, "proxy": proxy, "samples": samples, "reference_steps": reference_steps,
-            "kendall_tau": tau, "architectures": rows}

@@ -1,0 +1,361 @@
+"""``nas proxy check``: how well each quality proxy ranks architectures like real training does.
+
+The reference is, by default, the :class:`~nas.search.ground_truth.GroundTruth` of a tiny world
+(``nas world make``): temporal layers trained ``reference_steps`` steps (default 10x the longest
+proxy run) with another seed and another data order, scored on test clips no proxy sees, by
+held-out denoising loss and by a motion metric on few-step samples. ``reference="replay"`` is
+the old check, kept as what it is: the ``distill`` proxy itself trained 5x longer with the same
+seed, clips and batch order -- it only says that one learning curve keeps its order.
+
+Architectures: the extremes (all ``none``; every op at every slot; the heaviest choice at every
+slot), the space's named architectures, then random samples up to ``samples``. For every proxy
+and each reference metric: Kendall tau and Spearman rho (scipy.stats) with a paired bootstrap
+interval, and the proxy's cost relative to the reference's (wall seconds per architecture on
+the machine that ran the check). ``distill`` is scored at several step counts from one run
+(its learning curve), and ``combo`` is a ridge regression on the ranks of the cheap proxies,
+judged by leave-one-architecture-out prediction (it never sees the architecture it scores).
+Scores are cached per architecture in ``cache`` so that a rerun only pays for what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from nas.data.world import World
+from nas.errors import NasError
+from nas.search.proxies import check_options, get_proxy
+from nas.space import Architecture, SearchSpace
+
+PROXIES = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens", "distill")
+CHEAP = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens")  # the combination's inputs
+METRICS = {"denoise": "denoise_loss", "motion": "motion_error"}  # reference metric -> column (lower is better)
+GOAL_COST, GOAL_TAU = 0.1, 0.6
+GROUND_TRUTH_OPTIONS = ("lr", "batch", "eval_timesteps", "sample_steps", "samples_per_caption", "guidance",
+                        "whole_model")
+
+
+def check_architectures(space: SearchSpace, samples: int, seed: int = 0) -> list[tuple[str, Architecture]]:
+    """(label, architecture): the extremes and named ones first, then random samples, no repeats."""
+    from nas.search.proxies import get_proxy as proxy
+
+    candidates: list[tuple[str, Architecture]] = []
+
+    def every_slot(label: str, pick) -> None:
+        choices = tuple((slot.name, pick(slot)) for slot in space.slots)
+        if all(c is not None for _, c in choices):
+            candidates.append((label, Architecture(space.name, choices)))
+
+    every_slot("all none", lambda slot: next((c for c in slot.choices if c.is_none), None))
+    ops = sorted({c.op for slot in space.slots for c in slot.choices if not c.is_none})
+    for op in ops:
+        every_slot(f"all {op}", lambda slot, op=op: next((c for c in slot.choices if c.op == op), None))
+    params = proxy("params")(space)
+    sizes = params._per_slot()
+    every_slot("heaviest", lambda slot: slot.choices[int(np.argmax(sizes[space.slots.index(slot)]))])
+    for name in space.architectures:
+        candidates.append((name, space.architecture(name)))
+    index = 0
+    while len({a.id for _, a in candidates}) < samples and index < 100 * samples:
+        candidates.append((f"sample {seed + index}", space.sample(seed + index)))
+        index += 1
+    seen, out = set(), []
+    for label, architecture in candidates:
+        if architecture.id not in seen:
+            seen.add(architecture.id)
+            out.append((label, architecture))
+    return out[:samples]
+
+
+class _Curve:
+    """Records a training proxy's reported scores and when they came (distill at several step counts)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.points: dict[int, tuple[float, float]] = {}
+
+    def report(self, value: float, step: int) -> None:
+        self.points[step] = (value, time.perf_counter() - self.start)
+
+
+def proxy_check(space: SearchSpace | None = None, world: str | Path | World | None = None,
+                proxies: tuple[str, ...] = PROXIES, samples: int = 14, seed: int = 0,
+                proxy_steps: tuple[int, ...] = (5, 10, 20), reference: str = "ground-truth",
+                reference_steps: int | None = None, options: dict[str, dict[str, Any]] | None = None,
+                cache: str | Path | None = None, progress: bool = True,
+                reference_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score ``samples`` architectures by every proxy and by the reference; returns the report.
+
+    ``options`` maps a proxy name to its options (as ``--proxy-option``); with a world, the data
+    options default to the world's search pool and backbone (``data``, ``spatial_weights``).
+    ``reference_options`` go to :class:`~nas.search.ground_truth.GroundTruth` (lr, batch,
+    eval_timesteps, sample_steps, samples_per_caption, guidance, whole_model).
+    """
+    from tqdm import tqdm
+
+    if reference not in ("ground-truth", "replay"):
+        raise NasError(f"--reference must be ground-truth or replay, got {reference!r}")
+    if isinstance(world, (str, Path)):
+        world = World(world)
+    if world is None and reference == "ground-truth":
+        raise NasError("nas proxy check: the ground truth needs a world (--world DIR, made by `nas world make`)")
+    space = space or world.space()
+    if world is not None and space.name != world.space().name:
+        raise NasError(f"{space.source}: the world {world.folder} is of space {world.space().name!r}")
+    if samples < 4:
+        raise NasError(f"nas proxy check: --samples must be at least 4, got {samples}")
+    proxy_steps = tuple(sorted(set(int(s) for s in proxy_steps)))
+    if not proxy_steps or proxy_steps[0] < 1:
+        raise NasError("nas proxy check: proxy steps must be positive")
+    longest = proxy_steps[-1]
+    reference_steps = reference_steps or (10 if reference == "ground-truth" else 5) * longest
+    options = {name: dict(options.get(name, {})) if options else {} for name in proxies}
+    world_data = {"data": str(world.latents), "spatial_weights": str(world.backbone)} if world else {}
+    built = {}
+    for name in proxies:
+        try:
+            cls = get_proxy(name)
+        except KeyError as exc:
+            raise NasError(f"--proxy: {exc.args[0]}") from None
+        opts = {**{k: v for k, v in world_data.items() if _takes(cls, k)}, **options[name]}
+        if name == "distill":
+            opts.update(steps=longest, report_every=_gcd(proxy_steps), clips=opts.get("clips", 16))
+        check_options(cls, opts)
+        built[name] = cls(space, seed=seed, **opts)
+    if reference == "ground-truth":
+        from nas.search.ground_truth import GroundTruth
+
+        reference_options = dict(reference_options or {})
+        unknown = sorted(set(reference_options) - set(GROUND_TRUTH_OPTIONS))
+        if unknown:
+            raise NasError(f"--reference-option {unknown[0]}: the ground truth takes {', '.join(GROUND_TRUTH_OPTIONS)}")
+        truth = GroundTruth(world, space, steps=reference_steps, seed=seed + 7919, **reference_options)
+    else:
+        distill_opts = {k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr",
+                                                                                     "spatial_weights")}
+        distill_opts = {**world_data, "clips": 16, **distill_opts}
+        truth = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps,
+                                     **distill_opts)
+    config = {"space": space.name, "world": str(world.folder) if world else None, "seed": seed, "steps": proxy_steps,
+              "reference": reference, "reference_steps": reference_steps, "options": options}
+    if reference_options:
+        config["reference_options"] = reference_options
+    store = _Cache(cache, config)
+    architectures = check_architectures(space, samples, seed)
+    rows, provenance = [], {"distill": None, "reference": None}
+    for label, architecture in tqdm(architectures, desc="proxy check", unit="arch", disable=not progress):
+        row: dict[str, Any] = {"arch_id": architecture.id, "label": label, "architecture": architecture.describe()}
+        for name, proxy in built.items():
+            scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, proxy_steps))
+            provenance["distill"] = _longer(provenance["distill"], scores.pop("provenance", None))
+            row.update(scores)
+        scores = store.get(f"reference/{architecture.id}", lambda: _reference(truth, architecture))
+        provenance["reference"] = _longer(provenance["reference"], scores.pop("provenance"))
+        row.update(scores)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    report = {
+        "space": space.name, "world": str(world.folder) if world else None, "seed": seed,
+        "reference": {"kind": reference, "steps": reference_steps,
+                      "metrics": list(METRICS) if reference == "ground-truth" else ["denoise"],
+                      "provenance": provenance["reference"]},
+        "proxy_provenance": provenance["distill"],
+        "proxy_steps": list(proxy_steps),
+        "architectures": json.loads(frame.to_json(orient="records")),
+    }
+    report["independence_problems"] = independence_problems(report)
+    report["results"] = _results(frame, report["reference"]["metrics"], seed)
+    report["recommended"] = _recommended(report["results"])
+    return report
+
+
+def _takes(cls, key: str) -> bool:
+    import inspect
+
+    return key in inspect.signature(cls.__init__).parameters
+
+
+def _gcd(values) -> int:
+    import math
+
+    out = 0
+    for v in values:
+        out = math.gcd(out, v)
+    return out
+
+
+def _longer(kept: dict | None, new: dict | None) -> dict | None:
+    """The provenance of the run that trained most (a run without temporal layers draws no batch)."""
+    if new is None or (kept is not None and len(kept["order"]) >= len(new["order"])):
+        return kept
+    return new
+
+
+def _score(name: str, proxy, architecture: Architecture, steps: tuple[int, ...]) -> dict[str, Any]:
+    if name == "distill":
+        curve = _Curve()
+        proxy.score(architecture, curve)
+        return {**{f"distill@{s}": curve.points[s][0] for s in steps},
+                **{f"distill@{s}_s": curve.points[s][1] for s in steps}, "provenance": proxy.provenance}
+    start = time.perf_counter()
+    value = proxy.score(architecture)
+    return {name: float(value), f"{name}_s": time.perf_counter() - start}
+
+
+def _reference(truth, architecture: Architecture) -> dict[str, float]:
+    start = time.perf_counter()
+    if hasattr(truth, "denoise_loss"):
+        result = truth.score(architecture)
+        return {"ref_denoise_loss": result["denoise_loss"], "ref_motion_error": result["motion_error"],
+                "reference_s": time.perf_counter() - start, "provenance": truth.provenance}
+    value = truth.score(architecture)
+    return {"ref_denoise_loss": -value, "reference_s": time.perf_counter() - start, "provenance": truth.provenance}
+
+
+def independence_problems(report: dict[str, Any]) -> list[str]:
+    """Why the reference is not independent of the distill proxy (empty when it is)."""
+    proxy, ref = report.get("proxy_provenance"), report["reference"]["provenance"]
+    if proxy is None:
+        return []
+    problems = []
+    if proxy["seed"] == ref["seed"]:
+        problems.append(f"same seed {ref['seed']}")
+    common = min(len(proxy["order"]), len(ref["order"]))
+    if common and proxy["order"][:common] == ref["order"][:common]:
+        problems.append(f"same data order (the first {common} batches are the proxy's)")
+    seen = set(proxy["eval_clips"]) | set(proxy["train_clips"])
+    shared = sorted(seen & set(ref["eval_clips"]))
+    if shared:
+        problems.append(f"{len(shared)} reference evaluation clip(s) seen by the proxy, e.g. {shared[0]}")
+    return problems
+
+
+def _bootstrap(x: np.ndarray, y: np.ndarray, statistic, seed: int) -> tuple[float, float]:
+    def safe(a, b):  # a resample of tied scores has no correlation: count it as 0, not NaN
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            value = statistic(a, b).statistic
+        return 0.0 if np.isnan(value) else value
+
+    result = stats.bootstrap((x, y), safe, paired=True, vectorized=False, n_resamples=1000, method="percentile",
+                             confidence_level=0.9, random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _combo_loo(frame: pd.DataFrame, target: np.ndarray, inputs: list[str], ridge: float = 1.0) -> np.ndarray:
+    """Leave-one-out predictions of a ridge regression from the inputs' ranks to the target."""
+    x = np.column_stack([stats.rankdata(frame[c]) for c in inputs])
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        a, b = x[keep], target[keep]
+        a_mean, b_mean = a.mean(0), b.mean()
+        w = np.linalg.solve((a - a_mean).T @ (a - a_mean) + ridge * np.eye(a.shape[1]), (a - a_mean).T @ (b - b_mean))
+        out[i] = (x[i] - a_mean) @ w + b_mean
+    return out
+
+
+def _results(frame: pd.DataFrame, metrics: list[str], seed: int) -> list[dict[str, Any]]:
+    columns = [c for c in frame.columns if c[:-2] in frame.columns and c.endswith("_s") and c != "reference_s"]
+    names = [c[:-2] for c in columns]
+    reference_cost = float(frame["reference_s"].mean())
+    results = []
+    for metric in metrics:
+        truth = -frame[f"ref_{METRICS[metric]}"].to_numpy(dtype=float)  # higher is better, as proxies
+        scored = {name: (frame[name].to_numpy(dtype=float), float(frame[f"{name}_s"].mean())) for name in names}
+        inputs = [c for c in CHEAP if c in frame.columns and frame[c].nunique() > 1]
+        if len(inputs) >= 2:
+            scored["combo"] = (_combo_loo(frame, stats.rankdata(truth), inputs),
+                               float(sum(frame[f"{c}_s"].mean() for c in inputs)))
+        for name, (values, cost) in scored.items():
+            tau = stats.kendalltau(values, truth).statistic
+            rho = stats.spearmanr(values, truth).statistic
+            results.append({
+                "proxy": name, "metric": metric, "kendall_tau": _round(tau), "spearman_rho": _round(rho),
+                "tau_ci90": [_round(v) for v in _bootstrap(values, truth, stats.kendalltau, seed)],
+                "rho_ci90": [_round(v) for v in _bootstrap(values, truth, stats.spearmanr, seed)],
+                "seconds_per_arch": round(cost, 3), "relative_cost": round(cost / reference_cost, 4),
+            })
+    return results
+
+
+def _round(value: float) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 3)
+
+
+def _recommended(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The proxy with the highest tau on the denoising metric among those at <= 1/10 of the reference's cost."""
+    cheap = [r for r in results if r["metric"] == "denoise" and r["relative_cost"] <= GOAL_COST
+             and r["kendall_tau"] is not None]
+    if not cheap:
+        return None
+    best = max(cheap, key=lambda r: r["kendall_tau"])
+    return {**best, "meets_goal": best["kendall_tau"] >= GOAL_TAU}
+
+
+class _Cache:
+    """JSON files of scores per (check configuration, proxy, architecture); None disables it."""
+
+    def __init__(self, folder: str | Path | None, config: dict[str, Any]):
+        key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.folder = Path(folder) / key if folder is not None else None
+
+    def get(self, name: str, compute) -> dict[str, float]:
+        if self.folder is None:
+            return compute()
+        path = self.folder / f"{name}.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:
+                pass  # a run killed while writing: score again
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
+        return value
+
+
+def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """check.json, architectures.csv, results.csv and scatter.png in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "check.json", "architectures": out / "architectures.csv",
+             "results": out / "results.csv", "scatter": out / "scatter.png"}
+    paths["json"].write_text(json.dumps(report, indent=1))
+    frame = pd.DataFrame(report["architectures"])
+    frame.to_csv(paths["architectures"], index=False)
+    results = pd.DataFrame(report["results"])
+    results.to_csv(paths["results"], index=False)
+    names = [n for n in dict.fromkeys(results["proxy"]) if n in frame.columns]
+    metrics = report["reference"]["metrics"]
+    figure, axes = plt.subplots(len(metrics), len(names), figsize=(2.6 * len(names), 2.6 * len(metrics)),
+                                squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, name in enumerate(names):
+            ax = axes[i][j]
+            ax.scatter(frame[name], frame[f"ref_{METRICS[metric]}"], s=12)
+            row = results[(results["proxy"] == name) & (results["metric"] == metric)].iloc[0]
+            ax.set_title(f"{name}: tau {row['kendall_tau']}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            if j == 0:
+                ax.set_ylabel(f"reference {METRICS[metric]}", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(paths["scatter"], dpi=90)
+    plt.close(figure)
+    return paths

@@ -1,0 +1,97 @@
+"""The tiny world and `nas proxy check` end to end, small: a world is made, proxies are checked against
+its ground truth, and the ground truth is shown to be independent of the proxy (another seed,
+another data order, held-out clips no proxy saw) -- while the old replay reference is caught."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+
+WORLD = ROOT / "search_spaces" / "world.yaml"
+SMALL_REFERENCE = ["--reference-option", "eval_timesteps=3", "--reference-option", "sample_steps=2",
+                   "--reference-option", "samples_per_caption=1", "--reference-option", "batch=2"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from nas.cli import main
+
+    folder = tmp_path_factory.mktemp("world") / "w"
+    assert main(["world", "make", str(folder), "--space", str(WORLD), "--clips", "8", "--test-clips", "2",
+                 "--backbone-steps", "6", "--json"]) == 0
+    return folder
+
+
+def assert_independent(report: dict) -> None:
+    """The reference's run differs from the distill proxy's in seed, data order and evaluation clips."""
+    proxy, ref = report["proxy_provenance"], report["reference"]["provenance"]
+    assert proxy["seed"] != ref["seed"]
+    common = min(len(proxy["order"]), len(ref["order"]))
+    assert common > 0 and proxy["order"][:common] != ref["order"][:common]
+    seen_by_proxy = set(proxy["train_clips"]) | set(proxy["eval_clips"])
+    assert ref["eval_clips"] and not seen_by_proxy & set(ref["eval_clips"])
+
+
+def test_world_is_trained_and_reproducible_in_its_record(world, cli):
+    info = json.loads((world / "world.json").read_text())
+    assert info["backbone"]["held_out_loss_after"] < info["backbone"]["held_out_loss_before"]
+    assert len(info["test_captions_unseen"]) == 2  # every test caption is a combination no search clip has
+    assert info["motion_calibration"]["direction_cosine"] > 0.8  # the latent centroid follows the true motion
+    code, _, err = cli("world", "make", world, "--space", WORLD)
+    assert code == 2 and err.count("\n") == 1 and "not empty" in err
+
+
+def test_proxy_check_against_independent_ground_truth(world, cli, tmp_path):
+    code, out, err = cli("proxy", "check", "--world", world, "--samples", 4, "--steps", 1, "--reference-steps", 10,
+                         "--proxy", "params", "--proxy", "tsens", "--proxy", "distill", "--cache", "none",
+                         *SMALL_REFERENCE, "--out", tmp_path / "check")
+    assert code == 0, err
+    report = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert report["reference"]["kind"] == "ground-truth" and report["reference"]["steps"] == 10
+    assert_independent(report)
+    assert report["independence_problems"] == []
+    labels = [a["label"] for a in report["architectures"]]
+    assert labels[0] == "all none" and len(labels) == 4
+    row = report["architectures"][0]
+    assert row["ref_denoise_loss"] > 0 and row["ref_motion_error"] > 0 and row["reference_s"] > 0
+    names = {(r["proxy"], r["metric"]) for r in report["results"]}
+    assert {("params", "denoise"), ("distill@1", "motion"), ("combo", "denoise")} <= names
+    for r in report["results"]:
+        assert r["relative_cost"] >= 0 and len(r["tau_ci90"]) == 2
+    assert (tmp_path / "check" / "scatter.png").stat().st_size > 0
+    assert "tau" in out and "recommended" in out
+
+
+def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
+    code, out, _ = cli("proxy", "check", "--world", world, "--samples", 4, "--steps", 1, "--reference", "replay",
+                       "--proxy", "params", "--proxy", "distill", "--cache", "none", "--out", tmp_path / "replay")
+    assert code == 0 and "not independent" in out
+    report = json.loads((tmp_path / "replay" / "check.json").read_text())
+    assert report["independence_problems"]
+    with pytest.raises(AssertionError):
+        assert_independent(report)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proxy-option", "steps=-1"], "steps=-1: expected a positive whole number"),
+    (["--proxy-option", "clips=1"], "clips must be >= 2"),
+    (["--proxy-option", "bogus=1"], "none of the checked proxies"),
+    (["--proxy", "vibes"], "unknown proxy 'vibes'"),
+    (["--steps", "a,b"], "expected comma-separated step counts"),
+    (["--reference-option", "bogus=1"], "the ground truth takes lr, batch"),
+    (["--reference-option", "lr=fast"], "lr must be a number, got 'fast'"),
+])
+def test_bad_check_options_are_one_line_errors(world, cli, tmp_path, args, message):
+    code, _, err = cli("proxy", "check", "--world", world, "--samples", 4, "--proxy", "synflow", *args,
+                       "--out", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_ground_truth_needs_a_world(cli, tmp_path):
+    code, _, err = cli("proxy", "check", WORLD, "--out", tmp_path)
+    assert code == 2 and "needs a world" in err
+    code, _, err = cli("proxy", "check", "--world", tmp_path / "nowhere", "--out", tmp_path)
+    assert code == 2 and "nas world make" in err
