@@ -192,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     coreml.add_argument("--compute-units", choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
                         help="time the package on these units (macOS only)")
     coreml.add_argument("--runs", type=int, default=5, help="timed predictions after one warm-up")
+    coreml.add_argument("--attention", choices=("split_einsum", "sdpa"), default="split_einsum",
+                        help="attention form: split_einsum (Neural Engine, as apple/ml-stable-diffusion) or sdpa")
     coreml.add_argument("--json", action="store_true", help="print the summary as JSON")
     coreml.set_defaults(func=cmd_export_coreml)
     _data_parser(commands)
@@ -539,7 +541,7 @@ def cmd_export_coreml(args) -> None:
     model = _load_or_build(args)
     summary = export_coreml(model, args.out, target=args.target, precision=args.precision, batch=args.batch,
                             palettize=args.palettize, palettize_mode=args.palettize_mode, chunks=args.chunks,
-                            compute_units=args.compute_units, runs=args.runs)
+                            compute_units=args.compute_units, runs=args.runs, attention=args.attention)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -549,12 +551,25 @@ def cmd_export_coreml(args) -> None:
            [[p["path"], p["ops"], f"{p['weight_bytes'] / 2**20:,.1f} MiB", p["palettized_weights"],
              _features(p["inputs"]), _features(p["outputs"])] for p in summary["packages"]])
     for package in summary["packages"]:
+        print(f"{package['path']}: max tensor rank {package['max_rank']}, {package['transposes']} transposes, "
+              f"{package['reshapes']} reshapes, {package['conv3d']} 3D convs; ops by type: {_op_types(package)}")
+    print(f"temporal ops ({summary['attention']}), each converted alone:")
+    _table(["slots", "op", "input", "ops", "max rank", "transposes", "reshapes", "conv3d", "ops by type"],
+           [[",".join(t["slots"]), t["op"], "x".join(map(str, t["input_shape"])), t["ops"], t["max_rank"],
+             t["transposes"], t["reshapes"], t["conv3d"], _op_types(t)] for t in summary["temporal_ops"]])
+    for package in summary["packages"]:
         for warning in package["warnings"]:
             print(f"warning: {package['path']}: {warning}")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
     if summary["timing"]:
         t = summary["timing"]
         print(f"{t['compute_units']}: {t['latency_ms_p50']} ms per call (median of {t['runs']}), load {t['load_s']} s")
     print(f"summary: {args.out.with_suffix('.json')}")
+
+
+def _op_types(program: dict) -> str:
+    return " ".join(f"{t}:{n}" for t, n in program["op_types"].items())
 
 
 def _load_or_build(args):

@@ -15,6 +15,8 @@ attention over a whole clip) and ``S`` the attended sequence, as in Apple's ``(B
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,12 +29,29 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return F.conv2d(x, layer.weight[:, :, None, None], layer.bias)
 
 
+def group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (a GroupNorm) on a rank-4 ``(B, C, A, S)`` tensor without going through rank 5.
+
+    Core ML lowers ``group_norm`` through a ``(B, G, C/G, A, S)`` reshape; grouping as
+    ``(B, G, C/G*A, S)`` normalises the same elements with rank-4 tensors only.
+    """
+    b, c, a, s = x.shape
+    groups = norm.num_groups
+    grouped = x.reshape(b, groups, (c // groups) * a, s)
+    centred = grouped - grouped.mean(dim=(2, 3), keepdim=True)
+    variance = (centred * centred).mean(dim=(2, 3), keepdim=True)
+    out = (centred / torch.sqrt(variance + norm.eps)).reshape(b, c, a, s)
+    if norm.affine:
+        out = out * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]
+    return out
+
+
 def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     """LayerNorm over the channel axis of ``(B, C, X, S)`` (Apple's LayerNormANE), ``norm``'s affine."""
     mean = x.mean(dim=1, keepdim=True)
     centred = x - mean
     variance = (centred * centred).mean(dim=1, keepdim=True)
-    out = centred * torch.rsqrt(variance + norm.eps)
+    out = centred / torch.sqrt(variance + norm.eps)
     if norm.weight is not None:
         out = out * norm.weight[None, :, None, None]
     if norm.bias is not None:
@@ -70,7 +89,9 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: f
         s = t.shape[3]
         return t.permute(0, 2, 3, 1).reshape(b * x, s, heads, dim).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(to_heads(q), to_heads(k), to_heads(v), scale=scale)
+    # Core ML keeps one SDPA op only at the default scale; pass it only when it differs.
+    extra = {} if math.isclose(scale, dim**-0.5) else {"scale": scale}
+    out = F.scaled_dot_product_attention(to_heads(q), to_heads(k), to_heads(v), **extra)
     return out.transpose(1, 2).reshape(b, x, sq, c).permute(0, 3, 1, 2)
 
 

@@ -51,7 +51,7 @@ class TemporalAttention(TemporalOp):
         bf, c, h, w = hidden_states.shape
         b = bf // num_frames
         tokens = self.to_sequences(hidden_states.reshape(b, num_frames, c, h * w))  # (B, C, X, S)
-        x = ane.linear(self.norm(tokens), self.proj_in) + self.frame_position(num_frames, h * w)
+        x = ane.linear(ane.group_norm(tokens, self.norm), self.proj_in) + self.frame_position(num_frames, h * w)
         x = ane.linear(ane.transformer_block(self.block, x, self.attention), self.proj_out)
         return hidden_states + self.to_frames(x, b, num_frames, h, w)
 

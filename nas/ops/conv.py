@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.ops import ane
 from nas.ops.base import TemporalOp
 from nas.ops.layout import clip_to_frames, frames_to_clip
 from nas.ops.registry import register_op
@@ -45,8 +46,8 @@ class TemporalConv(TemporalOp):
     def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
         _, _, height, width = hidden_states.shape
         clip = frames_to_clip(hidden_states, num_frames)  # (B, C, F, H*W)
-        h = self.temporal_conv(F.silu(self.norm1(clip)), self.conv1, height, width)
-        h = self.temporal_conv(F.silu(self.norm2(h)), self.conv2, height, width)
+        h = self.temporal_conv(F.silu(ane.group_norm(clip, self.norm1)), self.conv1, height, width)
+        h = self.temporal_conv(F.silu(ane.group_norm(h, self.norm2)), self.conv2, height, width)
         return hidden_states + clip_to_frames(h, height, width)
 
     def temporal_conv(self, clip: torch.Tensor, conv: nn.Conv3d, height: int, width: int) -> torch.Tensor:
