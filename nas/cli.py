@@ -416,6 +416,13 @@ def cmd_table_estimate(args) -> None:
     table.save(args.out)
     note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
     print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
+    placement = table.meta["placement"]
+    print(f"placement: {placement['rows_on_ne']} of {len(table.rows)} rows on the Neural Engine")
+    for key, note in placement["off_ne"].items():
+        print(f"  {key}: {note}")
+    for point in (table.meta["calibration"] or {}).get("holdout", []):
+        print(f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
+              f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)")
 
 
 def cmd_profile(args) -> None:
@@ -476,9 +483,10 @@ def cmd_cost(args) -> None:
     if not p.runs:
         print("the table says this architecture cannot run on the device (see status)")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
-    _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
+    print("placement: " + ", ".join(f"{v} {k}" for k, v in p.placement.items()))
+    _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status", "placement"],
            [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}", f"{r['working_set_mb']:.1f}", r["coverage"],
-             r["status"]] for r in p.slots])
+             r["status"], r.get("placement", "-") or "-"] for r in p.slots])
 
 
 def cmd_search(args) -> None:

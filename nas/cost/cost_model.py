@@ -42,6 +42,7 @@ class KeyCost:
     memory_mb: float
     status: str
     coverage: str
+    placement: str = ""  # ne, cpu, gpu, mixed; "" when the table does not say (or the key is interpolated)
 
     @property
     def runs(self) -> bool:
@@ -60,6 +61,7 @@ class Prediction:
     runs: bool
     slots: list[dict[str, Any]]
     coverage: dict[str, int]
+    placement: dict[str, int] | None = None  # keys priced by where they run ("unknown": the table does not say)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -152,6 +154,7 @@ class CostModel:
         params = self.space.params_spatial
         coverage = {EXACT: 0, INTERPOLATED: 0, EXTRAPOLATED: 0}
         coverage[spatial.coverage] += 1
+        placement = {spatial.placement or "unknown": 1}
         runs = spatial.runs
         for slot in self.space.slots:
             choice = architecture.choice(slot.name)
@@ -163,7 +166,8 @@ class CostModel:
                 params += get_op(choice.op).cost(slot.channels, key.frames, slot.height, slot.width,
                                                  choice.param_dict).params * choice.count
                 row.update(latency_ms=cost.latency_ms * choice.count, working_set_mb=cost.memory_mb,
-                           coverage=cost.coverage, status=cost.status)
+                           coverage=cost.coverage, status=cost.status, placement=cost.placement)
+                placement[cost.placement or "unknown"] = placement.get(cost.placement or "unknown", 0) + 1
                 unet_ms += cost.latency_ms * choice.count
                 activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.memory_mb)
                 coverage[cost.coverage] += 1
@@ -181,6 +185,7 @@ class CostModel:
             runs=runs,
             slots=slots,
             coverage=coverage,
+            placement=placement,
         )
 
     # ---------------------------------------------------------------- many architectures
@@ -230,7 +235,8 @@ class CostModel:
 def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:
     if row["status"] != "ok":
         return KeyCost(math.inf, math.inf, row["status"], coverage)
-    return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage)
+    return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage,
+                   str(row.get("placement", "")))
 
 
 def _elements(key: OpKey) -> float:

@@ -22,6 +22,11 @@ from nas.space.yaml_io import read_yaml_mapping, write_yaml
 KEY_COLUMNS = OpKey.columns()
 VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status"]
 COLUMNS = KEY_COLUMNS + VALUE_COLUMNS
+# Optional last column: where the op runs (Neural Engine ``ne``, ``cpu``, ``gpu`` or ``mixed``), from
+# MLComputePlan on a Mac or the estimate's rules; empty = not known. Tables without it still load.
+PLACEMENT = "placement"
+PLACEMENTS = ("", "ne", "cpu", "gpu", "mixed")
+TABLE_COLUMNS = COLUMNS + [PLACEMENT]
 STATUSES = ("ok", "oom", "timeout", "unsupported")
 PROVENANCES = ("measured", "estimated", "published")
 # Whole-model rows next to the temporal ops, so a whole generation can be costed.
@@ -75,7 +80,7 @@ class LatencyTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self.rows[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        self.rows[TABLE_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
         os.replace(tmp, path)
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
@@ -95,16 +100,18 @@ def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise NasError(f"{path}: missing column(s) {', '.join(missing)} (a table has: {', '.join(COLUMNS)})")
-    return validate_rows(frame[COLUMNS], path)
+    return validate_rows(frame[[c for c in TABLE_COLUMNS if c in frame.columns]], path)
 
 
 def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """Parse types and check every row; returns the typed frame with duplicates removed."""
+    """Parse types and check every row; returns the typed frame (TABLE_COLUMNS) with duplicates removed."""
+    if PLACEMENT not in frame.columns:
+        frame = frame.assign(**{PLACEMENT: ""})
     out = []
     for index, raw in enumerate(frame.to_dict("records")):
         where = f"{path}: row {index + 2}"  # +2: header line, 1-based lines
         out.append(_parse_row(raw, where))
-    typed = pd.DataFrame(out, columns=COLUMNS)
+    typed = pd.DataFrame(out, columns=TABLE_COLUMNS)
     seen: dict[tuple, tuple] = {}
     keep = []
     for index, row in enumerate(typed.itertuples(index=False)):
@@ -146,6 +153,10 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
         if status == "ok" and (math.isnan(value) or math.isinf(value) or value < 0):
             raise NasError(f"{where}: {column} must be a finite number >= 0, got {text!r}")
         row[column] = value
+    placement = str(raw[PLACEMENT]).strip()
+    if placement not in PLACEMENTS:
+        raise NasError(f"{where}: placement must be empty or one of {', '.join(PLACEMENTS[1:])}, got {placement!r}")
+    row[PLACEMENT] = placement
     if status == "ok" and row["latency_p90_ms"] < row["latency_p50_ms"]:
         raise NasError(f"{where}: latency_p90_ms ({row['latency_p90_ms']}) is below latency_p50_ms "
                        f"({row['latency_p50_ms']})")
