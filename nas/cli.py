@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_table_check)
     time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
     time_.add_argument("export_dir", type=Path)
-    time_.add_argument("--compute-units", default="CPU_AND_NE")
+    time_.add_argument("--compute-units", default="CPU_AND_NE", help="CPU_AND_NE, CPU_AND_GPU, CPU_ONLY or ALL")
+    time_.add_argument("--warmup", type=int, default=3, help="untimed predictions per package first")
+    time_.add_argument("--repeats", type=int, default=20, help="timed predictions per package (p50, p90)")
     time_.set_defaults(func=cmd_table_time)
     imp = table.add_parser("import", help="make a table from a timed Core ML export folder")
     imp.add_argument("export_dir", type=Path)
@@ -394,7 +396,7 @@ def cmd_table_check(args) -> None:
 def cmd_table_time(args) -> None:
     from nas.profile.coreml_profiler import time_packages
 
-    print(f"wrote {time_packages(args.export_dir, args.compute_units)}")
+    print(f"wrote {time_packages(args.export_dir, args.compute_units, warmup=args.warmup, repeats=args.repeats)}")
 
 
 def cmd_table_import(args) -> None:

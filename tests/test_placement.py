@@ -87,8 +87,8 @@ def test_estimate_marks_and_prices_rows_the_neural_engine_cannot_run(long_clip_s
     path = table.save(tmp_path / "t.csv")
     assert path.read_text().splitlines()[0].endswith(",status,placement")
     loaded = LatencyTable.load(path)
-    arch = Architecture.from_dict(long_clip_space, {"down0": {"op": "attn3d", "count": 1, "heads": 4},
-                                                    "down3": {"op": "attn1d", "count": 1, "heads": 4}})
+    arch = Architecture.from_dict(long_clip_space, {"slots": {"down0": {"op": "attn3d", "count": 1, "heads": 4},
+                                                              "down3": {"op": "attn1d", "count": 1, "heads": 4}}})
     prediction = CostModel(long_clip_space, loaded).predict(arch)
     assert prediction.placement == {"ne": 2, "cpu": 1}  # spatial + attn1d on the NE, attn3d on the CPU
     assert [r["placement"] for r in prediction.slots] == ["cpu", "ne"]
@@ -118,7 +118,7 @@ def test_calibration_names_its_points_and_the_hold_out_error(tiny_space):
     assert {"sd21-iphone14promax", "sd21-iphone13promax", "sd21-ipadpro-m2", f"tiny/{arch.id}"} == set(points)
     for p in points.values():
         assert p["error_pct"] == pytest.approx(100 * (p["predicted_ms"] - p["published_ms"]) / p["published_ms"],
-                                               abs=0.2)
+                                               rel=1e-3, abs=0.2)
     assert calibration["holdout_mean_abs_error_pct"] >= 0
     # the fitted efficiency reproduces the calibration point
     assert CostModel(tiny_space, table).predict(arch, 4).latency_ms == pytest.approx(200.0, rel=1e-3)

@@ -75,6 +75,11 @@ class CostModel:
         self.table = table
         self.max_extrapolation = max_extrapolation
         self._rows = table.lookup()
+        # Rows whose memory was not measured (a Mac without a footprint figure): the estimated working set.
+        self.memory_estimated = sorted(k for k, r in self._rows.items()
+                                       if r["status"] == "ok" and math.isnan(float(r["memory_mb"])))
+        for key in self.memory_estimated:
+            self._rows[key] = {**self._rows[key], "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes)}
         self._cache: dict[OpKey, KeyCost] = {}
         self._context_mb = {k: v / MB for k, v in slot_context_bytes(space, table.dtype_bytes).items()}
 
@@ -154,6 +159,8 @@ class CostModel:
         params = self.space.params_spatial
         coverage = {EXACT: 0, INTERPOLATED: 0, EXTRAPOLATED: 0}
         coverage[spatial.coverage] += 1
+        if self.memory_estimated:  # said in the coverage, as the keys whose working set is estimated
+            coverage["memory_estimated"] = sum(k in self.memory_estimated for k in self._keys_of(architecture))
         placement = {spatial.placement or "unknown": 1}
         runs = spatial.runs
         for slot in self.space.slots:
@@ -187,6 +194,14 @@ class CostModel:
             coverage=coverage,
             placement=placement,
         )
+
+    def _keys_of(self, architecture: Architecture) -> list[OpKey]:
+        keys = [spatial_key(self.space)]
+        for slot in self.space.slots:
+            key = choice_key(self.space, slot, architecture.choice(slot.name))
+            if key is not None:
+                keys.append(key)
+        return keys
 
     # ---------------------------------------------------------------- many architectures
     def encode(self, architecture: Architecture) -> np.ndarray:
@@ -230,6 +245,21 @@ class CostModel:
             np.maximum(activation, mem[index], out=activation)
             params += par[index]
         return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation
+
+
+def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int) -> float:
+    """Peak tensor bytes of one key's workload, counted on the meta device (as the roofline estimate does)."""
+    import torch
+
+    from nas.cost.memory import MemoryTracker
+    from nas.profile.workload import build_workload
+
+    with torch.device("meta"):
+        workload = build_workload(space, key, "meta", torch.float16 if dtype_bytes == 2 else torch.float32)
+        tracker = MemoryTracker()
+        with torch.no_grad(), tracker:
+            workload()
+    return tracker.peak / MB
 
 
 def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:

@@ -43,6 +43,7 @@ PLACEMENTS = (ANE, "cpu", "gpu", "mixed")
 # Outputs written to memory: those of ops with FLOPs (convs, matmuls) and of softmax; elementwise ops,
 # norms and views are taken as fused into their neighbours, as the Neural Engine compiler does.
 _MATERIALISED = {torch.ops.aten._softmax, torch.ops.aten.softmax}
+_FLATTENING = {torch.ops.aten.view, torch.ops.aten._unsafe_view, torch.ops.aten.mm, torch.ops.aten.addmm}
 _CONVOLUTIONS = {torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default}
 
 
@@ -55,7 +56,10 @@ def ane_violation(func, args, outputs) -> str | None:
             return "conv3d"
         if any(k > ANE_MAX_KERNEL for k in weight.shape[2:]):
             return "kernel>13"
-    if any(d > ANE_MAX_AXIS for t in tensors for d in t.shape):
+    # aten runs a Linear as view-to-2D + addmm, folding all batch axes into one; the converted program
+    # keeps them apart (and the Neural Engine layout runs it as a 1x1 conv), so only the feature axis counts.
+    flattening = func.overloadpacket in _FLATTENING
+    if any(d > ANE_MAX_AXIS for t in tensors for d in (t.shape[-1:] if flattening else t.shape)):
         return "axis>16384"
     return None
 

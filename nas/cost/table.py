@@ -146,7 +146,7 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
     row["samples"] = _number(raw["samples"], "samples", where, integer=True)
     for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb"):
         text = raw[column].strip()
-        if status != "ok" and text == "":
+        if (status != "ok" or column == "memory_mb") and text == "":  # empty memory: not measured
             row[column] = math.nan
             continue
         value = _number(text, column, where)
