@@ -104,5 +104,5 @@ class Attention3d(TemporalAttention):
         return x.reshape(b, self.channels, f, h * w).permute(0, 2, 1, 3).reshape(b * f, self.channels, h, w)
 
     def frame_position(self, num_frames, pixels):
-        table = self.frame_embedding[:num_frames].t()  # (C, F)
-        return table[:, :, None].expand(self.channels, num_frames, pixels).reshape(1, self.channels, 1, num_frames * pixels)
+        table = self.frame_embedding[:num_frames].t()[:, :, None]  # (C, F, 1)
+        return table.expand(self.channels, num_frames, pixels).reshape(1, self.channels, 1, num_frames * pixels)
