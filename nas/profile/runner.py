@@ -154,7 +154,9 @@ def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_
         try:
             conn.send(("row", profiler.measure(request)))
         except (MemoryError, RuntimeError) as exc:
-            if isinstance(exc, MemoryError) or "memory" in str(exc).lower() or "alloc" in str(exc).lower():
+            # oneDNN (CPU conv2d) reports a failed allocation as "could not create a primitive"
+            text = str(exc).lower()
+            if isinstance(exc, MemoryError) or any(m in text for m in ("memory", "alloc", "create a primitive")):
                 conn.send(("row", _failed("oom")))
             else:
                 conn.send(("row", _failed("unsupported")))
