@@ -115,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_table_check)
     time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
     time_.add_argument("export_dir", type=Path)
-    time_.add_argument("--compute-units", default="CPU_AND_NE")
+    time_.add_argument("--compute-units", default="CPU_AND_NE", help="CPU_AND_NE, CPU_AND_GPU, CPU_ONLY or ALL")
+    time_.add_argument("--warmup", type=int, default=3, help="untimed predictions per package first")
+    time_.add_argument("--repeats", type=int, default=20, help="timed predictions per package (p50, p90)")
     time_.set_defaults(func=cmd_table_time)
     imp = table.add_parser("import", help="make a table from a timed Core ML export folder")
     imp.add_argument("export_dir", type=Path)
@@ -240,6 +242,8 @@ def _parser() -> argparse.ArgumentParser:
     coreml.add_argument("--compute-units", choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
                         help="time the package on these units (macOS only)")
     coreml.add_argument("--runs", type=int, default=5, help="timed predictions after one warm-up")
+    coreml.add_argument("--attention", choices=("split_einsum", "sdpa"), default="split_einsum",
+                        help="attention form: split_einsum (Neural Engine, as apple/ml-stable-diffusion) or sdpa")
     coreml.add_argument("--json", action="store_true", help="print the summary as JSON")
     coreml.set_defaults(func=cmd_export_coreml)
     _data_parser(commands)
@@ -478,7 +482,7 @@ def cmd_table_check(args) -> None:
 def cmd_table_time(args) -> None:
     from nas.profile.coreml_profiler import time_packages
 
-    print(f"wrote {time_packages(args.export_dir, args.compute_units)}")
+    print(f"wrote {time_packages(args.export_dir, args.compute_units, warmup=args.warmup, repeats=args.repeats)}")
 
 
 def cmd_table_import(args) -> None:
@@ -500,6 +504,13 @@ def cmd_table_estimate(args) -> None:
     table.save(args.out)
     note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
     print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
+    placement = table.meta["placement"]
+    print(f"placement: {placement['rows_on_ne']} of {len(table.rows)} rows on the Neural Engine")
+    for key, note in placement["off_ne"].items():
+        print(f"  {key}: {note}")
+    for point in (table.meta["calibration"] or {}).get("holdout", []):
+        print(f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
+              f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)")
 
 
 def cmd_profile(args) -> None:
@@ -569,10 +580,11 @@ def cmd_cost(args) -> None:
     else:
         print("the table says this architecture cannot run on the device (see status): no latency or memory")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
-    _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status"],
+    print("placement: " + ", ".join(f"{v} {k}" for k, v in p.placement.items()))
+    _table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status", "placement"],
            [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}" if r["status"] == "ok" else "-",
              f"{r['working_set_mb']:.1f}" if r["status"] == "ok" else "-", r["coverage"],
-             r["status"]] for r in p.slots])
+             r["status"], r.get("placement", "-") or "-"] for r in p.slots])
     for r in p.slots:
         if r["status"] == "error":
             print(f"{r['slot']}: {r['choice']} failed to measure: {r['message'] or 'no message'} "
@@ -708,7 +720,7 @@ def cmd_export_coreml(args) -> None:
     model = _load_or_build(args)
     summary = export_coreml(model, args.out, target=args.target, precision=args.precision, batch=args.batch,
                             palettize=args.palettize, palettize_mode=args.palettize_mode, chunks=args.chunks,
-                            compute_units=args.compute_units, runs=args.runs)
+                            compute_units=args.compute_units, runs=args.runs, attention=args.attention)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -720,12 +732,25 @@ def cmd_export_coreml(args) -> None:
     if summary["palettize"] and summary["palettize"].get("note"):
         print(f"note: {summary['palettize']['note']}")
     for package in summary["packages"]:
+        print(f"{package['path']}: max tensor rank {package['max_rank']}, {package['transposes']} transposes, "
+              f"{package['reshapes']} reshapes, {package['conv3d']} 3D convs; ops by type: {_op_types(package)}")
+    print(f"temporal ops ({summary['attention']}), each converted alone:")
+    _table(["slots", "op", "input", "ops", "max rank", "transposes", "reshapes", "conv3d", "ops by type"],
+           [[",".join(t["slots"]), t["op"], "x".join(map(str, t["input_shape"])), t["ops"], t["max_rank"],
+             t["transposes"], t["reshapes"], t["conv3d"], _op_types(t)] for t in summary["temporal_ops"]])
+    for package in summary["packages"]:
         for warning in package["warnings"]:
             print(f"warning: {package['path']}: {warning}")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
     if summary["timing"]:
         t = summary["timing"]
         print(f"{t['compute_units']}: {t['latency_ms_p50']} ms per call (median of {t['runs']}), load {t['load_s']} s")
     print(f"summary: {args.out.with_suffix('.json')}")
+
+
+def _op_types(program: dict) -> str:
+    return " ".join(f"{t}:{n}" for t, n in program["op_types"].items())
 
 
 def _load_or_build(args):

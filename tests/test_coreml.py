@@ -7,6 +7,7 @@ pytest.importorskip("coremltools")
 from coremltools.proto import MIL_pb2  # noqa: E402
 
 from nas.export.coreml import convert_op  # noqa: E402
+from nas.export.verify import describe_program  # noqa: E402
 
 PARAMS = {"attn1d": {"heads": 4}, "attn3d": {"heads": 4}, "conv1d": {"kernel": 3}, "conv3d": {"kernel": 3}, "none": {}}
 
@@ -24,17 +25,19 @@ def const_dtypes(model) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("op, expected", [
-    ("none", "identity"),
-    ("conv1d", "conv"),
-    ("conv3d", "conv"),
-    ("attn1d", "scaled_dot_product_attention"),
-    ("attn3d", "scaled_dot_product_attention"),
+@pytest.mark.parametrize("op, attention, expected", [
+    ("none", "split_einsum", "identity"),
+    ("conv1d", "split_einsum", "conv"),
+    ("conv3d", "split_einsum", "conv"),
+    ("attn1d", "split_einsum", "einsum"),
+    ("attn3d", "split_einsum", "einsum"),
+    ("attn1d", "sdpa", "scaled_dot_product_attention"),
+    ("attn3d", "sdpa", "scaled_dot_product_attention"),
 ])
-def test_op_converts_to_an_fp16_ml_program(tiny_space, op, expected):
+def test_op_converts_to_an_fp16_ml_program(tiny_space, op, attention, expected):
     slot = tiny_space.slots[1]
     model = convert_op(op, slot.channels, tiny_space.video.frames, slot.height, slot.width, PARAMS[op],
-                       norm_groups=tiny_space.backbone["norm_num_groups"])
+                       norm_groups=tiny_space.backbone["norm_num_groups"], attention=attention)
     spec = model.get_spec()
     assert spec.WhichOneof("Type") == "mlProgram"
     assert expected in [o.type for o in program(model)]
@@ -43,6 +46,9 @@ def test_op_converts_to_an_fp16_ml_program(tiny_space, op, expected):
     if op != "none":
         dtypes = const_dtypes(model)
         assert "FLOAT16" in dtypes and "FLOAT32" not in dtypes
+    # Neural-Engine form: rank <= 4 everywhere, no 3D convolution.
+    program_summary = describe_program(spec)
+    assert program_summary["max_rank"] <= 4 and program_summary["conv3d"] == 0, program_summary
 
 
 def test_fp32_precision_keeps_fp32_weights(tiny_space):

@@ -60,8 +60,16 @@ def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny
     assert names_and_shapes(package["inputs"]) == [("sample", latent), ("timestep", [1]), ("encoder_hidden_states", text)]
     assert names_and_shapes(package["outputs"]) == [("noise_pred", latent)]
     assert package["ops"] > 500 and package["max_rank"] <= 5 and not summary["problems"]
-    # iOS18 keeps attention as one op; every temporal layer type of the reference is in the program
-    assert {"scaled_dot_product_attention", "conv", "linear"} <= set(package["op_types"])
+    # Neural Engine form by default (split_einsum): attention as per-head einsums, linears as 1x1 convs
+    assert {"einsum", "conv", "softmax"} <= set(package["op_types"])
+    assert "scaled_dot_product_attention" not in package["op_types"] and summary["attention"] == "split_einsum"
+    assert package["transposes"] == package["op_types"]["transpose"] and package["conv3d"] == 0
+    # every distinct temporal layer of the reference, converted alone: rank <= 4 and no 3D conv
+    ops = summary["temporal_ops"]
+    reference = tiny_space.architecture("reference").slots_dict()
+    assert {t["op"] for t in ops} == {c["op"] for c in reference.values()} - {"none"}
+    assert sorted(s for t in ops for s in t["slots"]) == sorted(n for n, c in reference.items() if c["op"] != "none")
+    assert all(t["max_rank"] <= 4 and t["conv3d"] == 0 and t["ops"] > 0 and not t["warnings"] for t in ops), ops
     params = sum(p.numel() for p in tiny_model.parameters())
     # FP16: two bytes per weight, less a little: identical constants (the zero-initialised output
     # layers of fresh temporal ops) are stored once

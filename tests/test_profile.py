@@ -3,17 +3,21 @@ limits, the Core ML export/import path, and the end-to-end accuracy check."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from nas.cost.cost_model import CostModel
 from nas.cost.plan import plan_frame, table_plan
 from nas.cost.table import LatencyTable
+from nas.profile.coreml_profiler import time_packages
 from tests.conftest import ROOT, TINY
 
 FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
@@ -124,26 +128,94 @@ def test_coreml_timing_needs_macos_here(cli, tmp_path):
     assert code == 2 and "needs macOS" in err and "--export-only" in err
 
 
-def test_coreml_export_then_import(cli, tiny_space, tmp_path):
+class FakeCoreMLRuntime:
+    """A STAND-IN for the Core ML runtime (which exists on macOS only), to test the timing kit's logic.
+
+    ``predict`` sleeps ``sleep_ms`` and returns a zero output; the footprint rises by
+    ``growth_mb`` while a prediction runs (None: the OS gives no footprint figure).
+    """
+
+    def __init__(self, sleep_ms=2.0, growth_mb=None, placement="ne"):
+        self.sleep_ms, self.growth_mb, self.placement_name = sleep_ms, growth_mb, placement
+        self.loads, self.calls, self._busy = [], 0, False
+
+    def load(self, path, compute_units):
+        assert path.is_dir(), path
+        self.loads.append((path.name, compute_units))
+
+        def predict(feed):
+            assert all(isinstance(v, np.ndarray) for v in feed.values()) and feed
+            self.calls += 1
+            self._busy = True
+            time.sleep(self.sleep_ms / 1000)
+            self._busy = False
+            return {"output": np.zeros(1)}
+
+        return predict
+
+    def placement(self, path, compute_units):
+        return self.placement_name
+
+    def footprint_bytes(self):
+        if self.growth_mb is None:
+            return None
+        return 100 * 2**20 + (self.growth_mb * 2**20 if self._busy else 0)
+
+
+def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space, tmp_path):
     pytest.importorskip("coremltools")
-    export = tmp_path / "export"
-    code, out, err = cli("profile", TINY, "--backend", "coreml", "--export-only", export)
+    made = tmp_path / "made"
+    code, out, err = cli("profile", TINY, "--backend", "coreml", "--export-only", made)
     assert code == 0, err
-    manifest = pd.read_csv(export / "manifest.csv")
+    export = tmp_path / "elsewhere" / "export"
+    shutil.copytree(made, export)  # copied alone: no checkout, no space path to follow
+    shutil.rmtree(made)
+    manifest = pd.read_csv(export / "manifest.csv", keep_default_na=False)
     assert len(manifest) == len(table_plan(tiny_space))
-    assert all((export / p).is_dir() for p in manifest["package"] if isinstance(p, str) and p)
-    # What a Mac would write after `nas table time`:
-    results = manifest.drop(columns=["package", "status"])
-    results["latency_p50_ms"], results["latency_p90_ms"] = 1.5, 1.7
-    results["memory_mb"], results["samples"], results["status"] = 0.5, 20, "ok"
-    results.to_csv(export / "results.csv", index=False)
-    (export / "results.yaml").write_text(yaml.safe_dump({
-        "device": "Mac", "os": "macOS 15", "backend": "coreml", "compute_units": "CPU_AND_NE", "precision": "fp16",
-        "tools": {"coremltools": "9.0"}, "date": "2026-11-25", "provenance": "measured"}))
+    assert (export / "space.yaml").is_file() and "/" not in yaml.safe_load((export / "export.yaml").read_text())[
+        "space_path"]
+    for row in manifest.to_dict("records"):
+        if row["status"] == "ok":
+            assert (export / row["package"]).is_dir()
+            for item in row["inputs"].split(";"):
+                relative = item.split("=", 1)[1]
+                assert not relative.startswith("/") and (export / relative).is_file()
+
+    # On Linux `nas table time` checks its arguments, then stops at the macOS guard: one line, exit 2.
+    code, _, err = cli("table", "time", export, "--compute-units", "NPU")
+    assert code == 2 and "--compute-units must be one of" in err and err.count("\n") == 1
+    if sys.platform != "darwin":
+        code, _, err = cli("table", "time", export, "--compute-units", "CPU_AND_NE")
+        assert code == 2 and "needs macOS" in err and err.count("\n") == 1
+
+    # The timing logic, with a stand-in for the runtime: warm-up + repeats per package, p50/p90, memory.
+    fake = FakeCoreMLRuntime(sleep_ms=3.0, growth_mb=12.0, placement="ne")
+    results = time_packages(export, "CPU_AND_GPU", warmup=2, repeats=4, runtime=fake, progress=False)
+    ok = int((manifest["status"] == "ok").sum())
+    assert len(fake.loads) == ok and {units for _, units in fake.loads} == {"CPU_AND_GPU"}
+    assert fake.calls == ok * (2 + 4)
+    timed = pd.read_csv(results, keep_default_na=False)
+    timed = timed[timed["status"] == "ok"]
+    assert (timed["samples"] == 4).all() and (timed["latency_p50_ms"] >= 3.0).all()
+    assert (timed["latency_p90_ms"] >= timed["latency_p50_ms"]).all()
+    assert (timed["memory_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac.csv")
     assert code == 0, err
     table = LatencyTable.load(tmp_path / "mac.csv")
     assert len(table.rows) == len(manifest) and table.meta["space"] == "tiny"
+    assert table.meta["compute_units"] == "CPU_AND_GPU" and "not on an iPhone" in table.meta["note"]
+
+    # No footprint from the OS: memory is written as unmeasured (never the input bytes), and the cost
+    # model prices it with the estimated working set and says so in the coverage.
+    time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=FakeCoreMLRuntime(growth_mb=None),
+                  progress=False)
+    code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
+    assert code == 0, err
+    table = LatencyTable.load(tmp_path / "mac2.csv")
+    assert table.rows.loc[table.rows["status"] == "ok", "memory_mb"].isna().all()
+    model = CostModel(tiny_space, table)
+    prediction = model.predict(tiny_space.architecture("reference"))
+    assert prediction.coverage["memory_estimated"] >= 1 and prediction.memory_mb > prediction.weights_mb
 
 
 def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(cli, tiny_space, tmp_path):

@@ -49,6 +49,7 @@ class KeyCost:
     status: str
     coverage: str
     message: str = ""
+    placement: str = ""  # ne, cpu, gpu, mixed; "" when the table does not say (or the key is interpolated)
 
     @property
     def runs(self) -> bool:
@@ -69,6 +70,7 @@ class Prediction:
     runs: bool
     slots: list[dict[str, Any]]
     coverage: dict[str, int]
+    placement: dict[str, int] | None = None  # keys priced by where they run ("unknown": the table does not say)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -82,6 +84,11 @@ class CostModel:
         self.table = table
         self.max_extrapolation = max_extrapolation
         self._rows = table.lookup()
+        # Rows whose memory was not measured (a Mac without a footprint figure): the estimated working set.
+        self.memory_estimated = sorted(k for k, r in self._rows.items()
+                                       if r["status"] == "ok" and math.isnan(float(r["memory_mb"])))
+        for key in self.memory_estimated:
+            self._rows[key] = {**self._rows[key], "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes)}
         self._cache: dict[OpKey, KeyCost] = {}
         self._context_mb = {k: v / MB for k, v in slot_context_bytes(space, table.dtype_bytes).items()}
         made_for = table.meta.get("space")
@@ -203,6 +210,9 @@ class CostModel:
         params = self.space.params_spatial
         coverage = {EXACT: 0, INTERPOLATED: 0, EXTRAPOLATED: 0}
         coverage[spatial.coverage] += 1
+        if self.memory_estimated:  # said in the coverage, as the keys whose working set is estimated
+            coverage["memory_estimated"] = sum(k in self.memory_estimated for k in self._keys_of(architecture))
+        placement = {spatial.placement or "unknown": 1}
         runs = spatial.runs
         for slot in self.space.slots:
             choice = architecture.choice(slot.name)
@@ -214,7 +224,9 @@ class CostModel:
                 params += get_op(choice.op).cost(slot.channels, key.frames, slot.height, slot.width,
                                                  choice.param_dict).params * choice.count
                 row.update(latency_ms=cost.latency_ms * choice.count, working_set_mb=cost.memory_mb,
-                           coverage=cost.coverage, status=cost.status, message=cost.message)
+                           coverage=cost.coverage, status=cost.status, message=cost.message,
+                           placement=cost.placement)
+                placement[cost.placement or "unknown"] = placement.get(cost.placement or "unknown", 0) + 1
                 unet_ms += cost.latency_ms * choice.count
                 activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.memory_mb)
                 coverage[cost.coverage] += 1
@@ -234,7 +246,16 @@ class CostModel:
             runs=runs,
             slots=slots,
             coverage=coverage,
+            placement=placement,
         )
+
+    def _keys_of(self, architecture: Architecture) -> list[OpKey]:
+        keys = [spatial_key(self.space)]
+        for slot in self.space.slots:
+            key = choice_key(self.space, slot, architecture.choice(slot.name))
+            if key is not None:
+                keys.append(key)
+        return keys
 
     # ---------------------------------------------------------------- many architectures
     def encode(self, architecture: Architecture) -> np.ndarray:
@@ -280,10 +301,27 @@ class CostModel:
         return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
 
 
+def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int) -> float:
+    """Peak tensor bytes of one key's workload, counted on the meta device (as the roofline estimate does)."""
+    import torch
+
+    from nas.cost.memory import MemoryTracker
+    from nas.profile.workload import build_workload
+
+    with torch.device("meta"):
+        workload = build_workload(space, key, "meta", torch.float16 if dtype_bytes == 2 else torch.float32)
+        tracker = MemoryTracker()
+        with torch.no_grad(), tracker:
+            workload()
+    return tracker.peak / MB
+
+
 def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:
     if row["status"] != "ok":
-        return KeyCost(math.inf, math.inf, row["status"], coverage, row.get("message", ""))
-    return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage)
+        return KeyCost(math.inf, math.inf, row["status"], coverage, row.get("message", ""),
+                       str(row.get("placement", "")))
+    return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage, "",
+                   str(row.get("placement", "")))
 
 
 def _sorted(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,11 @@ from nas.ops.key import format_params, parse_params
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 KEY_COLUMNS = OpKey.columns()
-VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status", "message"]
+# placement: where the op runs (Neural Engine ``ne``, ``cpu``, ``gpu`` or ``mixed``), from MLComputePlan on a
+# Mac or the estimate's rules; empty = not known. message: why a row failed. Tables without them still load.
+PLACEMENT = "placement"
+PLACEMENTS = ("", "ne", "cpu", "gpu", "mixed")
+VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status", "message", PLACEMENT]
 COLUMNS = KEY_COLUMNS + VALUE_COLUMNS
 LEGACY_KEY_COLUMNS = ["op", "channels", "frames", "height", "width", "heads", "kernel"]
 # ok: measured. oom/timeout: too big for the device (a larger shape fails too). unsupported: the device
@@ -88,7 +92,8 @@ class LatencyTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self.rows.reindex(columns=COLUMNS).fillna({"message": ""}).to_csv(tmp, index=False, float_format="%.6g")
+        self.rows.reindex(columns=COLUMNS).fillna({"message": "", PLACEMENT: ""}).to_csv(tmp, index=False,
+                                                                                    float_format="%.6g")
         os.replace(tmp, path)
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
@@ -127,8 +132,9 @@ def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     """The COLUMNS of a CSV read as text; a first-format table is migrated, a missing message is empty."""
     if "params" not in frame.columns and all(c in frame.columns for c in LEGACY_KEY_COLUMNS):
         frame = _migrate_first_format(frame)
-    if "message" not in frame.columns:
-        frame = frame.assign(message="")
+    for optional in ("message", PLACEMENT):
+        if optional not in frame.columns:
+            frame = frame.assign(**{optional: ""})
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise NasError(f"{path}: missing column(s) {', '.join(missing)} (a table has: {', '.join(COLUMNS)})")
@@ -149,7 +155,7 @@ def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """Parse types and check every row; returns the typed frame with duplicates removed."""
+    """Parse types and check every row; returns the typed frame (COLUMNS) with duplicates removed."""
     out = []
     for index, raw in enumerate(frame.to_dict("records")):
         where = f"{path}: row {index + 2}"  # +2: header line, 1-based lines
@@ -190,13 +196,17 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
     row["samples"] = _number(raw["samples"], "samples", where, integer=True)
     for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb"):
         text = raw[column].strip()
-        if status != "ok" and text == "":
+        if (status != "ok" or column == "memory_mb") and text == "":  # empty memory: not measured
             row[column] = math.nan
             continue
         value = _number(text, column, where)
         if status == "ok" and (math.isnan(value) or math.isinf(value) or value < 0):
             raise NasError(f"{where}: {column} must be a finite number >= 0, got {text!r}")
         row[column] = value
+    placement = str(raw.get(PLACEMENT, "")).strip()
+    if placement not in PLACEMENTS:
+        raise NasError(f"{where}: placement must be empty or one of {', '.join(PLACEMENTS[1:])}, got {placement!r}")
+    row[PLACEMENT] = placement
     if status == "ok" and row["latency_p90_ms"] < row["latency_p50_ms"]:
         raise NasError(f"{where}: latency_p90_ms ({row['latency_p90_ms']}) is below latency_p50_ms "
                        f"({row['latency_p50_ms']})")

@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from nas.ops import get_op
+from nas.ops.ane import ATTENTION_IMPLEMENTATIONS, check_implementation
 
 TARGETS = ("iOS17", "iOS18")
 PRECISIONS = ("fp16", "fp32")
+ATTENTIONS = ATTENTION_IMPLEMENTATIONS  # split_einsum (Neural Engine, the default) or sdpa (one fused op)
 
 
 class VideoUNetGraph(nn.Module):
@@ -49,10 +51,16 @@ def convert(
     output_names: Sequence[str] = ("output",),
     precision: str = "fp16",
     target: str = "iOS18",
+    attention: str = "split_einsum",
 ):
-    """Trace ``module`` at the example shapes and convert it to a Core ML ML program."""
+    """Trace ``module`` at the example shapes and convert it to a Core ML ML program.
+
+    Every attention inside (temporal ops, and a VideoUNet's spatial attention) is first set to
+    ``attention``: ``split_einsum`` is apple/ml-stable-diffusion's Neural Engine form.
+    """
     import coremltools as ct
 
+    use_attention(module, attention)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if target not in TARGETS:
@@ -72,6 +80,14 @@ def convert(
     )
 
 
+def use_attention(module: nn.Module, implementation: str) -> None:
+    """Set ``implementation`` on every submodule that offers ``set_attention`` (VideoUNet, attention ops)."""
+    check_implementation(implementation)
+    for sub in module.modules():
+        if hasattr(sub, "set_attention"):
+            sub.set_attention(implementation)
+
+
 def video_unet_inputs(model: nn.Module, batch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
     """Example inputs of a VideoUNet at the clip shape its config was built for (static shapes)."""
     config = model.config
@@ -85,12 +101,13 @@ def video_unet_inputs(model: nn.Module, batch: int = 1, seed: int = 0) -> dict[s
     }
 
 
-def convert_video_unet(model: nn.Module, batch: int = 1, precision: str = "fp16", target: str = "iOS18"):
+def convert_video_unet(model: nn.Module, batch: int = 1, precision: str = "fp16", target: str = "iOS18",
+                       attention: str = "split_einsum"):
     """Convert a whole VideoUNet at its configured clip shape; inputs as :func:`video_unet_inputs`, output
     ``noise_pred`` (the name apple/ml-stable-diffusion pipelines read)."""
     inputs = video_unet_inputs(model, batch)
     return convert(VideoUNetGraph(model), list(inputs.values()), list(inputs), ["noise_pred"],
-                   precision=precision, target=target)
+                   precision=precision, target=target, attention=attention)
 
 
 def convert_op(
@@ -104,9 +121,11 @@ def convert_op(
     precision: str = "fp16",
     target: str = "iOS18",
     seed: int = 0,
+    attention: str = "split_einsum",
 ):
     """Convert one randomly initialised layer of ``op`` at input shape (frames, channels, height, width)."""
     torch.manual_seed(seed)
     layer = get_op(op)(channels, frames, norm_groups, **(params or {}))
     example = torch.randn(frames, channels, height, width)
-    return convert(OpGraph(layer, frames), [example], ["hidden_states"], precision=precision, target=target)
+    return convert(OpGraph(layer, frames), [example], ["hidden_states"], precision=precision, target=target,
+                   attention=attention)

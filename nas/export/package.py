@@ -9,6 +9,7 @@ that step stops with one line saying so, after the packages and the summary are 
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import re
@@ -18,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nas.errors import NasError
 from nas.export import verify
 from nas.export.chunk import split_package
 from nas.export.compress import check_palettize, default_mode
 from nas.export.compress import palettize as palettize_weights
-from nas.export.coreml import PRECISIONS, TARGETS, convert_video_unet, video_unet_inputs
+from nas.export.coreml import ATTENTIONS, PRECISIONS, TARGETS, OpGraph, convert, convert_video_unet, video_unet_inputs
 from nas.rss import peak_rss_mb
 
 
@@ -39,6 +42,7 @@ def export_coreml(
     chunks: int = 1,
     compute_units: str | None = None,
     runs: int = 5,
+    attention: str = "split_einsum",
 ) -> dict[str, Any]:
     """Convert ``model`` (a VideoUNet) to ``out`` (``NAME.mlpackage``); return the summary also written
     to ``NAME.json``.
@@ -46,9 +50,14 @@ def export_coreml(
     With ``chunks`` > 1 the packages are ``NAME_chunk1.mlpackage`` ... instead of ``NAME.mlpackage``.
     ``compute_units`` (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE) asks for timing, which needs macOS.
     ``palettize_mode`` None: k-means where scikit-learn is installed, else uniform (with a note).
+    ``attention``: ``split_einsum`` (the Neural Engine form, as apple/ml-stable-diffusion) or ``sdpa``.
+    The summary describes each package's program (op counts by type, tensor ranks, transposes and
+    reshapes, 3D convs) and, apart, the program of each distinct temporal layer of the model.
     """
     out = Path(out)
     _check_arguments(out, target, precision, batch, chunks, runs)
+    if attention not in ATTENTIONS:
+        raise NasError(f"--attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     mode_note = None
     if palettize_mode is None:
         palettize_mode, mode_note = default_mode()
@@ -61,11 +70,12 @@ def export_coreml(
         "palettize": ({"nbits": palettize, "mode": palettize_mode, **({"note": mode_note} if mode_note else {})}
                       if palettize else None),
         "chunks": chunks,
+        "attention": attention,
         "tools": _versions(),
     }
     start = time.perf_counter()
     try:
-        mlmodel = convert_video_unet(model, batch=batch, precision=precision, target=target)
+        mlmodel = convert_video_unet(model, batch=batch, precision=precision, target=target, attention=attention)
     except Exception as exc:  # coremltools names the op it cannot convert; one line is enough
         raise NasError(f"{out}: Core ML conversion failed: {_first_line(exc)}") from exc
     summary["convert_s"] = round(time.perf_counter() - start, 1)
@@ -89,10 +99,13 @@ def export_coreml(
     del mlmodel
 
     summary["packages"] = [verify.describe_package(p) for p in packages]
+    summary["temporal_ops"] = describe_temporal_ops(model, precision, target, attention)
     summary["peak_rss_mb"] = round(peak_rss_mb())
     expected = _expected_io(model, batch)
     problems = [f"{Path(p['path']).name}: {problem}" for p in summary["packages"] for problem in p["problems"]]
     problems += verify.check_chain(summary["packages"], expected["inputs"], expected["outputs"])
+    summary["warnings"] = [f"temporal op {op['slots'][0]} ({op['op']}): {w}" for op in summary["temporal_ops"]
+                           for w in op["warnings"]]
     summary["inputs"], summary["outputs"] = expected["inputs"], expected["outputs"]
     summary["weight_bytes"] = sum(p["weight_bytes"] for p in summary["packages"])
     summary["problems"] = problems
@@ -110,6 +123,48 @@ def export_coreml(
         summary["timing"] = time_packages(packages, inputs, compute_units, runs)
         _write(summary_path, summary)
     return summary
+
+
+def describe_temporal_ops(model, precision: str = "fp16", target: str = "iOS18",
+                          attention: str = "split_einsum") -> list[dict[str, Any]]:
+    """Convert each distinct temporal layer of ``model`` alone, at its slot's shape, and describe its program.
+
+    Layers alike in op, parameters and input shape are converted once (``slots`` lists where
+    they sit). A Neural-Engine-ready layer has no tensor above rank 4 and no 3D convolution.
+    """
+    config = model.config
+    widths, frames = config.backbone["block_out_channels"], config.frames
+    shapes = [(config.sample_height, config.sample_width)]
+    for _ in widths[1:]:
+        shapes.append((-(-shapes[-1][0] // 2), -(-shapes[-1][1] // 2)))
+    seen: dict[tuple, dict[str, Any]] = {}
+    for placement in config.slots:
+        name = placement["name"]
+        if name not in model.temporal:
+            continue
+        choice = config.architecture[name]
+        params = {k: v for k, v in choice.items() if k not in ("op", "count")}
+        height, width = shapes[placement["level"]]
+        shape = [frames, widths[placement["level"]], height, width]
+        key = (choice["op"], tuple(sorted(params.items())), tuple(shape))
+        if key in seen:
+            seen[key]["slots"].append(name)
+            continue
+        layer = copy.deepcopy(model.temporal[name][0]).float()
+        mlmodel = convert(OpGraph(layer, frames), [torch.zeros(shape)], ["hidden_states"], precision=precision,
+                          target=target, attention=attention)
+        program = verify.describe_program(mlmodel.get_spec())
+        warnings = []
+        if program["max_rank"] > 4:
+            warnings.append(f"a tensor of rank {program['max_rank']} (the Neural Engine layouts are rank <= 4)")
+        if program["conv3d"]:
+            warnings.append(f"{program['conv3d']} 3D convolution(s): these do not run on the Neural Engine")
+        if program["longest_axis"] > verify.ANE_MAX_AXIS:
+            warnings.append(f"an axis of {program['longest_axis']} elements (> {verify.ANE_MAX_AXIS})")
+        program.pop("dynamic")
+        seen[key] = {"slots": [name], "op": choice["op"], "params": params, "input_shape": shape, **program,
+                     "warnings": warnings}
+    return list(seen.values())
 
 
 def _check_arguments(out: Path, target: str, precision: str, batch: int, chunks: int, runs: int) -> None:

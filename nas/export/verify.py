@@ -25,22 +25,8 @@ def describe_package(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     spec = ct.utils.load_spec(str(path))
-    function = spec.mlProgram.functions["main"]
-    operations = function.block_specializations[function.opset].operations
-    types = Counter(op.type for op in operations)
-    compute = {t: n for t, n in types.items() if not t.startswith("const")}
-    max_rank, longest, dynamic = 0, 0, []
-    for op in operations:
-        for out in op.outputs:
-            if out.type.WhichOneof("type") != "tensorType":
-                continue
-            tensor = out.type.tensorType
-            max_rank = max(max_rank, tensor.rank)
-            for dim in tensor.dimensions:
-                if dim.WhichOneof("dimension") == "constant":
-                    longest = max(longest, dim.constant.size)
-                else:
-                    dynamic.append(out.name)
+    program = describe_program(spec)
+    max_rank, longest, dynamic = program["max_rank"], program["longest_axis"], program["dynamic"]
 
     def feature(f) -> dict[str, Any]:
         array = f.type.multiArrayType
@@ -60,21 +46,58 @@ def describe_package(path: str | Path) -> dict[str, Any]:
     if weight_bytes > ANE_MAX_WEIGHT_BYTES:
         warnings.append(f"{weight_bytes / 2**30:.2f} GiB of weights (> 1 GiB): too big for the Neural Engine; "
                         "use --chunks or --palettize")
+    if program["conv3d"]:
+        warnings.append(f"{program['conv3d']} rank-5 (3D) convolution(s): these do not run on the Neural Engine")
     return {
         "path": str(path),
-        "opset": function.opset,
-        "ops": sum(compute.values()),
-        "op_types": dict(sorted(compute.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "const_ops": sum(n for t, n in types.items() if t == "const"),
-        "palettized_weights": types.get("constexpr_lut_to_dense", 0),
+        **{k: v for k, v in program.items() if k != "dynamic"},
         "weight_bytes": weight_bytes,
         "package_bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
         "inputs": [feature(f) for f in spec.description.input],
         "outputs": [feature(f) for f in spec.description.output],
-        "max_rank": max_rank,
-        "longest_axis": longest,
         "problems": problems,
         "warnings": warnings,
+    }
+
+
+def describe_program(spec) -> dict[str, Any]:
+    """What the Neural Engine cares about in an ML program's spec (``mlmodel.get_spec()``).
+
+    Op counts by type (consts apart), the highest tensor rank and a histogram of ranks, the
+    layout ops (``transpose``, ``reshape``: each a copy the Neural Engine guidance says to
+    avoid), 3D convolutions (a ``conv`` whose output is rank 5) and the longest axis.
+    """
+    function = spec.mlProgram.functions["main"]
+    operations = function.block_specializations[function.opset].operations
+    types = Counter(op.type for op in operations)
+    compute = {t: n for t, n in types.items() if not t.startswith("const")}
+    ranks: Counter = Counter()
+    longest, dynamic, conv3d = 0, [], 0
+    for op in operations:
+        for out in op.outputs:
+            if out.type.WhichOneof("type") != "tensorType":
+                continue
+            tensor = out.type.tensorType
+            ranks[tensor.rank] += 1
+            conv3d += op.type in ("conv", "conv_transpose") and tensor.rank == 5
+            for dim in tensor.dimensions:
+                if dim.WhichOneof("dimension") == "constant":
+                    longest = max(longest, dim.constant.size)
+                else:
+                    dynamic.append(out.name)
+    return {
+        "opset": function.opset,
+        "ops": sum(compute.values()),
+        "op_types": dict(sorted(compute.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "const_ops": types.get("const", 0),
+        "palettized_weights": types.get("constexpr_lut_to_dense", 0),
+        "max_rank": max(ranks, default=0),
+        "ranks": {str(r): n for r, n in sorted(ranks.items())},
+        "transposes": types.get("transpose", 0),
+        "reshapes": types.get("reshape", 0),
+        "conv3d": int(conv3d),
+        "longest_axis": longest,
+        "dynamic": dynamic,
     }
 
 

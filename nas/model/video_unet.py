@@ -105,6 +105,21 @@ class VideoUNet(ModelMixin, ConfigMixin):
         """Stop gradients to the 2D backbone: only temporal layers train (the paper's stage 2)."""
         self.spatial.requires_grad_(False)
 
+    def set_attention(self, implementation: str) -> None:
+        """Compute every attention (temporal ops and the spatial UNet's) as ``split_einsum`` or ``sdpa``.
+
+        ``split_einsum`` is apple/ml-stable-diffusion's Neural Engine form: ``(B, C, 1, S)``
+        tensors, 1x1-conv projections, attention split per head with einsum; ``sdpa`` keeps one
+        fused attention op. The function computed is the same; export picks (``--attention``).
+        """
+        from nas.ops.ane import ChannelsFirstAttnProcessor, check_implementation
+
+        check_implementation(implementation)
+        for module in self.temporal.modules():
+            if hasattr(module, "set_attention"):
+                module.set_attention(implementation)
+        self.spatial.set_attn_processor(ChannelsFirstAttnProcessor(implementation))
+
     def temporal_parameters(self) -> list[nn.Parameter]:
         return list(self.temporal.parameters())
 

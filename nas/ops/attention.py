@@ -6,54 +6,66 @@ GroupNorm -> linear in -> + sinusoidal frame position -> diffusers BasicTransfor
 AnimateDiff's motion module. attn1d costs grow linearly with H*W (sequences of F tokens);
 attn3d attends over F*H*W tokens, so its score matrix grows with (F*H*W)^2: affordable at
 low resolution, out of memory at high resolution, the trade-off the search explores.
+
+The layers hold the usual ``nn.Linear`` / ``BasicTransformerBlock`` parameters (checkpoints
+keep their names), but compute in the Neural Engine's layout (:mod:`nas.ops.ane`): rank-4
+``(B, C, X, S)`` tensors, 1x1 convs for the linears, attention split per head with einsum
+(``attention = "split_einsum"``) or one fused SDPA op (``"sdpa"``, the default: fastest on
+CPU/GPU for training). ``VideoUNet.set_attention`` picks it for a whole model at export.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
+from nas.ops import ane
 from nas.ops.base import TemporalOp
-from nas.ops.layout import VideoGroupNorm, sinusoidal_table, to_frames, to_video
+from nas.ops.layout import sinusoidal_table
 from nas.ops.registry import register_op
 
 
 class TemporalAttention(TemporalOp):
-    """Residual self-attention over a token layout that subclasses choose."""
+    """Residual self-attention over the ``(B, C, X, S)`` layout that subclasses choose."""
 
     defaults = {"heads": 8}
-    # Permutation of (B, C, F, H, W) that puts channels last and the attended axes together.
-    token_order: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):
         from diffusers.models.attention import BasicTransformerBlock  # here: checking a space needs no diffusers
 
         super().__init__(channels, frames, norm_groups, **params)
         heads = self.params["heads"]
-        self.norm = VideoGroupNorm(norm_groups, channels)
+        self.norm = nn.GroupNorm(norm_groups, channels)
         self.proj_in = nn.Linear(channels, channels)
         self.block = BasicTransformerBlock(channels, heads, channels // heads, activation_fn="geglu")
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
         self.register_buffer("frame_embedding", sinusoidal_table(frames, channels), persistent=False)
+        self.attention = "sdpa"
+
+    def set_attention(self, implementation: str) -> None:
+        """``split_einsum`` (per-head einsums, Apple's Neural Engine recipe) or ``sdpa`` (one fused op)."""
+        self.attention = ane.check_implementation(implementation)
 
     def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        video = to_video(hidden_states, num_frames)
-        b, c, f, h, w = video.shape
-        tokens = self.proj_in(self.norm(video).permute(*self.token_order))
-        tokens = tokens + self.frame_position(f)
-        grid = tokens.shape
-        sequence = self.block(self.sequences(tokens, b, f, h, w, c))
-        out = self.proj_out(sequence).reshape(grid).permute(*_inverse(self.token_order))
-        return to_frames(video + out)
+        bf, c, h, w = hidden_states.shape
+        b = bf // num_frames
+        tokens = self.to_sequences(hidden_states.reshape(b, num_frames, c, h * w))  # (B, C, X, S)
+        x = ane.linear(ane.group_norm(tokens, self.norm), self.proj_in) + self.frame_position(num_frames, h * w)
+        x = ane.linear(ane.transformer_block(self.block, x, self.attention), self.proj_out)
+        return hidden_states + self.to_frames(x, b, num_frames, h, w)
 
-    def frame_position(self, num_frames: int) -> torch.Tensor:
+    def to_sequences(self, clip: torch.Tensor) -> torch.Tensor:
+        """``(B, F, C, H*W)`` -> ``(B, C, X, S)``."""
         raise NotImplementedError
 
-    def sequences(self, tokens: torch.Tensor, b: int, f: int, h: int, w: int, c: int) -> torch.Tensor:
+    def to_frames(self, x: torch.Tensor, b: int, f: int, h: int, w: int) -> torch.Tensor:
+        """``(B, C, X, S)`` -> ``(B*F, C, H, W)``."""
+        raise NotImplementedError
+
+    def frame_position(self, num_frames: int, pixels: int) -> torch.Tensor:
+        """The frame position table, broadcastable to ``(B, C, X, S)``."""
         raise NotImplementedError
 
     @classmethod
@@ -65,31 +77,33 @@ class TemporalAttention(TemporalOp):
 
 @register_op
 class Attention1d(TemporalAttention):
-    """Attention over the F frames at each pixel: sequences (B*H*W, F, C)."""
+    """Attention over the F frames at each pixel: ``(B, C, H*W, F)``, X = pixels, S = frames."""
 
     name = "attn1d"
-    token_order = (0, 3, 4, 2, 1)  # (B, H, W, F, C)
 
-    def frame_position(self, num_frames: int) -> torch.Tensor:
-        return self.frame_embedding[:num_frames]
+    def to_sequences(self, clip):
+        return clip.permute(0, 2, 3, 1)
 
-    def sequences(self, tokens, b, f, h, w, c):
-        return tokens.reshape(b * h * w, f, c)
+    def to_frames(self, x, b, f, h, w):
+        return x.permute(0, 3, 1, 2).reshape(b * f, self.channels, h, w)
+
+    def frame_position(self, num_frames, pixels):
+        return self.frame_embedding[:num_frames].t()[None, :, None, :]
 
 
 @register_op
 class Attention3d(TemporalAttention):
-    """Attention over all F*H*W positions of a clip: sequences (B, F*H*W, C)."""
+    """Attention over all F*H*W positions of a clip: ``(B, C, 1, F*H*W)``, X = 1."""
 
     name = "attn3d"
-    token_order = (0, 2, 3, 4, 1)  # (B, F, H, W, C)
 
-    def frame_position(self, num_frames: int) -> torch.Tensor:
-        return self.frame_embedding[:num_frames].reshape(num_frames, 1, 1, self.channels)
+    def to_sequences(self, clip):
+        b, f, c, hw = clip.shape
+        return clip.permute(0, 2, 1, 3).reshape(b, c, 1, f * hw)
 
-    def sequences(self, tokens, b, f, h, w, c):
-        return tokens.reshape(b, f * h * w, c)
+    def to_frames(self, x, b, f, h, w):
+        return x.reshape(b, self.channels, f, h * w).permute(0, 2, 1, 3).reshape(b * f, self.channels, h, w)
 
-
-def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sorted(range(len(order)), key=order.__getitem__))
+    def frame_position(self, num_frames, pixels):
+        table = self.frame_embedding[:num_frames].t()[:, :, None]  # (C, F, 1)
+        return table.expand(self.channels, num_frames, pixels).reshape(1, self.channels, 1, num_frames * pixels)

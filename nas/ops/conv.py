@@ -1,8 +1,15 @@
 """Temporal convolutions: ``conv1d`` (kernel k x 1 x 1) and ``conv3d`` (kernel k x 3 x 3).
 
-Two GroupNorm-SiLU-Conv3d stages on a residual, the last conv zero-initialised, as in
+Two GroupNorm-SiLU-conv stages on a residual, the last conv zero-initialised, as in
 ModelScope's TemporalConvLayer: cheap at high resolution because cost is linear in H*W and
 the receptive field over frames is fixed by the kernel.
+
+The parameters are ``nn.Conv3d`` ones (checkpoints keep their names and shapes), but no
+rank-5 tensor is made: the Neural Engine does not run 3D convolutions (public reports,
+latency_tables/README.md). ``conv1d`` is one Conv2d with kernel (k, 1) over the
+``(B, C, F, H*W)`` layout; ``conv3d`` is a 3x3 Conv2d per frame whose output channels hold
+the k temporal taps, summed over frames shifted by -k//2 .. k//2 (k shifted 2D convs in one op).
+Both compute exactly what the Conv3d would, with the same FLOPs.
 """
 
 from __future__ import annotations
@@ -13,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.ops import ane
 from nas.ops.base import TemporalOp
-from nas.ops.layout import VideoGroupNorm, to_frames, to_video
+from nas.ops.layout import clip_to_frames, frames_to_clip
 from nas.ops.registry import register_op
 
 
 class TemporalConv(TemporalOp):
-    """Residual temporal convolution; subclasses fix the spatial kernel size."""
+    """Residual temporal convolution; subclasses fix the spatial kernel size and how it runs in 2D."""
 
     defaults = {"kernel": 3}
     spatial_kernel: ClassVar[int] = 1
@@ -28,18 +36,23 @@ class TemporalConv(TemporalOp):
         super().__init__(channels, frames, norm_groups, **params)
         k, s = self.params["kernel"], self.spatial_kernel
         kernel, padding = (k, s, s), (k // 2, s // 2, s // 2)
-        self.norm1 = VideoGroupNorm(norm_groups, channels)
+        self.norm1 = nn.GroupNorm(norm_groups, channels)
         self.conv1 = nn.Conv3d(channels, channels, kernel, padding=padding)
-        self.norm2 = VideoGroupNorm(norm_groups, channels)
+        self.norm2 = nn.GroupNorm(norm_groups, channels)
         self.conv2 = nn.Conv3d(channels, channels, kernel, padding=padding)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        video = to_video(hidden_states, num_frames)
-        h = self.conv1(F.silu(self.norm1(video)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return to_frames(video + h)
+        _, _, height, width = hidden_states.shape
+        clip = frames_to_clip(hidden_states, num_frames)  # (B, C, F, H*W)
+        h = self.temporal_conv(F.silu(ane.group_norm(clip, self.norm1)), self.conv1, height, width)
+        h = self.temporal_conv(F.silu(ane.group_norm(h, self.norm2)), self.conv2, height, width)
+        return hidden_states + clip_to_frames(h, height, width)
+
+    def temporal_conv(self, clip: torch.Tensor, conv: nn.Conv3d, height: int, width: int) -> torch.Tensor:
+        """``conv`` applied to ``(B, C, F, H*W)`` with rank-4 tensors; returns the same layout."""
+        raise NotImplementedError
 
     @classmethod
     def check_params(cls, channels: int, params: dict[str, int]) -> None:
@@ -55,6 +68,10 @@ class Conv1d(TemporalConv):
     name = "conv1d"
     spatial_kernel = 1
 
+    def temporal_conv(self, clip, conv, height, width):
+        # A (k, 1, 1) Conv3d over (F, H, W) is a (k, 1) Conv2d over (F, H*W).
+        return F.conv2d(clip, conv.weight[..., 0], conv.bias, padding=(conv.padding[0], 0))
+
 
 @register_op
 class Conv3d(TemporalConv):
@@ -62,3 +79,16 @@ class Conv3d(TemporalConv):
 
     name = "conv3d"
     spatial_kernel = 3
+
+    def temporal_conv(self, clip, conv, height, width):
+        b, c, f, _ = clip.shape
+        k, pad = conv.kernel_size[0], conv.padding[0]
+        # Tap t of the kernel, as a 3x3 Conv2d on every frame: output channels [t*C, (t+1)*C).
+        taps = conv.weight.permute(2, 0, 1, 3, 4).reshape(k * c, c, *conv.kernel_size[1:])
+        per_frame = F.conv2d(clip_to_frames(clip, height, width), taps, padding=conv.padding[1:])
+        per_frame = F.pad(per_frame.reshape(b, f, k * c, height * width), (0, 0, 0, 0, pad, pad))
+        # Output frame i sums tap t of input frame i + t - pad (zero outside the clip).
+        out = per_frame[:, :f, :c]
+        for t in range(1, k):
+            out = out + per_frame[:, t:t + f, t * c:(t + 1) * c]
+        return out.permute(0, 2, 1, 3) + conv.bias[None, :, None, None]

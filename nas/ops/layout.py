@@ -1,7 +1,10 @@
-"""Tensor layouts shared by the temporal ops, written to convert to Core ML.
+"""Tensor layouts shared by the temporal ops: rank 4 only, channels first, for the Neural Engine.
 
-Spatial layers see ``(B*F, C, H, W)``; temporal ops regroup to ``(B, C, F, H, W)`` and back.
-Shapes are read as Python ints and no tensor has rank above 5 (Core ML's limit).
+Spatial layers see ``(B*F, C, H, W)``. A temporal op regroups to a channels-first rank-4
+layout, ``(B, C, F, H*W)`` for convolutions over frames, ``(B, C, X, S)`` (X independent
+positions, S the attended sequence) for attention, with one transpose in and one out.
+Shapes are read as Python ints, so tracing keeps shape arithmetic out of the converted graph.
+GroupNorm on these rank-4 views normalises the same elements as over ``(C, F, H, W)``.
 """
 
 from __future__ import annotations
@@ -9,31 +12,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 
-def to_video(hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)``."""
+def frames_to_clip(hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``(B*F, C, H, W)`` -> ``(B, C, F, H*W)``."""
     bf, c, h, w = hidden_states.shape
-    return hidden_states.reshape(bf // num_frames, num_frames, c, h, w).permute(0, 2, 1, 3, 4)
+    return hidden_states.reshape(bf // num_frames, num_frames, c, h * w).permute(0, 2, 1, 3)
 
 
-def to_frames(video: torch.Tensor) -> torch.Tensor:
-    """``(B, C, F, H, W)`` -> ``(B*F, C, H, W)``."""
-    b, c, f, h, w = video.shape
-    return video.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-
-
-class VideoGroupNorm(nn.GroupNorm):
-    """GroupNorm over (C, F, H, W) of a 5D video, applied on a 4D view.
-
-    Core ML lowers GroupNorm on a 5D tensor to a rank-6 reshape it rejects; the 4D view
-    ``(B, C, F*H, W)`` normalises the same elements, so the result is identical.
-    """
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        b, c, f, h, w = video.shape
-        return super().forward(video.reshape(b, c, f * h, w)).reshape(b, c, f, h, w)
+def clip_to_frames(clip: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(B, C, F, H*W)`` -> ``(B*F, C, H, W)``."""
+    b, c, f, _ = clip.shape
+    return clip.permute(0, 2, 1, 3).reshape(b * f, c, height, width)
 
 
 def sinusoidal_table(length: int, channels: int) -> torch.Tensor:

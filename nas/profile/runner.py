@@ -210,7 +210,7 @@ def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_
 
 
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-                "failed to allocate")
+                "failed to allocate", "could not create a primitive")  # the last: oneDNN (CPU conv2d)
 
 
 def failure_row(exc: BaseException) -> dict[str, Any]:
