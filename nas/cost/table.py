@@ -192,7 +192,7 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
     if status not in STATUSES:
         raise NasError(f"{where}: status must be one of {', '.join(STATUSES)}, got {status!r}")
     row["status"] = status
-    row["message"] = " ".join(str(raw.get("message", "")).split())
+    row["message"] = _text(raw.get("message"))
     row["samples"] = _number(raw["samples"], "samples", where, integer=True)
     for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb"):
         text = raw[column].strip()
@@ -203,7 +203,7 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
         if status == "ok" and (math.isnan(value) or math.isinf(value) or value < 0):
             raise NasError(f"{where}: {column} must be a finite number >= 0, got {text!r}")
         row[column] = value
-    placement = str(raw.get(PLACEMENT, "")).strip()
+    placement = _text(raw.get(PLACEMENT))
     if placement not in PLACEMENTS:
         raise NasError(f"{where}: placement must be empty or one of {', '.join(PLACEMENTS[1:])}, got {placement!r}")
     row[PLACEMENT] = placement
@@ -227,6 +227,13 @@ def _params(text: str, op: str, where: str) -> str:
                            f"(its parameters: {', '.join(defaults) or 'none'})")
         params = {**defaults, **params}
     return format_params(params)
+
+
+def _text(value: Any) -> str:
+    """A free-text cell as one line; empty for a missing one (None or NaN from a frame built in code)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return " ".join(str(value).split())
 
 
 def _number(text: str, column: str, where: str, integer: bool = False):
