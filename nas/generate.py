@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from nas.errors import NasError
 from nas.model import VideoUNet
+from nas.model.loading import load_pretrained
 
 
 def few_step_scheduler(config) -> DDIMScheduler:
@@ -42,22 +43,25 @@ def sample_latents(model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tenso
 def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | None = None):
     """The run as a ``VideoPipeline`` (diffusers' loader), with the VAE and text encoder from local folders."""
     from nas.data.pretrained import load_text_encoder, load_vae
-    from nas.pipeline import VideoPipeline, write_pipeline_index
+    from nas.pipeline import VideoPipeline
 
     run = Path(run)
     for part in ("model", "scheduler"):
         if not (run / part).is_dir():
             raise NasError(f"{run}: no {part}/ folder (is this a finished `nas train` run?)")
-    if not (run / "model_index.json").is_file():
-        write_pipeline_index(run)  # a run from before runs were pipeline folders
+    model = load_pretrained(VideoUNet, run / "model").eval()  # first: pickles, truncated files, other classes
     tokenizer, encoder = load_text_encoder(text_encoder)
     if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # hub convention; nas sets it unless -v
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()
+    parts = {"model": model, "vae": load_vae(vae) if vae is not None else None, "text_encoder": encoder,
+             "tokenizer": tokenizer}
     try:
-        pipe = VideoPipeline.from_pretrained(run, vae=load_vae(vae) if vae is not None else None, text_encoder=encoder,
-                                             tokenizer=tokenizer, local_files_only=True, use_safetensors=True)
+        if (run / "model_index.json").is_file():
+            pipe = VideoPipeline.from_pretrained(run, **parts, local_files_only=True, use_safetensors=True)
+        else:  # a run from before runs were pipeline folders: built from its parts, its folder left as it is
+            pipe = VideoPipeline(scheduler=DDIMScheduler.from_pretrained(run / "scheduler"), **parts)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise NasError(f"{run}: cannot load the run ({str(exc).strip().splitlines()[0]})") from None
     width = pipe.model.spatial.config.cross_attention_dim

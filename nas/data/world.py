@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from nas.data.media import write_video
 from nas.data.synth import COLOURS, SHAPES, _draw
+from nas.data.tiny_models import write_text_encoder, write_vae
 from nas.errors import NasError
 from nas.space import SearchSpace
 
@@ -78,8 +79,8 @@ def make_world(out: str | Path, space: SearchSpace, recipe: WorldRecipe | None =
     torch.manual_seed(recipe.seed)
     split = _write_clips(work, space, recipe)
     frames = np.concatenate([_frames_of(work / "videos" / "search", f) for f in split["search"]["file"][:8]])
-    _write_vae(work / "vae", frames)
-    _write_text_encoder(work / "text_encoder", space.cross_attention_dim, space.text_tokens)
+    write_vae(work / "vae", frames)
+    write_text_encoder(work / "text_encoder", space.cross_attention_dim, space.text_tokens)
     from nas.data.encode import encode_dataset
 
     encode_dataset(work / "videos" / "search", work / "vae", work / "text_encoder", work / "latents", space)
@@ -172,56 +173,6 @@ def _frames_of(folder: Path, file: str) -> np.ndarray:
     from nas.data.media import read_video
 
     return read_video(folder / file)
-
-
-# ------------------------------------------------------------------------ VAE and text encoder
-def _write_vae(folder: Path, images: np.ndarray) -> None:
-    """A 4-level AutoencoderKL (8x down, random weights) scaled so that ``images``' latents have unit std."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
-                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-                        block_out_channels=[8, 8, 16, 16], sample_size=64)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        std = vae.encode(x).latent_dist.mean.std().item()
-    vae.register_to_config(scaling_factor=1.0 / std)
-    vae.save_pretrained(folder)
-
-
-def _write_text_encoder(folder: Path, width: int, tokens: int) -> None:
-    """A 2-layer CLIPTextModel (random weights) and a character-level CLIP tokenizer (no merges)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    special = ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    alphabet = list(_bytes_to_unicode().values())
-    vocab = {tok: i for i, tok in enumerate(alphabet + [c + "</w>" for c in alphabet] + special)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "model_max_length": tokens, "bos_token": special[0], "eos_token": special[1], "pad_token": special[1],
-        "unk_token": special[1], "tokenizer_class": "CLIPTokenizer"}))
-    torch.manual_seed(0)
-    heads = 4 if width % 4 == 0 else 1
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                            num_attention_heads=heads, max_position_embeddings=tokens, bos_token_id=vocab[special[0]],
-                            eos_token_id=vocab[special[1]], pad_token_id=vocab[special[1]])
-    CLIPTextModel(config).save_pretrained(folder)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-level BPE alphabet: every byte as a printable character."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
 
 
 def _write_reference_latents(root: Path, space: SearchSpace) -> None:
