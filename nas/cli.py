@@ -649,6 +649,11 @@ def cmd_proxy_check(args) -> None:
     from nas.space import SearchSpace
 
     proxies = tuple(args.proxy or PROXIES)
+    for name in proxies:
+        try:
+            get_proxy(name)
+        except KeyError as exc:
+            raise NasError(f"--proxy: {exc.args[0]}") from None
     try:
         steps = tuple(int(s) for s in args.steps.split(","))
     except ValueError:

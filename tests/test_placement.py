@@ -85,7 +85,7 @@ def test_estimate_marks_and_prices_rows_the_neural_engine_cannot_run(long_clip_s
     assert any("attn3d" in key and "height=32" in key and "axis>16384" in note for key, note in off.items()), off
     assert set(table.meta["placement_rules"]) == {"conv3d", "axis>16384", "kernel>13"}
     path = table.save(tmp_path / "t.csv")
-    assert path.read_text().splitlines()[0].endswith(",status,placement")
+    assert path.read_text().splitlines()[0].endswith(",status,message,placement")
     loaded = LatencyTable.load(path)
     arch = Architecture.from_dict(long_clip_space, {"slots": {"down0": {"op": "attn3d", "count": 1, "heads": 4},
                                                               "down3": {"op": "attn1d", "count": 1, "heads": 4}}})

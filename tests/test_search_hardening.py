@@ -192,16 +192,23 @@ def test_search_takes_lr_written_as_1e_3(cli, table_path, tmp_path):
     assert code == 0, err
 
 
-def test_proxy_check_reference_follows_the_proxy_steps(cli, monkeypatch):
-    from nas.search import proxies
+def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli, monkeypatch, tmp_path):
+    from nas.search import proxy_check as check
 
     seen = {}
-    monkeypatch.setattr(proxies, "proxy_check", lambda space, proxy, samples, seed, reference_steps, progress, **o:
-                        seen.update(reference_steps=reference_steps, **o) or
-                        {"space": "tiny", "kendall_tau": 1.0, "reference_steps": reference_steps, "samples": samples})
-    code, _, err = cli("proxy", "check", TINY, "--proxy-option", "steps=7", "--reference-factor", "3")
+
+    def fake_check(space, world, proxies, samples, seed, steps, reference, reference_steps, options, cache, **kw):
+        seen.update(steps=steps, reference_steps=reference_steps, options=options)
+        return {"fake": True}
+
+    monkeypatch.setattr(check, "proxy_check", fake_check)
+    monkeypatch.setattr(check, "write_outputs", lambda report, out: {})
+    code, _, err = cli("proxy", "check", TINY, "--proxy", "distill", "--reference", "replay", "--proxy-option",
+                       "steps=7", "--proxy-option", "lr=1e-3", "--json", "--out", tmp_path)
     assert code == 0, err
-    assert seen["steps"] == 7 and seen["reference_steps"] == 21
+    # the proxy's one length, 7 steps; the reference's (None) is then 10x the longest proxy run
+    assert seen["steps"] == (7,) and seen["reference_steps"] is None
+    assert seen["options"]["distill"]["lr"] == 0.001 and isinstance(seen["options"]["distill"]["lr"], float)
 
 
 def test_cost_of_an_architecture_that_cannot_run_has_no_number(cli, tiny_space, unsupported_table, tmp_path):

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from nas.errors import NasError
-from nas.ops import OpKey, check_op_name, get_op
+from nas.ops import OpKey, check_op_name, op_defaults
 from nas.ops.key import format_params, parse_params
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
@@ -146,7 +146,7 @@ def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:
     params = []
     for op, heads, kernel in zip(frame["op"], frame["heads"], frame["kernel"]):
         try:
-            defaults = {} if op.strip() in WHOLE_MODEL_OPS else get_op(op.strip()).defaults
+            defaults = {} if op.strip() in WHOLE_MODEL_OPS else op_defaults(op.strip())
         except KeyError:
             defaults = {}  # reported by validate_rows with the row number
         params.append(";".join(f"{name}={value.strip()}" for name, value in (("heads", heads), ("kernel", kernel))
@@ -220,7 +220,7 @@ def _params(text: str, op: str, where: str) -> str:
     except ValueError as exc:
         raise NasError(f"{where}: {exc}") from None
     if op not in WHOLE_MODEL_OPS:
-        defaults = get_op(op).defaults
+        defaults = op_defaults(op)
         unknown = sorted(set(params) - set(defaults))
         if unknown:
             raise NasError(f"{where}: {op} has no parameter {', '.join(unknown)} "

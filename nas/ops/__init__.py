@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 
 from nas.ops.key import OpKey
-from nas.ops.registry import check_op_name, get_op, list_ops, register_op
+from nas.ops.registry import check_op_name, get_op, list_ops, op_defaults, register_op
 
-__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "get_op", "list_ops", "register_op"]
+__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "get_op", "list_ops", "op_defaults", "register_op"]
 
 
 def __getattr__(name: str):

@@ -22,13 +22,13 @@ from torch import nn
 from nas.ops import ane
 from nas.ops.base import TemporalOp
 from nas.ops.layout import sinusoidal_table
-from nas.ops.registry import register_op
+from nas.ops.registry import BUILTIN_DEFAULTS, register_op
 
 
 class TemporalAttention(TemporalOp):
     """Residual self-attention over the ``(B, C, X, S)`` layout that subclasses choose."""
 
-    defaults = {"heads": 8}
+    defaults = BUILTIN_DEFAULTS["attn1d"]  # attn3d's are the same
 
     def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):
         from diffusers.models.attention import BasicTransformerBlock  # here: checking a space needs no diffusers

@@ -23,13 +23,13 @@ from torch import nn
 from nas.ops import ane
 from nas.ops.base import TemporalOp
 from nas.ops.layout import clip_to_frames, frames_to_clip
-from nas.ops.registry import register_op
+from nas.ops.registry import BUILTIN_DEFAULTS, register_op
 
 
 class TemporalConv(TemporalOp):
     """Residual temporal convolution; subclasses fix the spatial kernel size and how it runs in 2D."""
 
-    defaults = {"kernel": 3}
+    defaults = BUILTIN_DEFAULTS["conv1d"]  # conv3d's are the same
     spatial_kernel: ClassVar[int] = 1
 
     def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):

@@ -27,6 +27,10 @@ _REGISTRY: dict[str, type[TemporalOp]] = {}
 # table or listing names does not pull in torch and diffusers.
 BUILTIN = {"none": "nas.ops.identity", "conv1d": "nas.ops.conv", "conv3d": "nas.ops.conv",
            "attn1d": "nas.ops.attention", "attn3d": "nas.ops.attention"}
+# Their parameters and defaults, kept here (the op classes take theirs from this) so that a table's
+# keys can be checked and completed without importing an op.
+BUILTIN_DEFAULTS = {"none": {}, "conv1d": {"kernel": 3}, "conv3d": {"kernel": 3}, "attn1d": {"heads": 8},
+                    "attn3d": {"heads": 8}}
 
 
 def register_op(cls: type[TemporalOp]) -> type[TemporalOp]:
@@ -62,6 +66,14 @@ def check_op_name(name: str) -> None:
         load_inherited()  # a spawned worker: the parent's --plugin modules
     if name not in _REGISTRY and name not in BUILTIN:
         raise KeyError(f"unknown temporal op {name!r} (known: {', '.join(list_ops())})")
+
+
+def op_defaults(name: str) -> dict:
+    """The parameters of op type ``name`` with their defaults; KeyError if there is no such op."""
+    check_op_name(name)
+    if name in _REGISTRY:
+        return dict(_REGISTRY[name].defaults)
+    return dict(BUILTIN_DEFAULTS[name])
 
 
 def list_ops() -> list[str]:
