@@ -163,6 +163,20 @@ def test_memory_tracker_counts_live_tensor_peak():
     assert tracker.live == 0
 
 
+def test_memory_tracker_counts_no_view_of_a_weight_or_input():
+    # The Neural Engine ops view their weights (1x1 conv from a Linear, Conv3d taps) on every call;
+    # were a view an allocation, each layer's weights would stay "live" for the rest of a whole model.
+    weight, x = torch.randn(64, 64), torch.randn(1, 64, 4, 16)
+    with MemoryTracker() as tracker:
+        for _ in range(3):
+            y = torch.nn.functional.conv2d(x, weight[:, :, None, None])  # 16 KB output, the weight's view free
+            y.add_(1)  # in place: no allocation
+            del y
+        t = weight.t()  # a view: no allocation
+    assert tracker.peak == 64 * 4 * 16 * 4
+    assert tracker.live == 0
+
+
 def test_slot_context_grows_with_skips(tiny_space):
     context = slot_context_bytes(tiny_space, 4)
     assert set(context) == set(tiny_space.slot_names)

@@ -88,8 +88,11 @@ class CostModel:
         self.memory_estimated = sorted(k for k, r in self._rows.items()
                                        if r["status"] == "ok" and math.isnan(float(r["memory_mb"])))
         for key in self.memory_estimated:
-            self._rows[key] = {**self._rows[key], "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes)}
+            self._rows[key] = {**self._rows[key], "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes,
+                                                                                table.meta.get("attention"))}
         self._cache: dict[OpKey, KeyCost] = {}
+        # The attention form the rows ran in (Core ML tables and the roofline say; torch tables use the ops' default).
+        self.attention = table.meta.get("attention")
         self._context_mb = {k: v / MB for k, v in slot_context_bytes(space, table.dtype_bytes).items()}
         made_for = table.meta.get("space")
         if made_for is not None and made_for != space.name:
@@ -153,7 +156,9 @@ class CostModel:
         """Memory axis: the op's own working-set size (attention: grows with the square of its sequence)."""
         if key.op in WHOLE_MODEL_OPS:
             return float(key.channels * key.frames * key.height * key.width)
-        return float(get_op(key.op).working_set(key.channels, key.frames, key.height, key.width, key.param_dict))
+        op = get_op(key.op)
+        attention = {"attention": self.attention} if self.attention and hasattr(op, "set_attention") else {}
+        return float(op.working_set(key.channels, key.frames, key.height, key.width, key.param_dict, **attention))
 
     def _first_format_spatial(self, key: OpKey) -> dict[str, Any] | None:
         """A spatial row without a backbone fingerprint (first table format): only for the space it was made for."""
@@ -301,7 +306,7 @@ class CostModel:
         return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
 
 
-def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int) -> float:
+def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, attention: str | None) -> float:
     """Peak tensor bytes of one key's workload, counted on the meta device (as the roofline estimate does)."""
     import torch
 
@@ -310,6 +315,9 @@ def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int) 
 
     with torch.device("meta"):
         workload = build_workload(space, key, "meta", torch.float16 if dtype_bytes == 2 else torch.float32)
+        for module in workload.module.modules() if attention else ():
+            if hasattr(module, "set_attention"):  # the form the rows ran in
+                module.set_attention(attention)
         tracker = MemoryTracker()
         with torch.no_grad(), tracker:
             workload()

@@ -260,6 +260,7 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         "tools": {"nas": nas.__version__},
         "date": date.today().isoformat(),
         "provenance": "estimated",
+        "attention": "split_einsum",
         "space": space.name,
         "method": (f"per unit roofline: Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
                    f"{efficiency:.3f}), bytes / {chip.bandwidth_gbs} GB/s) + {chip.dispatch_ms} ms per op with "

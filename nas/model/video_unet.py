@@ -149,7 +149,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         """
         unet = self.spatial
         b, c, f, h, w = sample.shape
-        features: dict[str, torch.Tensor] = {}
+        # Unasked-for block outputs are dropped at once, not held to the end of the forward
+        # (the up path's would stay live: peak memory the cost model's slot context does not have).
+        features: dict[str, torch.Tensor] = {} if return_features else _Dropped()
         x, emb, text = self._inputs(sample, timestep, encoder_hidden_states)
         x, skips = self._down(x, emb, text, f, features)
 
@@ -237,6 +239,13 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
     def _run_attention(self, attention: nn.Module, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self._run(_CrossAttention(attention), x, text)
+
+
+class _Dropped(dict):
+    """A features dict that keeps nothing (``VideoUNet.forward`` without ``return_features``)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
 
 
 class _CrossAttention(nn.Module):

@@ -18,7 +18,9 @@ Contract (what the model, the cost model and the profilers rely on):
 - ``working_set(...)``: peak bytes one call allocates beyond its input and weights (fp32). The
   cost model prices the memory of an unmeasured shape along it, so it must grow as the op's
   memory does (attention scores: with the square of the sequence). The default traces the
-  layer on the meta device, like ``cost``.
+  layer on the meta device, like ``cost``; an op with ``set_attention`` is traced with the
+  ``attention`` implementation the table was measured with (split_einsum holds one head's
+  scores at a time, sdpa all heads': their working sets grow differently).
 """
 
 from __future__ import annotations
@@ -76,15 +78,18 @@ class TemporalOp(nn.Module):
         return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[0]
 
     @classmethod
-    def working_set(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> int:
-        return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[1]
+    def working_set(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int],
+                    attention: str | None = None) -> int:
+        return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())), attention)[1]
 
 
 @functools.lru_cache(maxsize=4096)
-def _meta_trace(cls, channels, frames, height, width, params) -> tuple[OpCost, int]:
+def _meta_trace(cls, channels, frames, height, width, params, attention=None) -> tuple[OpCost, int]:
     """Count parameters, FLOPs and peak working-set bytes without allocating: run the layer on meta tensors."""
     with torch.device("meta"):
         layer = cls(channels, frames, 1, **dict(params))
+        if attention is not None:
+            layer.set_attention(attention)
         n_params = sum(p.numel() for p in layer.parameters())
         x = torch.empty(frames, channels, height, width)
         counter = FlopCounterMode(display=False)

@@ -4,6 +4,10 @@ CPU torch has no peak-memory counter, and process RSS is dominated by the alloca
 imports; the tracker instead follows every tensor storage created at the aten level and
 records the peak of live bytes, which is exact, repeatable and the same on every device
 (the meta device included, so a layer's working set can be counted without allocating).
+An op's output that shares the storage of one of its arguments (a view, an in-place op) is
+no allocation: counting it would count a weight or an input the first time it is viewed
+(``weight[:, :, None, None]`` for a 1x1 conv, ``weight.t()`` inside ``linear``) and keep it
+live until the weight dies, so a whole model would pile up every layer's weights.
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ class MemoryTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = None
         for value in tree_flatten(out)[0]:
             if isinstance(value, torch.Tensor):
                 self.moved += value.numel() * value.element_size()
-                self._track(value.untyped_storage())
+                storage = value.untyped_storage()
+                if inputs is None:
+                    inputs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0]
+                              if isinstance(t, torch.Tensor)}
+                if id(storage) not in inputs:
+                    self._track(storage)
         return out
 
     def _track(self, storage) -> None:
