@@ -1,5 +1,6 @@
 """Ctrl-C (SIGINT) in long commands: one line that says what was kept and how to resume, exit 130."""
 
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +35,8 @@ def interrupt(args, ready, timeout=400):
 def finished(db):
     def count():
         try:
-            with sqlite3.connect(db) as connection:
+            # closed at once: a connection left open keeps a read lock that makes the search's commit fail
+            with contextlib.closing(sqlite3.connect(db)) as connection:
                 return connection.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
         except sqlite3.Error:
             return 0
