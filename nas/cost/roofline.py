@@ -234,9 +234,9 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         for key, work in works.items():
             ms = roofline_ms(work, chip, efficiency)
             rows.append({**key.as_dict(), "latency_p50_ms": ms, "latency_p90_ms": ms,
-                         "memory_mb": work.working_set_bytes / 2**20, "samples": 0, "status": "ok",
+                         "memory_mb": work.working_set_bytes / 2**20, "samples": 0, "status": "ok", "message": "",
                          PLACEMENT: work.placement})
-        frame = pd.DataFrame(rows, columns=COLUMNS + [PLACEMENT]).astype(str)
+        frame = pd.DataFrame(rows, columns=COLUMNS).astype(str)
         return LatencyTable(validate_rows(frame, f"estimate for {chip.name}"), {"precision": "fp16"})
 
     efficiency, calibration = 1.0, None
