@@ -284,3 +284,24 @@ def test_search_own_device_example_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pareto architectures under" in result.stdout and (out / "model" / "config.json").is_file()
     assert pd.read_csv(out / "my_device.csv")["op"].ne("op").all()  # one header: the worker did not re-run it
+
+
+def test_storage_open_survives_a_schema_creation_race(tmp_path, monkeypatch):
+    """Two processes opening a fresh SQLite study race to create its schema; the loser retries."""
+    import sqlalchemy.exc
+
+    from nas.search import storage as storage_module
+
+    calls = []
+
+    class Racing(optuna.storages.RDBStorage):
+        def __init__(self, url, **kwargs):
+            calls.append(url)
+            if len(calls) == 1:
+                raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+            super().__init__(url, **kwargs)
+
+    monkeypatch.setattr(storage_module.optuna.storages, "RDBStorage", Racing)
+    monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
+    opened = storage_module.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and optuna.get_all_study_names(opened) == []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 
 from nas.errors import NasError
 
 JOURNAL_PREFIX = "journal:"
+SCHEMA_RACE_RETRIES = 5
 
 
 def open_storage(url: str | None):
@@ -24,12 +27,19 @@ def open_storage(url: str | None):
         return optuna.storages.JournalStorage(backend)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice
-            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
-    except Exception as exc:  # sqlalchemy raises many types for bad URLs and unreachable servers
-        raise NasError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice
+                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
+        except sqlalchemy.exc.IntegrityError:
+            # Two processes opening a fresh database both create its schema; the loser's insert of the
+            # schema version fails. The schema is there now, so opening again succeeds.
+            if attempt == SCHEMA_RACE_RETRIES:
+                raise NasError(f"--storage {url}: cannot open (another process keeps creating its schema)") from None
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # sqlalchemy raises many types for bad URLs and unreachable servers
+            raise NasError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
 
 
 def is_shared(url: str | None) -> bool:
