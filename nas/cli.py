@@ -476,7 +476,8 @@ def cmd_table_check(args) -> None:
     print(f"{report['samples']} architectures of {report['space']} on {report['table']}")
     for what, prefix in (("latency", ""), ("memory", "memory_")):
         print(f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "
-              f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}")
+              f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}  "
+              f"predicted/measured: {report[prefix + 'mean_ratio']:.3f} on average")
 
 
 def cmd_table_time(args) -> None:

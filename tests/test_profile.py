@@ -114,7 +114,8 @@ def test_check_reports_prediction_accuracy(cli, measured):
     code, out, err = cli("table", "check", TINY, "--table", measured, "--samples", "4", "--json")
     assert code == 0, err
     report = json.loads(out)
-    for key in ("within_10pct", "mape", "kendall_tau", "memory_within_10pct", "memory_mape", "memory_kendall_tau"):
+    for key in ("within_10pct", "mape", "kendall_tau", "mean_ratio", "memory_within_10pct", "memory_mape",
+                "memory_kendall_tau", "memory_mean_ratio"):
         assert key in report
     # Memory is deterministic: the model of weights + largest working set must hold.
     assert report["memory_within_10pct"] == 1.0

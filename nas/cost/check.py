@@ -44,6 +44,9 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
     return {
         f"{prefix}within_10pct": float((error <= 0.10).mean()),
         f"{prefix}mape": float(error.mean()),
+        # A table whose parts miss something (glue between slots, per-call overhead) is off by a
+        # steady factor: the mean ratio shows that bias, which MAPE alone cannot tell from noise.
+        f"{prefix}mean_ratio": float((predicted / measured).mean()),
         f"{prefix}kendall_tau": kendall_tau(predicted, measured),
     }
 
