@@ -61,6 +61,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}  # name -> the entry point that registered it
         self._loading: str | None = None  # the entry point being imported
+        self._scanned = False  # entry points are imported once: installed packages do not change
 
     def register(self, obj: T | None = None, *, name: str | None = None) -> Any:
         """File ``obj`` under ``name`` (default: its ``name`` attribute); returns ``obj``, so it decorates.
@@ -109,8 +110,10 @@ class Registry(Generic[T]):
         return sorted(set(self._entries) | set(self.builtins))
 
     def discover(self) -> None:
-        """Import the parent process's plugins and every entry point of the group (each may register)."""
+        """Import the parent process's plugins and, once, every entry point of the group (each may register)."""
         plugins.load_inherited()
+        if self._scanned:
+            return
         for entry_point in entry_points(group=self.group):
             self._loading = f"entry point {entry_point.name} = {entry_point.value}"
             try:
@@ -122,6 +125,7 @@ class Registry(Generic[T]):
                     self.register(loaded, name=getattr(loaded, "name", "") or entry_point.name)
             finally:
                 self._loading = None
+        self._scanned = True
 
     def source(self, name: str) -> str:
         """Where ``name`` comes from: built-in, an entry point, a --plugin module or the module that registered it."""

@@ -28,6 +28,7 @@ def point(request, monkeypatch):
     registry = POINTS[request.param][1]
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     monkeypatch.setattr(registry, "_origins", dict(registry._origins))
+    monkeypatch.setattr(registry, "_scanned", False)  # a test may fake the installed entry points
     return (request.param, *POINTS[request.param])
 
 
@@ -57,29 +58,50 @@ def test_an_unknown_name_lists_the_known_ones_in_one_line(point):
     assert isinstance(unknown.value, KeyError)  # what the registries raised before
 
 
-def test_an_installed_packages_entry_point_is_discovered(point, tmp_path, monkeypatch):
+def write_plugin(folder, module: str, point, name: str) -> None:
+    """A user's module that registers a class through the public decorator when imported."""
+    _, kind, _, api, register_name, *_ = point
+    (folder / f"{module}.py").write_text(f'"""A user\'s {kind}."""\nfrom {api} import {register_name}\n\n\n'
+                                         f'@{register_name}\nclass Plugged:\n    name = "{name}"\n')
+
+
+def test_an_installed_packages_entry_points_are_discovered(point, tmp_path, monkeypatch):
     noun, kind, registry, _, _, _, get, names, _ = point
     module, name = f"registry_test_ep_{noun}", f"ep_{noun}"
     (tmp_path / f"{module}.py").write_text(f'class Plugged:\n    """A {kind} of an installed package."""\n\n'
                                            f'    name = "{name}"\n')
+    write_plugin(tmp_path, f"{module}_registers", point, f"{name}_registered")
     monkeypatch.syspath_prepend(str(tmp_path))
-    found = [EntryPoint(name, f"{module}:Plugged", registry.group)]
+    found = [EntryPoint(name, f"{module}:Plugged", registry.group),  # a class
+             EntryPoint("mine", f"{module}_registers", registry.group)]  # a module that registers its class
     monkeypatch.setattr(nas.registry, "entry_points", lambda group: found if group == registry.group else [])
-    assert name in names()
-    assert get(name).__module__ == module
+    assert {name, f"{name}_registered"} <= set(names())
+    assert get(name).__module__ == module and get(f"{name}_registered").__module__ == f"{module}_registers"
     assert registry.source(name) == f"entry point {name} = {module}:Plugged"
+    assert registry.source(f"{name}_registered") == f"entry point mine = {module}_registers"
 
 
 def test_a_plugin_named_in_the_environment_is_imported_by_get(point, tmp_path, monkeypatch):
-    noun, kind, registry, api, register_name, _, get, _, _ = point
+    noun, _, registry, _, _, _, get, _, _ = point
     module, name = f"registry_test_plugin_{noun}", f"plugin_{noun}"
-    (tmp_path / f"{module}.py").write_text(f'"""A user\'s {kind}."""\nfrom {api} import {register_name}\n\n\n'
-                                           f'@{register_name}\nclass Plugged:\n    name = "{name}"\n')
+    write_plugin(tmp_path, module, point, name)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("NAS_PLUGINS", module)  # as a spawned worker inherits it from `nas --plugin`
     assert module not in sys.modules and name not in registry._entries
     assert get(name).__module__ == module
     assert registry.source(name) == f"plugin {module}"
+
+
+def test_a_plugin_taking_a_builtin_name_ends_the_command_in_one_line(point, tmp_path, monkeypatch, cli):
+    noun, kind, registry, *_, builtin = point
+    module = f"registry_test_clash_{noun}"
+    write_plugin(tmp_path, module, point, builtin)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("NAS_PLUGINS", "")
+    code, _, err = cli("--plugin", module, "ops")
+    assert code == 2 and err.splitlines() == [f"nas: error: {kind} {builtin!r} is already registered by built-in "
+                                              f"{registry.builtins[builtin]}; register {module}:Plugged under "
+                                              "another name"]
 
 
 def test_builtin_op_defaults_are_read_only():
