@@ -53,7 +53,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Hardware-aware NAS for mobile video diffusion.")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first (it may register temporal ops); repeatable")
+                        help="import MODULE first (it may register temporal ops, proxies, profilers); repeatable")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show third-party warnings as they come (default: one line counting them)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,9 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("-o", "--out", type=Path, help="architecture YAML to write (default: print)")
     sample.set_defaults(func=cmd_space_sample)
 
-    ops = commands.add_parser("ops", help="list the registered temporal op types")
-    ops.add_argument("--json", action="store_true")
-    ops.set_defaults(func=cmd_ops)
+    for noun, func, what in (("ops", cmd_ops, "temporal op types"), ("proxies", cmd_proxies, "quality proxies"),
+                             ("profilers", cmd_profilers, "profiler backends")):
+        listing = commands.add_parser(noun, help=f"list the registered {what}: name, source, description")
+        listing.add_argument("--json", action="store_true")
+        listing.set_defaults(func=func)
 
     build = commands.add_parser("build", help="build an architecture as a VideoUNet and report its size")
     build.add_argument("space", type=Path)
@@ -361,14 +363,32 @@ def cmd_space_sample(args) -> None:
 
 
 def cmd_ops(args) -> None:
-    from nas.ops import get_op, list_ops
+    from nas.ops import describe_ops
 
-    ops = {name: {"defaults": get_op(name).defaults, "doc": (get_op(name).__doc__ or "").strip().splitlines()[0]}
-           for name in list_ops()}
-    if args.json:
-        print(json.dumps(ops, indent=2))
+    _listing("op", describe_ops(), args.json)
+
+
+def cmd_proxies(args) -> None:
+    from nas.search.proxies import describe_proxies
+
+    _listing("proxy", describe_proxies(), args.json)
+
+
+def cmd_profilers(args) -> None:
+    from nas.profile.base import describe_profilers
+
+    _listing("profiler", describe_profilers(), args.json)
+
+
+def _listing(noun: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+    """A registry's rows (name, then the other columns) as JSON keyed by name, or as a table."""
+    if as_json:
+        print(json.dumps({row["name"]: {k: v for k, v in row.items() if k != "name"} for row in rows}, indent=2))
         return
-    _table(["op", "parameters", "what"], [[n, json.dumps(o["defaults"]), o["doc"]] for n, o in ops.items()])
+    columns = [k for k in rows[0] if k != "name"] if rows else []
+    cells = [[row["name"], *(v if isinstance(v, str) else json.dumps(v) for v in (row[c] for c in columns))]
+             for row in rows]
+    _table([noun, *columns], cells)
 
 
 def cmd_build(args) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import importlib
 
 from nas.ops.key import OpKey
-from nas.ops.registry import check_op_name, get_op, list_ops, op_defaults, register_op
+from nas.ops.registry import check_op_name, describe_ops, get_op, list_ops, op_defaults, register_op
 
-__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "get_op", "list_ops", "op_defaults", "register_op"]
+__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "describe_ops", "get_op", "list_ops", "op_defaults",
+           "register_op"]
 
 
 def __getattr__(name: str):

@@ -26,7 +26,9 @@ Contract (what the model, the cost model and the profilers rely on):
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -53,7 +55,7 @@ class TemporalOp(nn.Module):
     """Base of all temporal layer types; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, int]] = {}
+    defaults: ClassVar[Mapping[str, int]] = MappingProxyType({})  # read-only: subclasses share it
 
     def __init__(self, channels: int, frames: int, norm_groups: int = 32, **params: int):
         super().__init__()

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.ops import OpKey
+from nas.registry import Registry
 from nas.space import SearchSpace
 
-_BACKENDS: dict[str, type[Profiler]] = {}
+# The built-in backends, imported on first use (the coreml one pulls in coremltools).
+PROFILER_REGISTRY: Registry[type[Profiler]] = Registry("profiler", "nas.profilers", {
+    "torch": "nas.profile.torch_profiler:TorchProfiler", "coreml": "nas.profile.coreml_profiler:CoreMLProfiler"})
 
 
 class Profiler:
@@ -70,16 +73,20 @@ class Profiler:
 
 
 def register_profiler(cls: type[Profiler]) -> type[Profiler]:
-    _BACKENDS[cls.name] = cls
-    return cls
+    """Class decorator: make ``cls`` usable as ``nas profile --backend NAME``; a taken name is refused."""
+    return PROFILER_REGISTRY.register(cls)
 
 
 def get_profiler(name: str) -> type[Profiler]:
-    from nas.plugins import load_inherited
-    from nas.profile import coreml_profiler, torch_profiler  # noqa: F401  (register built-ins)
+    """The class registered as ``name``; UnknownName (a NasError and KeyError naming the known backends) if none."""
+    return PROFILER_REGISTRY.get(name)
 
-    if name not in _BACKENDS:
-        load_inherited()  # the profiling worker: the parent's --plugin modules
-    if name not in _BACKENDS:
-        raise KeyError(f"unknown profiler backend {name!r} (known: {', '.join(sorted(_BACKENDS))})")
-    return _BACKENDS[name]
+
+def list_profilers() -> list[str]:
+    """Names of all registered profiler backends."""
+    return PROFILER_REGISTRY.names()
+
+
+def describe_profilers() -> list[dict[str, Any]]:
+    """``nas profilers``: each backend's name, source and docstring line."""
+    return PROFILER_REGISTRY.describe()

@@ -1,6 +1,6 @@
 """Quality proxies: how good an architecture is likely to be, without training it to the end.
 
-A registry like the temporal ops: each proxy has a ``name``, says that higher scores are
+Registered like the temporal ops (:mod:`nas.registry`): each proxy has a ``name``, says that higher scores are
 better, and scores one architecture (``score``); the cheap ones can also score many at once
 from the space alone (``score_many``), which the exhaustive front uses.
 """
@@ -19,10 +19,15 @@ from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.size import slot_sizes
 from nas.ops import get_op
-from nas.plugins import load_inherited
+from nas.registry import Registry
 from nas.space import Architecture, SearchSpace
 
-_PROXIES: dict[str, type[QualityProxy]] = {}
+# The built-in proxies; the zero-cost ones are imported on first use.
+PROXY_REGISTRY: Registry[type[QualityProxy]] = Registry("proxy", "nas.proxies", {
+    "params": "nas.search.proxies:ParamsProxy", "flops": "nas.search.proxies:FlopsProxy",
+    "gradnorm": "nas.search.proxies:GradNormProxy", "distill": "nas.search.proxies:DistillProxy",
+    "synflow": "nas.search.zero_cost:SynflowProxy", "naswot": "nas.search.zero_cost:NaswotProxy",
+    "tsens": "nas.search.zero_cost:TemporalSensitivityProxy"})
 
 
 class QualityProxy:
@@ -46,20 +51,23 @@ class QualityProxy:
 
 
 def register_proxy(cls: type[QualityProxy]) -> type[QualityProxy]:
-    _PROXIES[cls.name] = cls
-    return cls
+    """Class decorator: make ``cls`` usable as ``--proxy NAME`` (its ``name``); a taken name is refused."""
+    return PROXY_REGISTRY.register(cls)
 
 
 def get_proxy(name: str) -> type[QualityProxy]:
-    if name not in _PROXIES:
-        load_inherited()  # a spawned search worker: the parent's --plugin modules
-    if name not in _PROXIES:
-        raise KeyError(f"unknown proxy {name!r} (known: {', '.join(list_proxies())})")
-    return _PROXIES[name]
+    """The class registered as ``name``; UnknownName (a NasError and KeyError naming the known proxies) if none."""
+    return PROXY_REGISTRY.get(name)
 
 
 def list_proxies() -> list[str]:
-    return sorted(_PROXIES)
+    """Names of all registered proxies."""
+    return PROXY_REGISTRY.names()
+
+
+def describe_proxies() -> list[dict[str, Any]]:
+    """``nas proxies``: each proxy's name, source and docstring line."""
+    return PROXY_REGISTRY.describe()
 
 
 def check_options(proxy_cls: type, options: dict[str, Any]) -> dict[str, Any]:
