@@ -217,8 +217,7 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
                              {**meta, "space": info["space"], "command": command})
         table.save(out)
         return table
-    spaces = sorted({json.loads(_inside(export_dir, c, c).read_text()).get("space_name", "")
-                     for c in manifest["config"]})
+    spaces = sorted({_space_name(_inside(export_dir, c, c)) for c in manifest["config"]})
     measured = MeasuredModels(_model_rows(frame, set(manifest["model"]), results),
                               {**meta, "space": ",".join(spaces), "command": command})
     missing = [k for k in SIDECAR_REQUIRED if k not in measured.meta]
@@ -288,6 +287,14 @@ def read_inputs(export_dir: Path, record: dict[str, Any], what: str) -> dict[str
         raise NasError(f"{export_dir / MANIFEST}: no inputs listed for {what} (export made before inputs were "
                        "saved: export again)")
     return feed
+
+
+def _space_name(config: Path) -> str:
+    """The space a model's config (``<name>.config.json``) says it was built from."""
+    try:
+        return str(json.loads(config.read_text()).get("space_name", ""))
+    except (ValueError, AttributeError):
+        raise NasError(f"{config}: not a model config (JSON object)") from None
 
 
 def _inside(export_dir: Path, relative: str, what: str) -> Path:
