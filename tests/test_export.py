@@ -154,7 +154,7 @@ def test_timing_off_macos_is_one_clear_error(exported):
         time_chain([out], {}, "CPU_AND_NE")
 
 
-def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, tmp_path):
+def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, capsys, tmp_path):
     """The folder `nas export coreml` writes is a Mac kit, chunked models included (a chain of packages)."""
     summary, out, *_ = exported
     made = tmp_path / "made"
@@ -164,6 +164,7 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, t
     assert info["kind"] == "models" and row["packages"] == "tiny.mlpackage" and row["config"] == "tiny.config.json"
     # a second model in the same folder, split in two chunks (as --chunks 2 writes it)
     parts = split_package(made / "tiny.mlpackage", 2, made / "split")
+    capsys.readouterr()  # coremltools' progress bars are not the commands' output
     write_model_kit(made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(),
                     space_path=TINY)
     export = tmp_path / "elsewhere" / "kit"
