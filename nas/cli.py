@@ -241,8 +241,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="default: kmeans if scikit-learn is installed, else uniform")
     coreml.add_argument("--chunks", type=int, default=1,
                         help="split into this many packages (power of two) for the Neural Engine's ~1 GB limit")
-    coreml.add_argument("--compute-units", choices=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
-                        help="time the package on these units (macOS only)")
+    coreml.add_argument("--compute-units", help="time the package on CPU_AND_NE, CPU_AND_GPU, CPU_ONLY or ALL (macOS)")
     coreml.add_argument("--runs", type=int, default=5, help="timed predictions after one warm-up")
     coreml.add_argument("--attention", choices=("split_einsum", "sdpa"), default="split_einsum",
                         help="attention form: split_einsum (Neural Engine, as apple/ml-stable-diffusion) or sdpa")
@@ -501,13 +500,13 @@ def cmd_table_check(args) -> None:
 
 
 def cmd_table_time(args) -> None:
-    from nas.profile.coreml_profiler import time_packages
+    from nas.profile.coreml_kit import time_packages
 
     print(f"wrote {time_packages(args.export_dir, args.compute_units, warmup=args.warmup, repeats=args.repeats)}")
 
 
 def cmd_table_import(args) -> None:
-    from nas.profile.coreml_profiler import import_results
+    from nas.profile.coreml_kit import import_results
 
     table = import_results(args.export_dir, args.out, command=args.command_line)
     print(f"wrote {args.out} ({len(table.rows)} rows)")
@@ -540,7 +539,7 @@ def cmd_profile(args) -> None:
     from nas.ops.key import parse_params
 
     if args.backend == "coreml" and args.export_only:
-        from nas.profile.coreml_profiler import export_packages
+        from nas.profile.coreml_kit import export_packages
 
         manifest = export_packages(args.space, args.export_only, precision=args.precision or "fp16")
         print(f"wrote {manifest}; time it on a Mac: nas table time {args.export_only}")
@@ -746,7 +745,8 @@ def cmd_export_coreml(args) -> None:
     model = _load_or_build(args)
     summary = export_coreml(model, args.out, target=args.target, precision=args.precision, batch=args.batch,
                             palettize=args.palettize, palettize_mode=args.palettize_mode, chunks=args.chunks,
-                            compute_units=args.compute_units, runs=args.runs, attention=args.attention)
+                            compute_units=args.compute_units, runs=args.runs, attention=args.attention,
+                            space_path=args.space)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -771,8 +771,9 @@ def cmd_export_coreml(args) -> None:
         print(f"warning: {warning}")
     if summary["timing"]:
         t = summary["timing"]
-        print(f"{t['compute_units']}: {t['latency_ms_p50']} ms per call (median of {t['runs']}), load {t['load_s']} s")
-    print(f"summary: {args.out.with_suffix('.json')}")
+        print(f"{t['compute_units']}: {t['latency_p50_ms']:.1f} ms per call (p50 of {t['samples']}, p90 "
+              f"{t['latency_p90_ms']:.1f}), load {t['load_s']} s")
+    print(f"summary: {args.out.with_suffix('.json')}; Mac kit: {args.out.parent} (nas table time {args.out.parent})")
 
 
 def _op_types(program: dict) -> str:

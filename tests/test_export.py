@@ -9,8 +9,11 @@ import contextlib
 import io
 import json
 import platform
+import shutil
 
+import pandas as pd
 import pytest
+import yaml
 
 pytest.importorskip("coremltools")
 
@@ -19,10 +22,12 @@ from nas.errors import NasError  # noqa: E402
 from nas.export import export_coreml  # noqa: E402
 from nas.export.chunk import split_package  # noqa: E402
 from nas.export.compress import palettize  # noqa: E402
-from nas.export.timing import run_chain, time_packages  # noqa: E402
 from nas.export.verify import check_chain, describe_package  # noqa: E402
 from nas.model import VideoUNet  # noqa: E402
+from nas.profile.coreml_kit import read_export, read_inputs, time_packages, write_model_kit  # noqa: E402
+from nas.profile.coreml_runtime import run_chain, time_chain  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
+from tests.coreml_stand_in import StandInCoreMLRuntime  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +84,8 @@ def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny
     else:  # the package and summary are written, then the timing step stops with one line
         assert code == 2 and summary["timing"] is None and stdout == ""
         # (coremltools' progress bars go to stderr before it)
-        assert stderr.strip().splitlines()[-1].startswith("nas: error: timing on CPU_AND_NE needs macOS")
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("nas: error: timing on CPU_AND_NE needs macOS") and "nas table time" in last
 
 
 @pytest.mark.parametrize("nbits, mode", [(4, "uniform"), pytest.param(6, "kmeans", marks=pytest.mark.heavy)])
@@ -132,6 +138,9 @@ def test_cli_exports_palettized_and_chunked_for_ios17(cli, tmp_path):
     assert [p["path"] for p in summary["packages"]] == [str(tmp_path / f"m_chunk{i}.mlpackage") for i in (1, 2)]
     assert all(p["palettized_weights"] > 0 and p["opset"] == "CoreML7" for p in summary["packages"])
     assert "m_chunk2.mlpackage" in stdout and not out.exists()
+    manifest, _ = read_export(tmp_path)  # the folder is a Mac kit for the chain of chunks
+    assert manifest.loc[0, "packages"] == "m_chunk1.mlpackage;m_chunk2.mlpackage"
+    assert manifest.loc[0, "space"] == "m.space.yaml" and (tmp_path / "m.space.yaml").read_text() == TINY.read_text()
     # iOS17 has no fused attention op: SDPA is lowered to matmul + softmax
     assert not any("scaled_dot_product_attention" in p["op_types"] for p in summary["packages"])
 
@@ -139,8 +148,70 @@ def test_cli_exports_palettized_and_chunked_for_ios17(cli, tmp_path):
 @pytest.mark.skipif(platform.system() == "Darwin", reason="Core ML runs on macOS")
 def test_timing_off_macos_is_one_clear_error(exported):
     out = exported[1]
-    with pytest.raises(NasError, match=r"timing on CPU_AND_NE needs macOS .*tiny.mlpackage was written"):
-        time_packages([out], {}, "CPU_AND_NE")
+    with pytest.raises(NasError, match="--compute-units must be one of CPU_AND_NE, CPU_AND_GPU, CPU_ONLY, ALL"):
+        time_chain([out], {}, "NPU")
+    with pytest.raises(NasError, match="needs macOS"):
+        time_chain([out], {}, "CPU_AND_NE")
+
+
+def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, capsys, tmp_path):
+    """The folder `nas export coreml` writes is a Mac kit, chunked models included (a chain of packages)."""
+    summary, out, *_ = exported
+    made = tmp_path / "made"
+    shutil.copytree(out.parent, made, ignore=shutil.ignore_patterns("run"))  # the fixture's folder stays as is
+    manifest, info = read_export(made)
+    (row,) = manifest.to_dict("records")
+    assert info["kind"] == "models" and row["packages"] == "tiny.mlpackage" and row["config"] == "tiny.config.json"
+    # a second model in the same folder, split in two chunks (as --chunks 2 writes it)
+    parts = split_package(made / "tiny.mlpackage", 2, made / "split")
+    capsys.readouterr()  # coremltools' progress bars are not the commands' output
+    write_model_kit(made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(),
+                    space_path=TINY)
+    export = tmp_path / "elsewhere" / "kit"
+    shutil.copytree(made, export)  # copied alone: no checkout, no absolute path to follow
+    shutil.rmtree(made)
+    text = (export / "manifest.csv").read_text() + (export / "export.yaml").read_text()
+    assert str(tmp_path) not in text and str(out.parent) not in text
+    manifest, _ = read_export(export)
+    assert list(manifest["model"]) == ["tiny", "split"] and (export / "split.space.yaml").is_file()
+    assert manifest["packages"].iloc[1] == "split_chunk1.mlpackage;split_chunk2.mlpackage"
+
+    # On Linux `nas table time` checks its arguments, then stops at the macOS guard: one line, exit 2.
+    code, _, err = cli("table", "time", export, "--compute-units", "NPU")
+    assert code == 2 and "--compute-units must be one of" in err and err.count("\n") == 1
+    if platform.system() != "Darwin":
+        code, _, err = cli("table", "time", export, "--compute-units", "CPU_AND_NE")
+        assert code == 2 and "needs macOS" in err and err.count("\n") == 1
+
+    # The timing logic with a stand-in runtime: each chunk gets the model inputs and what the chunks
+    # before it made (the stand-in refuses any other feed), warm-up + repeats, p50/p90, placement merged.
+    stand_in = StandInCoreMLRuntime(sleep_ms=3.0, growth_mb=20.0,
+                                    placement=lambda path: "cpu" if path.name == "split_chunk2.mlpackage" else "ne")
+    time_packages(export, "CPU_AND_NE", warmup=1, repeats=3, runtime=stand_in, progress=False)
+    assert [name for name, _ in stand_in.loads] == ["tiny.mlpackage", "split_chunk1.mlpackage",
+                                                     "split_chunk2.mlpackage"]
+    assert stand_in.calls == 3 * (1 + 3)
+    results = pd.read_csv(export / "results.csv", keep_default_na=False).set_index("model")
+    assert (results["samples"] == 3).all() and (results["status"] == "ok").all()
+    assert results.loc["tiny", "latency_p50_ms"] >= 3.0 and results.loc["split", "latency_p50_ms"] >= 6.0
+    assert (results["latency_p90_ms"] >= results["latency_p50_ms"]).all() and (results["memory_mb"] == 20.0).all()
+    assert results.loc["tiny", "placement"] == "ne" and results.loc["split", "placement"] == "mixed"
+    code, stdout, err = cli("table", "import", export, "-o", tmp_path / "models.csv")
+    assert code == 0, err
+    measured = pd.read_csv(tmp_path / "models.csv", keep_default_na=False)
+    meta = yaml.safe_load((tmp_path / "models.yaml").read_text())
+    assert list(measured["model"]) == ["tiny", "split"] and meta["space"] == "tiny" and meta["rows"] == 2
+    assert meta["compute_units"] == "CPU_AND_NE" and "not on an iPhone" in meta["note"]
+
+    # No footprint from the OS: memory unmeasured (empty), never the input bytes.
+    time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=StandInCoreMLRuntime(), progress=False)
+    assert (pd.read_csv(export / "results.csv", keep_default_na=False)["memory_mb"] == "").all()
+    # A hand-written results file (say from Xcode's report on an iPhone) is checked on import.
+    broken = pd.read_csv(export / "results.csv", dtype=str, keep_default_na=False)
+    broken.loc[1, "model"] = "other"
+    broken.to_csv(export / "results.csv", index=False)
+    code, _, err = cli("table", "import", export, "-o", tmp_path / "bad.csv")
+    assert code == 2 and "model 'other' is not in the export's manifest" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -148,6 +219,7 @@ def test_timing_off_macos_is_one_clear_error(exported):
     (["--space", TINY, "-o", "x.mlpackage", "--chunks", "3"], "power of two"),
     (["--model", "no/such/run", "-o", "x.mlpackage"], "not a VideoUNet folder"),
     (["--model", TINY.parent, "--arch", "reference", "-o", "x.mlpackage"], "goes with --space"),
+    (["--space", TINY, "-o", "x.mlpackage", "--compute-units", "NPU"], "--compute-units must be one of"),
 ])
 def test_bad_export_arguments_fail_in_one_line(cli, args, message):
     code, _, err = cli("export", "coreml", *args)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,8 +16,9 @@ import yaml
 from nas.cost.cost_model import CostModel
 from nas.cost.plan import plan_frame, table_plan
 from nas.cost.table import LatencyTable
-from nas.profile.coreml_profiler import time_packages
+from nas.profile.coreml_kit import time_packages
 from tests.conftest import ROOT, TINY
+from tests.coreml_stand_in import StandInCoreMLRuntime
 
 FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
 
@@ -129,40 +129,6 @@ def test_coreml_timing_needs_macos_here(cli, tmp_path):
     assert code == 2 and "needs macOS" in err and "--export-only" in err
 
 
-class FakeCoreMLRuntime:
-    """A STAND-IN for the Core ML runtime (which exists on macOS only), to test the timing kit's logic.
-
-    ``predict`` sleeps ``sleep_ms`` and returns a zero output; the footprint rises by
-    ``growth_mb`` while a prediction runs (None: the OS gives no footprint figure).
-    """
-
-    def __init__(self, sleep_ms=2.0, growth_mb=None, placement="ne"):
-        self.sleep_ms, self.growth_mb, self.placement_name = sleep_ms, growth_mb, placement
-        self.loads, self.calls, self._busy = [], 0, False
-
-    def load(self, path, compute_units):
-        assert path.is_dir(), path
-        self.loads.append((path.name, compute_units))
-
-        def predict(feed):
-            assert all(isinstance(v, np.ndarray) for v in feed.values()) and feed
-            self.calls += 1
-            self._busy = True
-            time.sleep(self.sleep_ms / 1000)
-            self._busy = False
-            return {"output": np.zeros(1)}
-
-        return predict
-
-    def placement(self, path, compute_units):
-        return self.placement_name
-
-    def footprint_bytes(self):
-        if self.growth_mb is None:
-            return None
-        return 100 * 2**20 + (self.growth_mb * 2**20 if self._busy else 0)
-
-
 def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space, tmp_path):
     pytest.importorskip("coremltools")
     made = tmp_path / "made"
@@ -175,6 +141,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     assert len(manifest) == len(table_plan(tiny_space))
     assert (export / "space.yaml").is_file() and "/" not in yaml.safe_load((export / "export.yaml").read_text())[
         "space_path"]
+    assert str(tmp_path) not in (export / "manifest.csv").read_text() + (export / "export.yaml").read_text()
     for row in manifest.to_dict("records"):
         if row["status"] == "ok":
             assert (export / row["package"]).is_dir()
@@ -190,11 +157,11 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
         assert code == 2 and "needs macOS" in err and err.count("\n") == 1
 
     # The timing logic, with a stand-in for the runtime: warm-up + repeats per package, p50/p90, memory.
-    fake = FakeCoreMLRuntime(sleep_ms=3.0, growth_mb=12.0, placement="ne")
-    results = time_packages(export, "CPU_AND_GPU", warmup=2, repeats=4, runtime=fake, progress=False)
+    stand_in = StandInCoreMLRuntime(sleep_ms=3.0, growth_mb=12.0, placement="ne")
+    results = time_packages(export, "CPU_AND_GPU", warmup=2, repeats=4, runtime=stand_in, progress=False)
     ok = int((manifest["status"] == "ok").sum())
-    assert len(fake.loads) == ok and {units for _, units in fake.loads} == {"CPU_AND_GPU"}
-    assert fake.calls == ok * (2 + 4)
+    assert len(stand_in.loads) == ok and {units for _, units in stand_in.loads} == {"CPU_AND_GPU"}
+    assert stand_in.calls == ok * (2 + 4)
     timed = pd.read_csv(results, keep_default_na=False)
     timed = timed[timed["status"] == "ok"]
     assert (timed["samples"] == 4).all() and (timed["latency_p50_ms"] >= 3.0).all()
@@ -208,7 +175,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
 
     # No footprint from the OS: memory is written as unmeasured (never the input bytes), and the cost
     # model prices it with the estimated working set and says so in the coverage.
-    time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=FakeCoreMLRuntime(growth_mb=None),
+    time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=StandInCoreMLRuntime(growth_mb=None),
                   progress=False)
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
     assert code == 0, err

@@ -153,7 +153,7 @@ class KeyWork:
 
 def workload_work(module: torch.nn.Module, inputs, fallback_unit: str, weight_bytes: float) -> KeyWork:
     """Run ``module(*inputs)`` (meta tensors) once with the placement and memory trackers."""
-    from nas.export.coreml import use_attention
+    from nas.ops.ane import use_attention
 
     use_attention(module, "split_einsum")  # the form the export ships to the Neural Engine
     placement, tracker = PlacementTracker(inputs, fallback_unit), MemoryTracker()

@@ -3,8 +3,11 @@
 Converts at the clip shape the model was built for (static shapes, batch 1 = no CFG), then
 optionally palettizes the weights and splits the program into chunks for the Neural Engine,
 reads every package back to verify it (op counts, weight bytes, inputs/outputs, Core ML
-rules) and writes a JSON summary next to it. Timing on compute units needs macOS; elsewhere
-that step stops with one line saying so, after the packages and the summary are written.
+rules) and writes a JSON summary next to it. The folder it writes to becomes a Mac kit
+(:mod:`nas.profile.coreml_kit`: the model's inputs as .npy, its config, the space YAML, a
+relative manifest), so it can be copied alone to a Mac and timed there with ``nas table time``.
+Timing on compute units right away needs macOS; elsewhere that step stops with one line saying
+so, after the packages, the summary and the kit are written.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from nas.export import verify
 from nas.export.chunk import split_package
 from nas.export.compress import check_palettize, default_mode
 from nas.export.compress import palettize as palettize_weights
-from nas.export.coreml import ATTENTIONS, PRECISIONS, TARGETS, OpGraph, convert, convert_video_unet, video_unet_inputs
+from nas.export.coreml import ATTENTIONS, convert_video_unet, video_unet_inputs
+from nas.profile.coreml_convert import PRECISIONS, TARGETS, OpGraph, convert
+from nas.profile.coreml_kit import check_model_folder, write_model_kit
+from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
 from nas.rss import peak_rss_mb
 
 
@@ -43,6 +49,7 @@ def export_coreml(
     compute_units: str | None = None,
     runs: int = 5,
     attention: str = "split_einsum",
+    space_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Convert ``model`` (a VideoUNet) to ``out`` (``NAME.mlpackage``); return the summary also written
     to ``NAME.json``.
@@ -53,9 +60,14 @@ def export_coreml(
     ``attention``: ``split_einsum`` (the Neural Engine form, as apple/ml-stable-diffusion) or ``sdpa``.
     The summary describes each package's program (op counts by type, tensor ranks, transposes and
     reshapes, 3D convs) and, apart, the program of each distinct temporal layer of the model.
+    ``out``'s folder is made a Mac kit for the model (``space_path``, the space YAML the model was
+    built from, is copied in when given).
     """
     out = Path(out)
     _check_arguments(out, target, precision, batch, chunks, runs)
+    if compute_units is not None:
+        check_compute_units(compute_units)
+    check_model_folder(out.parent)
     if attention not in ATTENTIONS:
         raise NasError(f"--attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     mode_note = None
@@ -114,13 +126,15 @@ def export_coreml(
     _write(summary_path, summary)
     if problems:
         raise NasError(f"{packages[0]}: converted program breaks Core ML rules: {problems[0]} (see {summary_path})")
+    dtypes = {f["name"]: f["dtype"] for package in summary["packages"] for f in package["inputs"]}
+    inputs = {name: tensor.numpy().astype(dtypes[name]) for name, tensor in video_unet_inputs(model, batch).items()}
+    write_model_kit(out.parent, stem.name, packages, inputs, model.to_json_string(), space_path, precision)
     if compute_units:
-        from nas.export.timing import time_packages
-
-        dtypes = {f["name"]: f["dtype"] for f in summary["packages"][0]["inputs"]}
-        inputs = {name: tensor.numpy().astype(dtypes[name])
-                  for name, tensor in video_unet_inputs(model, batch).items()}
-        summary["timing"] = time_packages(packages, inputs, compute_units, runs)
+        runtime = CoreMLRuntime(f"timing on {compute_units} needs macOS (the Core ML runtime); {packages[0]} was "
+                                f"written: copy {out.parent} alone to a Mac and run `nas table time {out.parent} "
+                                f"--compute-units {compute_units}`")
+        timing = time_chain(packages, inputs, compute_units, warmup=1, repeats=runs, runtime=runtime)
+        summary["timing"] = {"compute_units": compute_units, **timing}
         _write(summary_path, summary)
     return summary
 

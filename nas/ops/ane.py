@@ -125,6 +125,14 @@ def check_implementation(implementation: str) -> str:
     return implementation
 
 
+def use_attention(module: nn.Module, implementation: str) -> None:
+    """Set ``implementation`` on every submodule that offers ``set_attention`` (VideoUNet, attention ops)."""
+    check_implementation(implementation)
+    for sub in module.modules():
+        if hasattr(sub, "set_attention"):
+            sub.set_attention(implementation)
+
+
 class ChannelsFirstAttnProcessor:
     """A diffusers attention processor computing on ``(B, C, 1, S)`` as apple/ml-stable-diffusion does.
 
