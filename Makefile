@@ -24,8 +24,11 @@ demo: $(VENV)/.installed
 	rm -rf runs/demo
 	$(BIN)/python examples/recipe.py --dir runs/demo
 
+# Two worker processes (pytest-xdist; each module stays on one worker, so its expensive fixtures are
+# made once): the suite's target is ~5 minutes on 2 cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-heavy: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m heavy

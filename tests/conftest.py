@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ from nas.space import SearchSpace
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "search_spaces" / "tiny.yaml"
 DEFAULT = ROOT / "search_spaces" / "snapgen_v.yaml"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``: two workers), each worker gets its share of the cores: torch's
+    default of one thread per core in every worker oversubscribes the CPU and its threads wait on each other.
+    The processes a test starts inherit the share through OMP_NUM_THREADS, unless the test sets its own."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
 def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
     out = tmp_path / "t.csv"
     args = [sys.executable, "-m", "nas", "profile", str(TINY), "-o", str(out), "--warmup", "1", "--repeats", "3",
-            "--budget", "1"]
+            "--budget", "0.3"]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 120

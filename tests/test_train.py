@@ -8,74 +8,41 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from nas.data.media import fit, read_video
+from nas.data.media import read_video
 from tests.conftest import TINY
-from tests.tiny_models import write_space, write_text_encoder, write_vae
 
 ROOT = Path(__file__).resolve().parents[1]
-DISTILL = ["--max-steps", "40", "--batch-size", "4", "--lr", "1e-3", "--set", "holdout=2", "--set", "ema_decay=0.99",
-           "--set", "log_every=5", "--set", "checkpoint_every=20"]
-ADVERSARIAL = ["--max-steps", "30", "--batch-size", "4", "--lr", "5e-4", "--set", "disc_lr=5e-4", "--set", "holdout=2",
-               "--set", "ema_decay=0.99", "--set", "image_ratio=0.25", "--set", "disc_heads=4", "--set", "log_every=5",
-               "--set", "checkpoint_every=15"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import train_chain  # noqa: E402  (the chain is defined once, with its speed benchmark)
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """Runs the whole chain once through the CLI; returns its folders and how long it took."""
-    from nas.cli import main
-
-    torch.set_num_threads(2)
+    """Runs the whole chain once through the CLI (benchmarks/train_chain.py times the same chain)."""
     root = tmp_path_factory.mktemp("chain")
-    start = time.perf_counter()
-
-    def nas(*args):
-        assert main([str(a) for a in args]) == 0, args
-
-    nas("data", "synth", "-o", root / "videos", "--clips", 10, "--images", 4, "--frames", 8, "--height", 72,
-        "--width", 80)
-    (root / "videos" / "broken.mp4").write_bytes(b"not a video")
-    captions = pd.read_csv(root / "videos" / "captions.csv")
-    extra = [{"file": "broken.mp4", "caption": "noise"}, {"file": "missing.mp4", "caption": "gone"}]
-    pd.concat([captions, pd.DataFrame(extra)]).to_csv(root / "videos" / "captions.csv", index=False)
-    frames = np.concatenate([read_video(root / "videos" / f"clip_000{i}.mp4") for i in range(4)])
-    pixels = ((fit(frames, 64, 64) + 1) * 127.5).permute(0, 2, 3, 1).to(torch.uint8).numpy()
-    space = write_space(root)
-    write_vae(root / "vae", pixels)
-    write_text_encoder(root / "clip")
-    nas("data", "encode", root / "videos", "--vae", root / "vae", "--text-encoder", root / "clip", "--space", space,
-        "-o", root / "latents", "--stride", 2)
-    nas("train", "distill", "--space", space, "--data",
-        root / "latents", "--out", root / "run1", *DISTILL)
-    nas("train", "adversarial", "--init", root / "run1",
-        "--data", root / "latents", "--out", root / "run2", *ADVERSARIAL)
-    nas("generate", "--model", root / "run2", "--vae", root / "vae", "--text-encoder", root / "clip", "--prompt",
-        "a red square moving left", "--steps", 4, "-o", root / "out.mp4")
-    nas("generate", "--model", root / "run2", "--text-encoder", root / "clip", "--prompt", "a blue circle",
-        "--latents-only", "-o", root / "out.safetensors")
-    return {"root": root, "space": space, "seconds": time.perf_counter() - start}
+    train_chain.run_chain(root)
+    return {"root": root, "space": root / "space.yaml"}
 
 
 def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-def test_chain_runs_on_cpu_in_under_3_minutes_and_writes_a_playable_video(chain):
+def test_chain_writes_a_playable_video_and_latents(chain):
+    """(Its speed target, under 3 minutes on a quiet 2-core CPU, is benchmarks/train_chain.py's.)"""
     root = chain["root"]
     video = read_video(root / "out.mp4")
     assert video.shape == (4, 64, 64, 3)  # the space's frames and pixel size
     latents = load_file(str(root / "out.safetensors"))["latents"]
     assert latents.shape == (1, 4, 4, 8, 8) and torch.isfinite(latents).all()
-    assert chain["seconds"] < 180, f"chain took {chain['seconds']:.0f} s"
 
 
 def test_encode_writes_shards_and_lists_what_it_skipped(chain):
