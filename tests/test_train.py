@@ -65,8 +65,8 @@ def test_distill_at_least_halves_held_out_denoising_loss(chain):
 
 
 def test_adversarial_4_step_samples_are_closer_to_the_data_than_stage_1s(chain):
-    """Metric: latent MSE of each 4-step sample (no guidance) to the nearest data clip, mean over prompts;
-    the value at step 0 is the stage-1 model's."""
+    """Metric: latent MSE of each 4-step sample (no guidance) of a held-out clip's caption to that clip, mean
+    over the held-out clips; the value at step 0 is the stage-1 model's."""
     result = summary(chain["root"] / "run2")
     assert result["timesteps"] == [999, 749, 499, 249]
     assert result["eval_sample_mse_last"] < 0.8 * result["eval_sample_mse_first"], result

@@ -66,7 +66,7 @@ class GroundTruth:
         self.eval_noise = torch.randn((eval_timesteps * n, *self.test_latents.shape[1:]), generator=generator)
         self.sample_text = self.test_text.repeat(samples_per_caption, 1, 1)
         self.sample_noise = torch.randn((len(self.sample_text), *self.test_latents.shape[1:]), generator=generator)
-        self.target_paths = world.trajectories(self.test_latents).repeat(samples_per_caption, 1, 1)
+        self.sample_targets = self.test_latents.repeat(samples_per_caption, 1, 1, 1, 1)  # the clip of each caption
         self.order = self._order()
 
     def _order(self) -> list[list[int]]:
@@ -119,8 +119,7 @@ class GroundTruth:
 
     @torch.no_grad()
     def motion_error(self, model: VideoUNet) -> float:
-        latents = self.sample(model)
-        return float((self.world.trajectories(latents) - self.target_paths)[:, 1:].norm(dim=-1).mean())
+        return self.world.motion_error(self.sample(model), self.sample_targets)
 
     @torch.no_grad()
     def sample(self, model: VideoUNet, steps: int | None = None, guidance: float | None = None,

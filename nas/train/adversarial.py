@@ -11,8 +11,11 @@ to a random t' < ``disc_max_timestep``, with the text. Losses, each weighted in 
 - discriminator: ``loss_disc`` = relu(1 - D(real)) + relu(1 + D(fake)) (hinge), averaged over heads.
 
 Image and video batches are mixed (``image_ratio``). ``eval_sample_mse`` measures what the stage
-is for: the generator's ``steps``-step samples (no guidance) for the captions of training clips,
-as latent MSE to the nearest data clip; its value at step 0 is the stage-1 model's.
+is for on clips it never trains on: the generator's ``steps``-step samples (no guidance) for the
+captions of the held-out clips (the last ``holdout`` of the data), as latent MSE to the clip each
+caption belongs to; its value at step 0 is the stage-1 model's. (Training clips would reward
+memorising them.) It is a regression metric, so it favours the reconstruction term; whether the
+adversarial term helps is judged by ``benchmarks/four_step.py`` (motion and distribution distance).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     unet = model.spatial.config
     data.check_model(model.config.frames, unet.in_channels, model.config.sample_height, model.config.sample_width,
                      unet.cross_attention_dim, model.config.text_tokens, what=f"{init / 'model'}")
-    train_clips, _ = data.split(config.holdout)
+    train_clips, held_out = data.split(config.holdout)
     discriminator = Discriminator(model, unet.cross_attention_dim, config.disc_heads)
 
     opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -80,14 +83,14 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         save_config(config, out / "config.yaml", "adversarial")
         noise_schedule.save_pretrained(out / "scheduler")
     log = LossLog(out, step)
-    prompts = train_clips[:config.eval_samples]
+    prompts = held_out[:config.eval_samples]  # never in train_clips: the batches draw from those only
 
     def evaluate():
         if ema:
             ema.copy_to(evaluated)
-        return nearest_clip_mse(evaluated, sampler, data, prompts, train_clips, config.steps, accelerator)
+        return held_out_sample_mse(evaluated, sampler, data, prompts, config.steps, accelerator)
 
-    if step == 0:
+    if step == 0 and prompts:
         log.add(0, eval_sample_mse=evaluate())
     timer = StepTimer()
     bar = tqdm(total=config.max_steps, initial=step, desc="adversarial", disable=not accelerator.is_main_process)
@@ -142,7 +145,7 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
             values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in values.items()}
             bar.set_postfix(disc=f"{values['loss_disc']:.3f}", rec=f"{values['loss_reconstruction']:.3f}")
             log.add(step, lr=lr_at(step, config), **values)
-        if step == config.max_steps or (config.eval_every and step % config.eval_every == 0):
+        if prompts and (step == config.max_steps or (config.eval_every and step % config.eval_every == 0)):
             log.add(step, eval_sample_mse=evaluate())
         if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
             if accelerator.is_main_process:
@@ -162,17 +165,18 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
 
 
 @torch.no_grad()
-def nearest_clip_mse(model: VideoUNet, sampler, data: LatentDataset, prompts: list[int], clips: list[int],
-                     steps: int, accelerator) -> float:
-    """Mean over ``prompts`` (clip indices whose text is used) of the latent MSE between the ``steps``-step
-    sample (fixed noise, seed 0) and the nearest of ``clips``: lower means samples lie closer to the data."""
-    reference = data.get(clips)["latents"].to(accelerator.device).flatten(1)
+def held_out_sample_mse(model: VideoUNet, sampler, data: LatentDataset, clips: list[int], steps: int,
+                        accelerator) -> float:
+    """Mean over held-out ``clips`` of the latent MSE between the ``steps``-step sample (no guidance,
+    noise fixed by seed 0) for a clip's caption and that clip: lower means samples of unseen clips'
+    captions lie closer to them."""
     generator = torch.Generator().manual_seed(0)
     distances = []
-    for index in prompts:
+    for index in clips:
         item = data.get([index])
-        noise = torch.randn(item["latents"].shape, generator=generator).to(accelerator.device)
+        clip = item["latents"].to(accelerator.device)
+        noise = torch.randn(clip.shape, generator=generator).to(accelerator.device)
         with accelerator.autocast():
             sample = sample_latents(model, sampler, item["text"].to(accelerator.device), steps, noise)
-        distances.append((reference - sample.float().flatten(1)).square().mean(1).min().item())
+        distances.append((sample.float() - clip).square().mean().item())
     return sum(distances) / len(distances)

@@ -87,7 +87,7 @@ class AdversarialConfig(TrainConfig):
     disc_lr: float = 1e-4           # discriminator heads
     disc_heads: int = 8             # attention heads of the heads' temporal self-attention
     disc_max_timestep: int = 500    # real and fake latents are re-noised at t' < this for the discriminator
-    eval_samples: int = 8           # prompts for the sample metric (4-step samples vs. nearest data clip)
+    eval_samples: int = 8           # held-out clips for the sample metric (4-step samples of their captions vs. them)
 
     def check(self, source: str) -> None:
         super().check(source)
