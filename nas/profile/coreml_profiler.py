@@ -25,7 +25,7 @@ from nas.ops import OpKey
 from nas.ops.key import parse_params
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.timing import time_call
-from nas.profile.workload import build_workload
+from nas.cost.workload import build_workload
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
