@@ -47,8 +47,7 @@ class PairwiseProxy(QualityProxy):
         self.pairs = [rng.normal(scale=0.3, size=(a, b)) for a, b in zip(radices, radices[1:])]
 
     def score(self, architecture, curve=None) -> float:
-        row = [slot.choices.index(architecture.choice(slot.name)) for slot in self.space.slots]
-        return float(self.score_many(np.array([row]))[0])
+        return float(self.score_many(self.space.encode(architecture)[None])[0])
 
     def score_many(self, choices: np.ndarray) -> np.ndarray:
         pairs = sum(p[choices[:, i], choices[:, i + 1]] for i, p in enumerate(self.pairs))
@@ -70,7 +69,7 @@ def main() -> None:
     space = SearchSpace.load(args.space)
     cost = CostModel(space, LatencyTable.load(args.table))
     rng = np.random.default_rng(0)
-    sample = np.stack([rng.integers(0, len(s.choices), 20000) for s in space.slots], axis=1)
+    sample = space.random_rows(rng, 20000)
     steps = int(space.budgets.get("steps", 1))
     budgets = Budgets(latency_ms=float(np.median(cost.price(sample, steps)[0])), steps=steps)
     exact, counts = exhaustive_front(space, cost, budgets, get_proxy(args.proxy)(space))

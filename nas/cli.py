@@ -481,7 +481,7 @@ def cmd_table_validate(args) -> None:
 
 
 def cmd_table_check(args) -> None:
-    from nas.cost.check import check_table
+    from nas.profile.check import check_table
 
     if args.samples < 2:
         raise NasError(f"--samples must be at least 2, got {args.samples}")

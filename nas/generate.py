@@ -1,11 +1,8 @@
 """``nas generate``: text -> video with a trained run, in a few steps and without guidance.
 
-The denoising loop is written out in :func:`sample_latents`: start from Gaussian noise, and at
-each of the scheduler's timesteps predict the noise and let the diffusers scheduler (DDIM,
-"trailing" timestep spacing, so 4 steps are t = 999, 749, 499, 249) step to the next latent.
-No classifier-free guidance: one UNet pass per step, which is what the adversarial stage
-trains for. The latents are decoded frame by frame by the VAE and written as H.264 .mp4.
-``nas generate`` runs this loop through the run's diffusers pipeline (``nas.pipeline.VideoPipeline``).
+The run opens as its diffusers pipeline (:class:`nas.pipeline.VideoPipeline`, whose denoising
+loop is :func:`nas.pipeline.sample_latents`); the latents are decoded frame by frame by the VAE
+and written as H.264 .mp4, or kept as a .safetensors of latents.
 """
 
 from __future__ import annotations
@@ -20,24 +17,6 @@ from safetensors.torch import save_file
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.loading import load_pretrained
-
-
-def few_step_scheduler(config) -> DDIMScheduler:
-    """DDIM over the run's training noise schedule; trailing spacing starts at the last timestep."""
-    return DDIMScheduler.from_config(config, timestep_spacing="trailing", set_alpha_to_one=True)
-
-
-@torch.no_grad()
-def sample_latents(model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tensor, steps: int,
-                   noise: torch.Tensor) -> torch.Tensor:
-    """Denoise ``noise`` (B, C, F, h, w) conditioned on ``text`` (B, T, D) in ``steps`` model passes."""
-    scheduler.set_timesteps(steps)
-    latents = noise * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        model_input = scheduler.scale_model_input(latents, t)
-        noise_pred = model(model_input, t.to(latents.device), text).sample
-        latents = scheduler.step(noise_pred, t, latents).prev_sample
-    return latents
 
 
 def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | None = None):

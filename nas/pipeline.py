@@ -13,8 +13,13 @@ package, which only knows its own classes, or runs code from the folder with
 ``trust_remote_code``; a run folder carries no code, so the class is named by the import.)
 
 The VAE and text encoder are optional components: a run does not copy them, so they are passed
-in (or put as ``vae/``, ``text_encoder/``, ``tokenizer/`` folders into the run). The loop is
-``nas.generate.sample_latents``: DDIM with trailing timesteps, no guidance, one UNet pass per step.
+in (or put as ``vae/``, ``text_encoder/``, ``tokenizer/`` folders into the run).
+
+The denoising loop is written out in :func:`sample_latents`: start from Gaussian noise, and at
+each of the scheduler's timesteps predict the noise and let the diffusers scheduler (DDIM,
+"trailing" timestep spacing, so 4 steps are t = 999, 749, 499, 249) step to the next latent.
+No classifier-free guidance: one UNet pass per step, which is what the adversarial stage
+trains for (it samples with the same loop); ``nas generate`` (:mod:`nas.generate`) runs it.
 """
 
 from __future__ import annotations
@@ -25,11 +30,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from nas.errors import NasError
 from nas.model import VideoUNet  # imported here: diffusers resolves the model's module from sys.modules
+
+
+def few_step_scheduler(config) -> DDIMScheduler:
+    """DDIM over the run's training noise schedule; trailing spacing starts at the last timestep."""
+    return DDIMScheduler.from_config(config, timestep_spacing="trailing", set_alpha_to_one=True)
+
+
+@torch.no_grad()
+def sample_latents(model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tensor, steps: int,
+                   noise: torch.Tensor) -> torch.Tensor:
+    """Denoise ``noise`` (B, C, F, h, w) conditioned on ``text`` (B, T, D) in ``steps`` model passes."""
+    scheduler.set_timesteps(steps)
+    latents = noise * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(latents, t)
+        noise_pred = model(model_input, t.to(latents.device), text).sample
+        latents = scheduler.step(noise_pred, t, latents).prev_sample
+    return latents
+
 
 @dataclass
 class VideoPipelineOutput(BaseOutput):
@@ -46,8 +70,6 @@ class VideoPipeline(DiffusionPipeline):
 
     def __init__(self, model, scheduler, vae=None, text_encoder=None, tokenizer=None):
         super().__init__()
-        from nas.generate import few_step_scheduler
-
         self.register_modules(model=model, scheduler=few_step_scheduler(scheduler.config), vae=vae,
                               text_encoder=text_encoder, tokenizer=tokenizer)
 
@@ -56,7 +78,6 @@ class VideoPipeline(DiffusionPipeline):
                  latents: torch.Tensor | None = None, output_type: str = "np", return_dict: bool = True):
         """Denoise from Gaussian noise (``generator`` on the CPU, as ``nas generate --seed``) in ``num_inference_steps``."""
         from nas.data.pretrained import encode_text, vae_scale
-        from nas.generate import sample_latents
 
         if self.text_encoder is None or self.tokenizer is None:
             raise NasError("VideoPipeline: no text_encoder/tokenizer (pass them to from_pretrained)")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nas.cost.cost_model import CostModel
-from nas.cost.memory import MemoryTracker, slot_context_bytes
+from nas.cost.memory import slot_context_bytes
+from nas.ops.memory_tracker import MemoryTracker
 from nas.cost.plan import choice_key, spatial_key, table_plan
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import COLUMNS, LatencyTable, validate_rows

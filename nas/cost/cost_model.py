@@ -33,6 +33,7 @@ from nas.cost.memory import slot_context_bytes
 from nas.cost.plan import choice_key, spatial_key
 from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, LatencyTable
 from nas.errors import NasError, NasWarning
+from nas.model.size import choice_size, size_arrays
 from nas.ops import OpKey, get_op
 from nas.space import Architecture, SearchSpace
 
@@ -226,8 +227,7 @@ class CostModel:
                                    "coverage": "-", "status": "ok", "message": ""}
             if key is not None:
                 cost = self.key_cost(key)
-                params += get_op(choice.op).cost(slot.channels, key.frames, slot.height, slot.width,
-                                                 choice.param_dict).params * choice.count
+                params += choice_size(self.space, slot, choice).params
                 row.update(latency_ms=cost.latency_ms * choice.count, working_set_mb=cost.memory_mb,
                            coverage=cost.coverage, status=cost.status, message=cost.message,
                            placement=cost.placement)
@@ -264,26 +264,24 @@ class CostModel:
 
     # ---------------------------------------------------------------- many architectures
     def encode(self, architecture: Architecture) -> np.ndarray:
-        """Choice index per slot: the row format :meth:`price` takes."""
-        return np.array([slot.choices.index(architecture.choice(slot.name)) for slot in self.space.slots])
+        """The row format :meth:`price` takes (:meth:`SearchSpace.encode`)."""
+        return self.space.encode(architecture)
 
     @cached_property
     def _slot_arrays(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per slot, over its choices: latency (ms, count layers), working set incl. context (MB), params."""
         arrays = []
-        for slot in self.space.slots:
-            lat, mem, par = [], [], []
+        for slot, params in zip(self.space.slots, size_arrays(self.space, "params")):
+            lat, mem = [], []
             for choice in slot.choices:
                 key = choice_key(self.space, slot, choice)
                 if key is None:
-                    lat.append(0.0), mem.append(0.0), par.append(0)
+                    lat.append(0.0), mem.append(0.0)
                     continue
                 cost = self.key_cost(key)
                 lat.append(cost.latency_ms * choice.count)
                 mem.append(self._context_mb[slot.name] + cost.memory_mb)
-                par.append(get_op(choice.op).cost(slot.channels, key.frames, slot.height, slot.width,
-                                                  choice.param_dict).params * choice.count)
-            arrays.append((np.array(lat), np.array(mem), np.array(par, dtype=np.int64)))
+            arrays.append((np.array(lat), np.array(mem), params))
         return arrays
 
     def price(self, choices: np.ndarray, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -310,8 +308,8 @@ def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, 
     """Peak tensor bytes of one key's workload, counted on the meta device (as the roofline estimate does)."""
     import torch
 
-    from nas.cost.memory import MemoryTracker
-    from nas.profile.workload import build_workload
+    from nas.cost.workload import build_workload
+    from nas.ops.memory_tracker import MemoryTracker
 
     with torch.device("meta"):
         workload = build_workload(space, key, "meta", torch.float16 if dtype_bytes == 2 else torch.float32)

@@ -1,11 +1,8 @@
-"""The activation context a slot runs in (and the tensor-memory tracker, re-exported)."""
+"""The activation context a slot runs in: what the spatial UNet holds live around its temporal layers."""
 
 from __future__ import annotations
 
-from nas.ops.memory_tracker import MemoryTracker
 from nas.space import SearchSpace
-
-__all__ = ["MemoryTracker", "slot_context_bytes"]
 
 
 def slot_context_bytes(space: SearchSpace, dtype_bytes: int) -> dict[str, int]:

@@ -23,13 +23,13 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from nas.cost.memory import MemoryTracker
 from nas.cost.placement import ANE, RULES, PlacementTracker, UnitWork
 from nas.cost.plan import table_plan
 from nas.cost.table import COLUMNS, PLACEMENT, LatencyTable, validate_rows
+from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
-from nas.profile.workload import build_workload
+from nas.ops.memory_tracker import MemoryTracker
 from nas.space import Architecture, SearchSpace
 
 
@@ -250,7 +250,7 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         if holdout:
             calibration.update(_holdout(chip, efficiency, space_total, total_ms, f"{space.name}/{architecture.id}"))
     table = table_at(efficiency)
-    off_ne = {_key_text(k): f"{w.placement}: {w.notes}" for k, w in works.items() if w.placement != ANE}
+    off_ne = {k.row_text(): f"{w.placement}: {w.notes}" for k, w in works.items() if w.placement != ANE}
     table.meta = {
         "device": chip.device,
         "os": "iOS 18 (assumed)",
@@ -301,10 +301,6 @@ def _holdout(chip: Chip, efficiency: float, space_total: Callable[[float], float
 def _compare(name: str, chip_name: str, published: float, predicted: float, what: str) -> dict[str, Any]:
     return {"point": name, "chip": chip_name, "published_ms": round(published, 1), "predicted_ms": round(predicted, 1),
             "error_pct": round(100 * (predicted - published) / published, 1), "what": what}
-
-
-def _key_text(key: OpKey) -> str:
-    return " ".join(f"{k}={v}" for k, v in key.as_dict().items() if v != 0)
 
 
 def _calibrate(total: Callable[[float], float], target_ms: float) -> float:

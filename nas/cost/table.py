@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -64,10 +64,6 @@ class LatencyTable:
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.meta.get("precision", "fp32")]
-
-    @property
-    def name(self) -> str:
-        return self.path.stem if self.path else "<table>"
 
     def lookup(self) -> dict[OpKey, dict[str, Any]]:
         """OpKey -> row values, for exact hits."""
@@ -167,7 +163,8 @@ def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
         key, values = tuple(row[: len(KEY_COLUMNS)]), tuple(row[len(KEY_COLUMNS):])
         if key in seen and seen[key][1][status] != "error":  # a retried error row is superseded
             if not _same_values(seen[key][1], values):
-                raise NasError(f"{path}: row {index + 2}: duplicate key {_key_text(key)} with different values")
+                raise NasError(f"{path}: row {index + 2}: duplicate key {OpKey(*key).row_text()} "
+                               "with different values")
             continue
         seen[key] = (index, values)
     return typed.iloc[sorted(i for i, _ in seen.values())].reset_index(drop=True)
@@ -251,10 +248,6 @@ def _number(text: str, column: str, where: str, integer: bool = False):
 def _same_values(a: tuple, b: tuple) -> bool:
     return all((x == y) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
                for x, y in zip(a, b))
-
-
-def _key_text(key: Iterable) -> str:
-    return "(" + ", ".join(str(k) for k in key) + ")"
 
 
 def _check_sidecar(side: Path, meta: dict[str, Any], rows: pd.DataFrame) -> None:

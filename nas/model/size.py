@@ -11,12 +11,27 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.ops import get_op
-from nas.space import Architecture, SearchSpace
+from nas.ops.base import OpCost
+from nas.space import Architecture, Choice, SearchSpace, Slot
+
+
+def choice_size(space: SearchSpace, slot: Slot, choice: Choice) -> OpCost:
+    """Parameters and FLOPs of all ``count`` layers of ``choice`` at ``slot``, for one clip."""
+    cost = get_op(choice.op).cost(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+    return OpCost(cost.params * choice.count, cost.flops * choice.count)
+
+
+def size_arrays(space: SearchSpace, column: str) -> list[np.ndarray]:
+    """Per slot, ``column`` (params or flops) of each of its choices: a choice row
+    (:meth:`SearchSpace.encode`) indexes them to size many architectures at once."""
+    return [np.array([getattr(choice_size(space, slot, choice), column) for choice in slot.choices], dtype=np.int64)
+            for slot in space.slots]
 
 
 def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str, Any]]:
@@ -24,7 +39,7 @@ def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str,
     rows = []
     for slot in space.slots:
         choice = architecture.choice(slot.name)
-        cost = get_op(choice.op).cost(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+        cost = choice_size(space, slot, choice)
         rows.append({
             "slot": slot.name,
             "choice": choice.label,
@@ -32,8 +47,8 @@ def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str,
             "frames": space.video.frames,
             "height": slot.height,
             "width": slot.width,
-            "params": cost.params * choice.count,
-            "flops": cost.flops * choice.count,
+            "params": cost.params,
+            "flops": cost.flops,
         })
     return rows
 

@@ -20,7 +20,6 @@ from torch import nn
 
 from nas.ops import get_op
 from nas.space import Architecture, SearchSpace
-from nas.space.choice import Choice
 
 
 @dataclass
@@ -122,15 +121,6 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
     def temporal_parameters(self) -> list[nn.Parameter]:
         return list(self.temporal.parameters())
-
-    @property
-    def architecture_choices(self) -> dict[str, Choice]:
-        """Slot name -> Choice, read back from the config."""
-        out = {}
-        for name, raw in self.config.architecture.items():
-            params = tuple(sorted((k, v) for k, v in raw.items() if k not in ("op", "count")))
-            out[name] = Choice(raw["op"], raw.get("count", 0), params)
-        return out
 
     # ---------------------------------------------------------------- forward
     def forward(

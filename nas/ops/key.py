@@ -86,3 +86,8 @@ class OpKey:
         params = ", ".join(f"{k}={v}" for k, v in self.param_dict.items())
         return (f"{self.op}(channels={self.channels}, frames={self.frames}, {self.height}x{self.width}"
                 + (f", {params}" if params else "") + ")")
+
+    def row_text(self) -> str:
+        """The key as table columns, as sidecars and row errors name a row: ``op=attn1d channels=320 ...``
+        (zero columns left out)."""
+        return " ".join(f"{k}={v}" for k, v in self.as_dict().items() if v != 0)

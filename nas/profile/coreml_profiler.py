@@ -18,7 +18,7 @@ from nas.profile.base import Profiler, register_profiler
 from nas.profile.coreml_convert import convert
 from nas.profile.coreml_kit import package_name
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
-from nas.profile.workload import build_workload
+from nas.cost.workload import build_workload
 
 
 @register_profiler

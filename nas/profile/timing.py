@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nas.cost.memory import MemoryTracker
+from nas.ops.memory_tracker import MemoryTracker
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
+from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
-from nas.profile.workload import build_workload
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

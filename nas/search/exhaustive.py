@@ -15,7 +15,7 @@ from nas.search.optuna_internals import is_pareto_front
 from nas.search.proxies import QualityProxy
 from nas.search.results import COLUMNS, LEAST_VIOLATING
 from nas.search.study import Budgets
-from nas.space import Architecture, SearchSpace
+from nas.space import SearchSpace
 
 MAX_ARCHITECTURES = 20_000_000
 CHUNK = 1_000_000
@@ -76,7 +76,7 @@ def exhaustive_front(space: SearchSpace, cost: CostModel, budgets: Budgets, prox
         feasible_flag = False
     rows = []
     for index, values in zip(choices, loss):
-        arch = Architecture(space.name, tuple((s.name, s.choices[i]) for s, i in zip(space.slots, index)))
+        arch = space.decode(index)
         rows.append({"arch_id": arch.id, "latency_ms": values[0], "memory_mb": values[1],
                      "quality": -values[2] if proxy is not None else np.nan, "feasible": feasible_flag,
                      **{name: choice.label for name, choice in arch.choices}})

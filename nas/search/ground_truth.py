@@ -125,7 +125,7 @@ class GroundTruth:
     def sample(self, model: VideoUNet, steps: int | None = None, guidance: float | None = None,
                text: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Few-step DDIM samples (trailing spacing) of the test captions, with optional guidance."""
-        from nas.generate import few_step_scheduler
+        from nas.pipeline import few_step_scheduler
 
         scheduler: DDIMScheduler = few_step_scheduler(self.scheduler.config)
         scheduler.set_timesteps(steps or self.sample_steps)

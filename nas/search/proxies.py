@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +18,7 @@ import torch
 
 from nas.errors import NasError
 from nas.model import VideoUNet
-from nas.model.size import slot_sizes
+from nas.model.size import size_arrays, slot_sizes
 from nas.ops import get_op
 from nas.registry import Registry
 from nas.space import Architecture, SearchSpace
@@ -114,24 +115,16 @@ class _SlotSum(QualityProxy):
     vectorised = True
     column: ClassVar[str] = ""
 
+    @cached_property
     def _per_slot(self) -> list[np.ndarray]:
-        if not hasattr(self, "_arrays"):
-            frames = self.space.video.frames
-            self._arrays = []
-            for slot in self.space.slots:
-                values = []
-                for choice in slot.choices:
-                    cost = get_op(choice.op).cost(slot.channels, frames, slot.height, slot.width, choice.param_dict)
-                    values.append(getattr(cost, self.column) * choice.count)
-                self._arrays.append(np.array(values, dtype=float))
-        return self._arrays
+        return size_arrays(self.space, self.column)
 
     def score(self, architecture: Architecture, curve=None) -> float:
         return float(sum(row[self.column] for row in slot_sizes(self.space, architecture)))
 
     def score_many(self, choices: np.ndarray) -> np.ndarray:
         total = np.zeros(len(choices))
-        for column, values in enumerate(self._per_slot()):
+        for column, values in enumerate(self._per_slot):
             total += values[choices[:, column]]
         return total
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ from scipy import stats
 
 from nas.data.world import World
 from nas.errors import NasError
+from nas.metrics import bootstrap_interval, kendall_tau, spearman_rho
+from nas.model.size import size_arrays
 from nas.search.proxies import check_options, get_proxy
 from nas.space import Architecture, SearchSpace
 
@@ -45,8 +46,6 @@ GROUND_TRUTH_OPTIONS = ("lr", "batch", "eval_timesteps", "sample_steps", "sample
 
 def check_architectures(space: SearchSpace, samples: int, seed: int = 0) -> list[tuple[str, Architecture]]:
     """(label, architecture): the extremes and named ones first, then random samples, no repeats."""
-    from nas.search.proxies import get_proxy as proxy
-
     candidates: list[tuple[str, Architecture]] = []
 
     def every_slot(label: str, pick) -> None:
@@ -58,9 +57,8 @@ def check_architectures(space: SearchSpace, samples: int, seed: int = 0) -> list
     ops = sorted({c.op for slot in space.slots for c in slot.choices if not c.is_none})
     for op in ops:
         every_slot(f"all {op}", lambda slot, op=op: next((c for c in slot.choices if c.op == op), None))
-    params = proxy("params")(space)
-    sizes = params._per_slot()
-    every_slot("heaviest", lambda slot: slot.choices[int(np.argmax(sizes[space.slots.index(slot)]))])
+    sizes = dict(zip(space.slot_names, size_arrays(space, "params")))
+    every_slot("heaviest", lambda slot: slot.choices[int(np.argmax(sizes[slot.name]))])
     for name in space.architectures:
         candidates.append((name, space.architecture(name)))
     index = 0
@@ -238,18 +236,6 @@ def independence_problems(report: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _bootstrap(x: np.ndarray, y: np.ndarray, statistic, seed: int) -> tuple[float, float]:
-    def safe(a, b):  # a resample of tied scores has no correlation: count it as 0, not NaN
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", stats.ConstantInputWarning)
-            value = statistic(a, b).statistic
-        return 0.0 if np.isnan(value) else value
-
-    result = stats.bootstrap((x, y), safe, paired=True, vectorized=False, n_resamples=1000, method="percentile",
-                             confidence_level=0.9, random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
 def _combo_loo(frame: pd.DataFrame, target: np.ndarray, inputs: list[str], ridge: float = 1.0) -> np.ndarray:
     """Leave-one-out predictions of a ridge regression from the inputs' ranks to the target."""
     x = np.column_stack([stats.rankdata(frame[c]) for c in inputs])
@@ -277,12 +263,11 @@ def _results(frame: pd.DataFrame, metrics: list[str], seed: int) -> list[dict[st
             scored["combo"] = (_combo_loo(frame, stats.rankdata(truth), inputs),
                                float(sum(frame[f"{c}_s"].mean() for c in inputs)))
         for name, (values, cost) in scored.items():
-            tau = stats.kendalltau(values, truth).statistic
-            rho = stats.spearmanr(values, truth).statistic
+            tau, rho = kendall_tau(values, truth), spearman_rho(values, truth)
             results.append({
                 "proxy": name, "metric": metric, "kendall_tau": _round(tau), "spearman_rho": _round(rho),
-                "tau_ci90": [_round(v) for v in _bootstrap(values, truth, stats.kendalltau, seed)],
-                "rho_ci90": [_round(v) for v in _bootstrap(values, truth, stats.spearmanr, seed)],
+                "tau_ci90": [_round(v) for v in bootstrap_interval(values, truth, kendall_tau, seed)],
+                "rho_ci90": [_round(v) for v in bootstrap_interval(values, truth, spearman_rho, seed)],
                 "seconds_per_arch": round(cost, 3), "relative_cost": round(cost / reference_cost, 4),
             })
     return results

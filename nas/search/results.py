@@ -66,8 +66,7 @@ def write_results(out: Path, space: SearchSpace, pareto: pd.DataFrame, trials: p
     folder = out / "architectures"
     folder.mkdir(exist_ok=True)
     for row in pareto.to_dict("records"):
-        choices = {slot.name: next(c for c in slot.choices if c.label == row[slot.name]) for slot in space.slots}
-        Architecture(space.name, tuple(choices.items())).save(folder / f"{row['arch_id']}.yaml")
+        Architecture.from_labels(space, row).save(folder / f"{row['arch_id']}.yaml")
     if trials is not None:
         trials.to_csv(out / "trials.csv", index=False)
     plot_front(out, pareto, trials, summary)

@@ -86,7 +86,7 @@ class TableScreen:
         self._rows: dict[int, np.ndarray] = {}
 
     def random(self, n: int) -> np.ndarray:
-        return np.stack([self.rng.integers(0, len(labels), n) for labels in self.labels], axis=1)
+        return self.space.random_rows(self.rng, n)
 
     def encode(self, params: dict[str, Any]) -> np.ndarray | None:
         """Choice indices of a trial's or child's params; slots a child left open are drawn at random."""

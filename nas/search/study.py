@@ -133,8 +133,7 @@ class Objective:
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, float, float]:
         labels = {slot.name: trial.suggest_categorical(slot.name, [c.label for c in slot.choices])
                   for slot in self.space.slots}
-        choices = {slot.name: next(c for c in slot.choices if c.label == labels[slot.name]) for slot in self.space.slots}
-        architecture = Architecture(self.space.name, tuple(choices.items()))
+        architecture = Architecture.from_labels(self.space, labels)
         trial.set_user_attr("arch_id", architecture.id)
         index = self.cost.encode(architecture)[None]
         latency, memory = (float(v[0]) for v in self.cost.price(index, self.setup.budgets.steps))

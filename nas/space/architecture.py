@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import NasError
-from nas.ops import get_op
-from nas.space.choice import NONE, Choice
+from nas.space.choice import NONE, Choice, parse_op
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 if TYPE_CHECKING:
@@ -77,23 +76,25 @@ class Architecture:
             choices.append((slot.name, choice))
         return cls(space.name, tuple(choices))
 
+    @classmethod
+    def from_labels(cls, space: SearchSpace, labels: dict[str, str]) -> Architecture:
+        """The architecture whose slots hold the choices with these labels (optuna's params, CSV columns)."""
+        return cls(space.name, tuple((slot.name, next(c for c in slot.choices if c.label == labels[slot.name]))
+                                     for slot in space.slots))
+
 
 def _parse_choice(raw: Any, slot, where: str) -> Choice:
     if raw == NONE or raw is None:
         return Choice(NONE)
     if not isinstance(raw, dict) or "op" not in raw:
         raise NasError(f"{where}: expected a mapping like {{op: attn1d, count: 1, heads: 8}}, got {raw!r}")
-    op_name = raw["op"]
     try:
-        op = get_op(op_name)
-    except KeyError as exc:
-        raise NasError(f"{where}: {exc.args[0]}") from None
-    if op_name == NONE:
+        op, params = parse_op(raw, other_keys=("count",))
+    except ValueError as exc:
+        raise NasError(f"{where}: {exc}") from None
+    if op is None:
         return Choice(NONE)
-    params = {k: v for k, v in raw.items() if k not in ("op", "count")}
-    unknown = sorted(set(params) - set(op.defaults))
-    if unknown:
-        raise NasError(f"{where}: unknown parameter(s) {', '.join(unknown)} for op {op_name}")
+    op_name = raw["op"]
     # What is left out is taken from the slot when the slot offers a single value for it.
     offered = [c for c in slot.choices if c.op == op_name]
     for name, default in op.defaults.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.ops import get_op
+
 NONE = "none"
 
 
@@ -37,3 +39,24 @@ class Choice:
         if self.is_none:
             return {"op": NONE}
         return {"op": self.op, "count": self.count, **dict(self.params)}
+
+
+def parse_op(entry: dict[str, Any], other_keys: tuple[str, ...] = ()) -> tuple[type | None, dict[str, Any]]:
+    """The op class an ``{op: NAME, **params}`` mapping names (None for ``none``) and its parameters.
+
+    A space's choices and an architecture's slots are both written this way. An unknown op, or a
+    parameter the op does not have, raises ValueError (the caller says where); ``other_keys`` (an
+    architecture's ``count``) are neither parameters nor errors.
+    """
+    try:
+        op = get_op(entry["op"])
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if entry["op"] == NONE:
+        return None, {}
+    params = {k: v for k, v in entry.items() if k not in ("op", *other_keys)}
+    unknown = sorted(set(params) - set(op.defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for op {entry['op']} "
+                         f"(known: {', '.join(op.defaults) or 'none'})")
+    return op, params

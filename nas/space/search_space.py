@@ -12,12 +12,16 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from nas.errors import NasError
-from nas.ops import get_op
-from nas.space.choice import NONE, Choice
+from nas.space.choice import NONE, Choice, parse_op
 from nas.space.yaml_io import read_yaml_mapping
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nas.space.architecture import Architecture
 
 PATHS = ("down", "mid", "up")
 DOWN_BLOCKS = {"CrossAttnDownBlock2D", "DownBlock2D"}
@@ -211,6 +215,28 @@ class SearchSpace:
         for combo in itertools.product(*(s.choices for s in self.slots)):
             yield Architecture(self.name, tuple(zip(self.slot_names, combo)))
 
+    # ---------------------------------------------------------------- choice rows
+    # Many architectures at once are an int array, one row each, one column per slot holding the
+    # index of its choice in ``slot.choices``: what vectorised pricing (CostModel.price), vectorised
+    # proxies (score_many) and the search's table screen work on.
+    def encode(self, architecture: Architecture) -> np.ndarray:
+        """The choice row of ``architecture``."""
+        import numpy as np
+
+        return np.array([slot.choices.index(architecture.choice(slot.name)) for slot in self.slots])
+
+    def decode(self, row: np.ndarray) -> Architecture:
+        """The architecture of a choice row."""
+        from nas.space.architecture import Architecture
+
+        return Architecture(self.name, tuple((slot.name, slot.choices[int(i)]) for slot, i in zip(self.slots, row)))
+
+    def random_rows(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` uniformly random choice rows, drawn slot by slot from the numpy Generator ``rng``."""
+        import numpy as np
+
+        return np.stack([rng.integers(0, len(slot.choices), n) for slot in self.slots], axis=1)
+
     def summary(self) -> dict[str, Any]:
         """Plain-data description for ``nas space show --json``."""
         return {
@@ -379,19 +405,14 @@ def _choices(raw, counts, channels, where, fail) -> tuple[Choice, ...]:
         entry = {"op": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or "op" not in entry:
             raise fail(f"{where}: each choice must be a mapping with an 'op', got {entry!r}")
-        op_name = entry["op"]
         try:
-            op = get_op(op_name)
-        except KeyError as exc:
-            raise fail(f"{where}: {exc.args[0]}") from None
-        if op_name == NONE:
+            op, given = parse_op(entry)
+        except ValueError as exc:
+            raise fail(f"{where}: {exc}") from None
+        if op is None:
             expanded.append(Choice(NONE))
             continue
-        given = {k: v for k, v in entry.items() if k != "op"}
-        unknown = sorted(set(given) - set(op.defaults))
-        if unknown:
-            raise fail(f"{where}: unknown parameter(s) {', '.join(unknown)} for op {op_name} "
-                       f"(known: {', '.join(op.defaults) or 'none'})")
+        op_name = entry["op"]
         grid = {k: (v if isinstance(v, list) else [v]) for k, v in {**op.defaults, **given}.items()}
         for values in itertools.product(*grid.values()):
             params = dict(zip(grid, values))

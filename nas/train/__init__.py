@@ -1,6 +1,6 @@
 """Training: stage 1 ``distill`` (the searched architecture into a full video model) and stage 2
 ``adversarial`` (latent adversarial fine-tuning to a few-step generator), with the shared
-machinery -- configs, checkpoints with exact resume, EMA, loss logs -- in small modules.
+machinery -- configs, the training loop, checkpoints with exact resume, EMA, loss logs -- in small modules.
 """
 
 from nas.train.adversarial import adversarial

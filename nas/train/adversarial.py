@@ -27,20 +27,18 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
-from tqdm import tqdm
 
 from nas.data import LatentDataset
 from nas.errors import NasError
-from nas.generate import few_step_scheduler, sample_latents
 from nas.model import VideoUNet
 from nas.model.loading import load_pretrained
-from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nas.pipeline import few_step_scheduler, sample_latents
 from nas.train.config import AdversarialConfig, save_config
 from nas.train.discriminator import Discriminator
 from nas.train.ema import EMA
-from nas.train.log import LossLog
-from nas.train.runtime import (StepTimer, draw_batch, finish_run, global_randint, global_randn, lr_at,
-                               make_accelerator, prepare_run_folder, set_lr)
+from nas.train.loop import RunState, train_loop
+from nas.train.runtime import (draw_batch, finish_run, global_randint, global_randn, lr_at, make_accelerator,
+                               prepare_run_folder, set_lr)
 
 
 def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int | None = None) -> dict:
@@ -73,93 +71,69 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     evaluated = copy.deepcopy(gen) if ema else gen
     alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
     rng = torch.Generator().manual_seed(config.seed)
-
-    step = 0
-    modules, optimizers = {"generator": gen, "discriminator_heads": disc.heads}, {"generator": opt_g, "discriminator": opt_d}
-    emas = {"generator": ema} if ema else {}
-    if resume and (checkpoint := latest_checkpoint(out / "checkpoints")):
-        step = load_checkpoint(checkpoint, modules, optimizers, emas, rng)
+    state = RunState({"generator": gen, "discriminator_heads": disc.heads},
+                     {"generator": opt_g, "discriminator": opt_d}, {"generator": ema} if ema else {}, rng)
+    step = state.resume(out) if resume else 0
     if accelerator.is_main_process:
         save_config(config, out / "config.yaml", "adversarial")
         noise_schedule.save_pretrained(out / "scheduler")
-    log = LossLog(out, step)
     prompts = held_out[:config.eval_samples]  # never in train_clips: the batches draw from those only
 
-    def evaluate():
+    def train_step(step: int) -> dict[str, torch.Tensor]:
+        batch = draw_batch(data, train_clips, rng, config, accelerator)
+        real, text, pooled = batch["latents"], batch["text"], batch["text_pooled"]
+        b = real.shape[0]
+        t = fixed_timesteps[global_randint(len(fixed_timesteps), b, rng, accelerator).cpu()].to(accelerator.device)
+        noisy = noise_schedule.add_noise(real, global_randn(tuple(real.shape), rng, accelerator), t)
+        t_disc = global_randint(config.disc_max_timestep, b, rng, accelerator)
+        noise_disc = global_randn(tuple(real.shape), rng, accelerator)
+
+        # generator: one step to a clean estimate, judged by the (unchanging) discriminator
+        disc.heads.requires_grad_(False)
+        with accelerator.autocast():
+            eps = generator_ddp(noisy, t, text).sample.float()
+            a = alphas[t].view(-1, 1, 1, 1, 1)
+            fake = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
+            fake_noisy = noise_schedule.add_noise(fake, noise_disc, t_disc)
+            logits = disc(fake_noisy, t_disc, text, pooled)
+            loss_adversarial = -torch.stack([l.float().mean() for l in logits]).mean()
+            loss_reconstruction = F.mse_loss(fake, real)
+            loss_g = config.loss_adversarial * loss_adversarial + config.loss_reconstruction * loss_reconstruction
+        accelerator.backward(loss_g)
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        set_lr(opt_g, lr_at(step, config))
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        disc.heads.requires_grad_(True)
+
+        # discriminator: real and fake clips, noised alike, in one batch
+        real_noisy = noise_schedule.add_noise(real, noise_disc, t_disc)
+        with accelerator.autocast():
+            logits = discriminator_ddp(torch.cat([real_noisy, fake_noisy.detach()]), t_disc.repeat(2),
+                                       text.repeat(2, 1, 1), pooled.repeat(2, 1))
+            loss_disc = torch.stack([F.relu(1 - l[:len(l) // 2].float()).mean() + F.relu(1 + l[len(l) // 2:].float()).mean()
+                                     for l in logits]).mean()
+        accelerator.backward(loss_disc)
+        accelerator.clip_grad_norm_(disc.trainable_parameters(), config.max_grad_norm)
+        set_lr(opt_d, lr_at(step, config, config.disc_lr))
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        if ema:
+            ema.update(gen, step)
+        return {"loss_adversarial": loss_adversarial, "loss_reconstruction": loss_reconstruction,
+                "loss_disc": loss_disc}
+
+    def evaluate() -> dict[str, float]:
         if ema:
             ema.copy_to(evaluated)
-        return held_out_sample_mse(evaluated, sampler, data, prompts, config.steps, accelerator)
+        return {"eval_sample_mse": held_out_sample_mse(evaluated, sampler, data, prompts, config.steps, accelerator)}
 
-    if step == 0 and prompts:
-        log.add(0, eval_sample_mse=evaluate())
-    timer = StepTimer()
-    bar = tqdm(total=config.max_steps, initial=step, desc="adversarial", disable=not accelerator.is_main_process)
-    while step < config.max_steps:
-        step += 1
-        with timer:
-            batch = draw_batch(data, train_clips, rng, config, accelerator)
-            real, text, pooled = batch["latents"], batch["text"], batch["text_pooled"]
-            b = real.shape[0]
-            t = fixed_timesteps[global_randint(len(fixed_timesteps), b, rng, accelerator).cpu()].to(accelerator.device)
-            noisy = noise_schedule.add_noise(real, global_randn(tuple(real.shape), rng, accelerator), t)
-            t_disc = global_randint(config.disc_max_timestep, b, rng, accelerator)
-            noise_disc = global_randn(tuple(real.shape), rng, accelerator)
-
-            # generator: one step to a clean estimate, judged by the (unchanging) discriminator
-            disc.heads.requires_grad_(False)
-            with accelerator.autocast():
-                eps = generator_ddp(noisy, t, text).sample.float()
-                a = alphas[t].view(-1, 1, 1, 1, 1)
-                fake = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
-                fake_noisy = noise_schedule.add_noise(fake, noise_disc, t_disc)
-                logits = disc(fake_noisy, t_disc, text, pooled)
-                loss_adversarial = -torch.stack([l.float().mean() for l in logits]).mean()
-                loss_reconstruction = F.mse_loss(fake, real)
-                loss_g = config.loss_adversarial * loss_adversarial + config.loss_reconstruction * loss_reconstruction
-            accelerator.backward(loss_g)
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            set_lr(opt_g, lr_at(step, config))
-            opt_g.step()
-            opt_g.zero_grad(set_to_none=True)
-            disc.heads.requires_grad_(True)
-
-            # discriminator: real and fake clips, noised alike, in one batch
-            real_noisy = noise_schedule.add_noise(real, noise_disc, t_disc)
-            with accelerator.autocast():
-                logits = discriminator_ddp(torch.cat([real_noisy, fake_noisy.detach()]), t_disc.repeat(2),
-                                           text.repeat(2, 1, 1), pooled.repeat(2, 1))
-                loss_disc = torch.stack([F.relu(1 - l[:len(l) // 2].float()).mean() + F.relu(1 + l[len(l) // 2:].float()).mean()
-                                         for l in logits]).mean()
-            accelerator.backward(loss_disc)
-            accelerator.clip_grad_norm_(disc.trainable_parameters(), config.max_grad_norm)
-            set_lr(opt_d, lr_at(step, config, config.disc_lr))
-            opt_d.step()
-            opt_d.zero_grad(set_to_none=True)
-            if ema:
-                ema.update(gen, step)
-        bar.update(1)
-
-        if step % config.log_every == 0 or step == config.max_steps:
-            values = {"loss_adversarial": loss_adversarial, "loss_reconstruction": loss_reconstruction,
-                      "loss_disc": loss_disc}
-            values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in values.items()}
-            bar.set_postfix(disc=f"{values['loss_disc']:.3f}", rec=f"{values['loss_reconstruction']:.3f}")
-            log.add(step, lr=lr_at(step, config), **values)
-        if prompts and (step == config.max_steps or (config.eval_every and step % config.eval_every == 0)):
-            log.add(step, eval_sample_mse=evaluate())
-        if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
-            if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints", step, modules, optimizers, emas, rng)
-                log.save()
-            accelerator.wait_for_everyone()
-        if step == stop_after:
-            break
-    bar.close()
-
-    summary = {"stage": "adversarial", "step": step, "finished": step == config.max_steps,
+    run = train_loop("adversarial", config, accelerator, out, state, step, train_step, evaluate if prompts else None,
+                     shown=("loss_disc", "loss_reconstruction"), stop_after=stop_after)
+    summary = {"stage": "adversarial", "step": run.step, "finished": run.finished,
                "processes": accelerator.num_processes, "steps": config.steps, "timesteps": fixed_timesteps.tolist(),
-               "s_per_step": timer.per_step, "eval_sample_mse_first": log.first("eval_sample_mse"),
-               "eval_sample_mse_last": log.last("eval_sample_mse")}
+               "s_per_step": run.s_per_step, "eval_sample_mse_first": run.log.first("eval_sample_mse"),
+               "eval_sample_mse_last": run.log.last("eval_sample_mse")}
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated})
     return summary
 

@@ -24,18 +24,16 @@ import copy
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
-from tqdm import tqdm
 
 from nas.data import LatentDataset
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.space import SearchSpace
-from nas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nas.train.config import DistillConfig, save_config
 from nas.train.ema import EMA
-from nas.train.log import LossLog
-from nas.train.runtime import (StepTimer, draw_batch, finish_run, global_randint, global_randn, lr_at,
-                               make_accelerator, noise_scheduler, prepare_run_folder, set_lr)
+from nas.train.loop import RunState, train_loop
+from nas.train.runtime import (draw_batch, finish_run, global_randint, global_randn, lr_at, make_accelerator,
+                               noise_scheduler, prepare_run_folder, set_lr)
 from nas.train.teacher import Student, load_teacher
 
 EVAL_TIMESTEPS = (50, 200, 350, 500, 650, 800, 950)
@@ -75,70 +73,48 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     ema = EMA(raw.model, config.ema_decay) if config.ema_decay is not None else None
     evaluated = copy.deepcopy(raw.model) if ema else raw.model  # what gets saved: EMA weights if any
     generator = torch.Generator().manual_seed(config.seed)
-
-    step = 0
-    if resume and (checkpoint := latest_checkpoint(out / "checkpoints")):
-        step = load_checkpoint(checkpoint, {"student": raw}, {"student": optimizer}, {"student": ema} if ema else {},
-                               generator)
+    state = RunState({"student": raw}, {"student": optimizer}, {"student": ema} if ema else {}, generator)
+    step = state.resume(out) if resume else 0
     if accelerator.is_main_process:
         save_config(config, out / "config.yaml", "distill")
-    log = LossLog(out, step)
     alphas = scheduler.alphas_cumprod.to(accelerator.device)
 
-    def evaluate():
+    def train_step(step: int) -> dict[str, torch.Tensor]:
+        batch = draw_batch(data, train_clips, generator, config, accelerator, "frame" if images else None)
+        clean, text = batch["latents"], batch["text"]
+        noise = global_randn(tuple(clean.shape), generator, accelerator)
+        t = global_randint(scheduler.config.num_train_timesteps, clean.shape[0], generator, accelerator)
+        noisy = scheduler.add_noise(clean, noise, t)
+        with accelerator.autocast():
+            pred, features = student(noisy, t, text, features=teacher is not None and config.loss_feature > 0)
+            losses = {"loss_denoise": F.mse_loss(pred.float(), noise)}
+            if teacher is not None:
+                teacher_pred, teacher_features = teacher(noisy, t, text)
+                losses["loss_output"] = F.mse_loss(pred.float(), teacher_pred.float())
+                if features:
+                    losses["loss_feature"] = sum(F.mse_loss(f.float(), teacher_features[n].float())
+                                                 for n, f in features.items())
+            loss = sum(weights[name] * value for name, value in losses.items())
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        set_lr(optimizer, lr_at(step, config))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema:
+            ema.update(raw.model, step)
+        return {"loss": loss, **losses}
+
+    def evaluate() -> dict[str, float]:
         if ema:
             ema.copy_to(evaluated)
-        return held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator, one_frame=images)
+        return {"eval_denoise": held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator,
+                                                 one_frame=images)}
 
-    if step == 0 and held_out:
-        log.add(0, eval_denoise=evaluate())
-    timer = StepTimer()
-    bar = tqdm(total=config.max_steps, initial=step, desc="distill", disable=not accelerator.is_main_process)
-    while step < config.max_steps:
-        step += 1
-        with timer:
-            batch = draw_batch(data, train_clips, generator, config, accelerator, "frame" if images else None)
-            clean, text = batch["latents"], batch["text"]
-            noise = global_randn(tuple(clean.shape), generator, accelerator)
-            t = global_randint(scheduler.config.num_train_timesteps, clean.shape[0], generator, accelerator)
-            noisy = scheduler.add_noise(clean, noise, t)
-            with accelerator.autocast():
-                pred, features = student(noisy, t, text, features=teacher is not None and config.loss_feature > 0)
-                losses = {"loss_denoise": F.mse_loss(pred.float(), noise)}
-                if teacher is not None:
-                    teacher_pred, teacher_features = teacher(noisy, t, text)
-                    losses["loss_output"] = F.mse_loss(pred.float(), teacher_pred.float())
-                    if features:
-                        losses["loss_feature"] = sum(F.mse_loss(f.float(), teacher_features[n].float())
-                                                     for n, f in features.items())
-                loss = sum(weights[name] * value for name, value in losses.items())
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            set_lr(optimizer, lr_at(step, config))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema:
-                ema.update(raw.model, step)
-        bar.update(1)
-
-        if step % config.log_every == 0 or step == config.max_steps:
-            values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()}
-            bar.set_postfix(loss=f"{values['loss_denoise']:.4f}")
-            log.add(step, lr=lr_at(step, config), loss=accelerator.reduce(loss.detach(), "mean").item(), **values)
-        if held_out and (step == config.max_steps or (config.eval_every and step % config.eval_every == 0)):
-            log.add(step, eval_denoise=evaluate())
-        if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
-            if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints", step, {"student": raw}, {"student": optimizer},
-                                {"student": ema} if ema else {}, generator)
-                log.save()
-            accelerator.wait_for_everyone()
-        if step == stop_after:
-            break
-    bar.close()
-
-    summary = {"stage": "distill", "step": step, "finished": step == config.max_steps,
-               "processes": accelerator.num_processes, "s_per_step": timer.per_step,
+    run = train_loop("distill", config, accelerator, out, state, step, train_step, evaluate if held_out else None,
+                     shown=("loss_denoise",), stop_after=stop_after)
+    log = run.log
+    summary = {"stage": "distill", "step": run.step, "finished": run.finished,
+               "processes": accelerator.num_processes, "s_per_step": run.s_per_step,
                "eval_denoise_first": log.first("eval_denoise"), "eval_denoise_last": log.last("eval_denoise"),
                "loss_last": log.last("loss"), "student": "backbone (images)" if images else "video"}
     saved = {"model": evaluated, "scheduler": scheduler}

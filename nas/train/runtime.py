@@ -119,22 +119,3 @@ def finish_run(accelerator: Accelerator, out: Path, model: torch.nn.Module, ema,
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, so launched processes exit cleanly
     return summary
-
-
-class StepTimer:
-    """Seconds per step over the steps of this invocation (excluding evaluation and checkpoints)."""
-
-    def __init__(self):
-        self.seconds, self.steps, self._start = 0.0, 0, 0.0
-
-    def __enter__(self):
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds += time.perf_counter() - self._start
-        self.steps += 1
-
-    @property
-    def per_step(self) -> float:
-        return self.seconds / max(self.steps, 1)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from nas.cost.cost_model import CostModel
 from nas.cost.table import LatencyTable
 from nas.errors import NasError, NasWarning
+from nas.metrics import kendall_tau
 from nas.model import VideoUNet
 from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
 from nas.profile.torch_profiler import DTYPES
@@ -27,16 +28,6 @@ from nas.space import SearchSpace
 
 ROUND_ROBIN_MB = 2048  # below this much weight in all, keep every model and time them round-robin
 ROUNDS = 10
-
-
-def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    i, j = np.triu_indices(len(a), k=1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    concordance = (da * db).sum()
-    denominator = np.sqrt((da != 0).sum() * (db != 0).sum())
-    return float(concordance / denominator) if denominator else float("nan")
 
 
 def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> dict[str, float]:

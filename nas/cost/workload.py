@@ -1,4 +1,7 @@
-"""Workloads: the module and inputs that one OpKey stands for, ready to run or convert.
+"""Workloads: the module and inputs that one OpKey stands for, ready to run, trace or convert.
+
+The profilers time them; the roofline estimate and the cost model's memory estimate trace them
+on the meta device, which is why they live at the cost level, below the profilers.
 
 A temporal op key runs one layer on a batch-1 clip laid out as the UNet holds it,
 ``(F, C, H, W)``; the spatial key runs the video UNet without temporal layers on one clip.
