@@ -16,13 +16,14 @@ PACKAGE = ROOT / "nas"
 LAYERS = (
     ("errors",),
     ("nas", "quiet", "rss", "plugins", "metrics"),  # small base modules anyone may import
+    ("registry",),  # the one plug-in mechanism (it loads inherited plugins)
     ("ops",),  # temporal op types, their registry and table keys: what a space is written in
     ("space",),
     ("model",),
-    ("data", "prune", "export"),  # latents in, pruned 2D weights in, Core ML out (export converts ops only)
+    ("data", "prune"),  # latents in, pruned 2D weights in
     ("cost", "pipeline"),  # device tables and pricing; the few-step sampling pipeline
-    ("profile", "search"),
-    ("train", "generate"),
+    ("profile", "search"),  # measuring (and Core ML conversion, which the profiler needs); searching
+    ("train", "generate", "export"),
     ("cli",),
     ("__main__",),  # python -m nas
 )

@@ -18,8 +18,8 @@ from nas.cost.plan import backbone_fingerprint
 from nas.cost.table import SPATIAL, WHOLE_MODEL_OPS
 from nas.errors import NasError
 from nas.ops import OpKey, get_op
+from nas.ops.base import OpGraph
 from nas.model import VideoUNet
-from nas.profile.coreml_convert import OpGraph
 from nas.space import Architecture, SearchSpace
 from nas.space.choice import NONE, Choice
 

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from nas.ops import get_op
+from nas.ops.base import OpGraph
 from nas.ops.ane import ATTENTION_IMPLEMENTATIONS
-from nas.profile.coreml_convert import OpGraph, convert
+from nas.profile.coreml_convert import convert
 
 ATTENTIONS = ATTENTION_IMPLEMENTATIONS  # split_einsum (Neural Engine, the default) or sdpa (one fused op)
 

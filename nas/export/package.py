@@ -30,7 +30,8 @@ from nas.export.chunk import split_package
 from nas.export.compress import check_palettize, default_mode
 from nas.export.compress import palettize as palettize_weights
 from nas.export.coreml import ATTENTIONS, convert_video_unet, video_unet_inputs
-from nas.profile.coreml_convert import PRECISIONS, TARGETS, OpGraph, convert
+from nas.ops.base import OpGraph
+from nas.profile.coreml_convert import PRECISIONS, TARGETS, convert
 from nas.profile.coreml_kit import check_model_folder, write_model_kit
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
 from nas.rss import peak_rss_mb

@@ -98,3 +98,15 @@ def _meta_trace(cls, channels, frames, height, width, params, attention=None) ->
         with counter, MemoryTracker() as tracker, torch.no_grad():
             layer(x, frames)
     return OpCost(params=n_params, flops=int(counter.get_total_flops())), tracker.peak
+
+
+class OpGraph(nn.Module):
+    """One temporal op with its frame count fixed, so it traces (and converts) with a single tensor input."""
+
+    def __init__(self, op: nn.Module, frames: int):
+        super().__init__()
+        self.op = op
+        self.frames = frames
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.op(hidden_states, self.frames)

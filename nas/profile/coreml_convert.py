@@ -19,18 +19,6 @@ TARGETS = ("iOS17", "iOS18")
 PRECISIONS = ("fp16", "fp32")
 
 
-class OpGraph(nn.Module):
-    """One temporal op with its frame count fixed, so it traces with a single tensor input."""
-
-    def __init__(self, op: nn.Module, frames: int):
-        super().__init__()
-        self.op = op
-        self.frames = frames
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.op(hidden_states, self.frames)
-
-
 def convert(
     module: nn.Module,
     example_inputs: Sequence[torch.Tensor],
