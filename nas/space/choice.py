@@ -37,3 +37,12 @@ class Choice:
         if self.is_none:
             return {"op": NONE}
         return {"op": self.op, "count": self.count, **dict(self.params)}
+
+
+def summarize_choices(choices: list[Choice]) -> str:
+    """``none, conv1d(kernel=3) x1|2, ...``: variants with their counts folded together (one line per slot)."""
+    counts: dict[str, list[int]] = {}
+    for choice in choices:
+        variant = choice.label.rsplit("x", 1)[0] if not choice.is_none else choice.label
+        counts.setdefault(variant, []).append(choice.count)
+    return ", ".join(v if v == "none" else f"{v} x{'|'.join(map(str, c))}" for v, c in counts.items())
