@@ -34,3 +34,18 @@ def test_each_command_group_has_its_parser_and_handlers():
         functions = {node.name for node in source.body if isinstance(node, ast.FunctionDef)}
         assert "add_parser" in functions, group.__name__
         assert any(name.startswith("cmd_") for name in functions), group.__name__
+
+
+def test_handlers_are_thin():
+    """A handler calls into the API and prints: no error translation (try) and few API names of its own."""
+    from nas.cli import GROUPS
+
+    for group in GROUPS:
+        for node in ast.parse(open(group.__file__).read()).body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_")):
+                continue
+            where = f"{group.__name__}.{node.name}"
+            assert not any(isinstance(n, ast.Try) for n in ast.walk(node)), f"{where} translates errors itself"
+            api = [alias.name for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
+                   and n.module not in ("nas.options", "nas.cli.format") for alias in n.names]
+            assert len(api) <= 3, f"{where} imports {api}: give the API one function for this command"
