@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 
 import torch
 from safetensors.torch import save_file
@@ -14,7 +15,10 @@ from nas.model import VideoUNet
 from nas.space import SearchSpace
 from nas.train import AdversarialConfig, adversarial
 from nas.train.runtime import noise_scheduler
-from tests.tiny_models import write_space
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_chain import write_space  # noqa: E402  (the tiny 64x64 px space the training chain uses)
 
 adversarial_module = importlib.import_module("nas.train.adversarial")  # nas.train.adversarial is also the function
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from nas.cost.table import KEY_COLUMNS, SPATIAL
+from nas.errors import NasError
 from nas.ops import OpKey, get_op
+from nas.ops.key import parse_params
 from nas.space import SearchSpace
 from nas.space.choice import Choice
 from nas.space.search_space import Slot
@@ -52,3 +55,22 @@ def table_plan(space: SearchSpace) -> list[OpKey]:
 
 def plan_frame(keys: list[OpKey]) -> pd.DataFrame:
     return pd.DataFrame([k.as_dict() for k in keys], columns=KEY_COLUMNS)
+
+
+def read_plan(path: str | Path) -> list[OpKey]:
+    """The keys of a plan CSV (as ``nas table plan`` writes it, possibly cut down by hand).
+
+    A plan lets one device measure part of a space (``nas profile --plan``); a wrong column set
+    or a key that does not parse is one line naming the file, before any worker starts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NasError(f"{path}: no such plan")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(frame.columns) != KEY_COLUMNS:
+        raise NasError(f"{path}: a plan has the columns {', '.join(KEY_COLUMNS)}")
+    try:
+        return [OpKey.of(op, c, f, h, w, parse_params(params))
+                for op, c, f, h, w, params in frame.itertuples(index=False)]
+    except ValueError as exc:
+        raise NasError(f"{path}: {exc}") from None

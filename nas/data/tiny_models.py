@@ -104,3 +104,21 @@ def calibration_frames(folder: str | Path, height: int, width: int, videos: int 
         raise NasError(f"{folder}: no videos to calibrate the VAE's scale on")
     frames = np.concatenate([read_video(p) for p in paths[:videos]])
     return ((fit(frames, height, width) + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1).byte().numpy()
+
+
+def tiny_models_for_space(out: str | Path, space, calibrate: str | Path | None = None, seed: int = 0) -> Path:
+    """:func:`write_tiny_models` sized for the search space ``space`` (a path or a SearchSpace).
+
+    The text width and token count are the space's cross-attention ones, the latent channels its
+    video's; ``calibrate`` (a folder of videos) sets the VAE's scaling factor from frames of the
+    space's size. The tiny VAE downsamples 8x, so a space with another latent scale is refused.
+    """
+    from nas.space import SearchSpace
+
+    space = space if isinstance(space, SearchSpace) else SearchSpace.load(space)
+    video = space.video
+    if video.latent_scale != 8:
+        raise NasError(f"{space.source}: the tiny VAE downsamples 8x, the space's latent_scale is {video.latent_scale}")
+    images = calibration_frames(calibrate, video.height, video.width) if calibrate else None
+    return write_tiny_models(out, width=space.cross_attention_dim, tokens=space.text_tokens,
+                             latent_channels=video.latent_channels, images=images, seed=seed)

@@ -45,6 +45,10 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
 def check_table(space_path: str | Path, table_path: str | Path, samples: int = 20, seed: int = 0,
                 warmup: int = 5, repeats: int = 100, progress: bool = True) -> dict[str, Any]:
     """Measure ``samples`` random architectures end to end and compare with the table's predictions."""
+    if samples < 2:
+        raise NasError(f"--samples must be at least 2, got {samples}")
+    if warmup < 0 or repeats < 1:
+        raise NasError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
     space = SearchSpace.load(space_path)
     table = LatencyTable.load(table_path)
     if table.meta.get("backend") != "torch":

@@ -35,7 +35,7 @@ from nas.ops.key import parse_params
 from nas.profile.base import Profiler
 from nas.profile.coreml_convert import convert
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
-from nas.profile.workload import build_workload
+from nas.cost.workload import build_workload
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 

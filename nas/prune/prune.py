@@ -234,3 +234,25 @@ def _save(model: UNet2DConditionModel, report: dict[str, Any], out: Path) -> Non
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def prune_to_space(source: str | Path, space: str | Path, out: str | Path, *, config: str | Path | None = None,
+                   importance: str | None = None, calibration_batches: int | None = None,
+                   compare: bool = True) -> tuple[UNet2DConditionModel, dict[str, Any]]:
+    """:func:`prune_unet` to the backbone of the search space at ``space``, with the space's settings.
+
+    The space's ``prune_from`` gives the defaults of ``importance`` (else l1) and
+    ``calibration_batches`` (else 2), so that a space states once how its backbone is made; the
+    calibration batches have the space's latent size and text length.
+    """
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(space)
+    origin = space.prune_from or {}
+    batches = calibration_batches or origin.get("calibration_batches", 2)
+    if batches < 1:
+        raise NasError(f"--calibration-batches must be at least 1, got {batches}")
+    return prune_unet(source, space.backbone, out, config=config,
+                      importance=importance or origin.get("importance", "l1"),
+                      calibration_batches=batches, sample_size=(space.video.latent_height, space.video.latent_width),
+                      text_tokens=space.text_tokens, compare=compare)

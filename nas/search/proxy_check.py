@@ -344,3 +344,63 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     figure.savefig(paths["scatter"], dpi=90)
     plt.close(figure)
     return paths
+
+
+# ------------------------------------------------------- `nas proxy check` as one call
+def route_options(proxies: tuple[str, ...], given: dict[str, Any],
+                  steps: tuple[int, ...]) -> tuple[dict[str, dict[str, Any]], tuple[int, ...]]:
+    """Options given once (KEY -> value, as ``--proxy-option``) sent to every checked proxy that takes KEY.
+
+    One option line serves several proxies (``data=`` feeds gradnorm and distill alike), so a key
+    no checked proxy takes is an error rather than silently unused. ``steps`` is the distill
+    proxy's learning-curve points; a ``steps`` option replaces them with that one count (the
+    reference's length follows unless ``reference_steps`` says otherwise). Each proxy's options
+    are then checked and coerced by :func:`~nas.search.proxies.check_options`, as the search does.
+    Returns the per-proxy options and the step counts.
+    """
+    classes = {}
+    for name in proxies:
+        try:
+            classes[name] = get_proxy(name)
+        except KeyError as exc:
+            raise NasError(f"--proxy: {exc.args[0]}") from None
+    given = dict(given)
+    if "steps" in given:
+        value = given.pop("steps")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise NasError(f"--proxy-option steps={value}: expected a positive whole number")
+        steps = (value,)
+    options: dict[str, dict[str, Any]] = {name: {} for name in proxies}
+    for key, value in given.items():
+        takers = [name for name in proxies if _takes(classes[name], key)]
+        if not takers:
+            raise NasError(f"--proxy-option {key}: none of the checked proxies ({', '.join(proxies)}) takes it")
+        for name in takers:
+            options[name][key] = value
+    return {name: check_options(classes[name], values) for name, values in options.items()}, steps
+
+
+def check_proxies(out: str | Path, space: str | Path | None = None, world: str | Path | None = None,
+                  proxies: tuple[str, ...] | None = None, samples: int = 14, seed: int = 0,
+                  steps: str | tuple[int, ...] = (5, 10, 20), reference: str = "ground-truth",
+                  reference_steps: int | None = None, proxy_options: dict[str, Any] | None = None,
+                  reference_options: dict[str, Any] | None = None, cache: str | Path | None = None,
+                  progress: bool = True) -> tuple[dict[str, Any], dict[str, Path]]:
+    """:func:`proxy_check` from command-line-shaped inputs, its outputs written to ``out``.
+
+    ``steps`` may be text (``"5,10,20"``); ``proxy_options`` are routed by :func:`route_options`;
+    ``cache`` defaults to ``WORLD/check-cache`` and ``"none"`` turns it off. Returns the report and
+    the paths :func:`write_outputs` wrote.
+    """
+    proxies = tuple(proxies or PROXIES)
+    if isinstance(steps, str):
+        try:
+            steps = tuple(int(s) for s in steps.split(","))
+        except ValueError:
+            raise NasError(f"--steps {steps}: expected comma-separated step counts, e.g. 5,10,20") from None
+    options, steps = route_options(proxies, proxy_options or {}, tuple(steps))
+    world = Path(world) if world else None
+    cache = None if str(cache) == "none" else cache or (world / "check-cache" if world else None)
+    report = proxy_check(SearchSpace.load(space) if space else None, world, proxies, samples, seed, steps, reference,
+                         reference_steps, options, cache, progress=progress, reference_options=reference_options)
+    return report, write_outputs(report, out)

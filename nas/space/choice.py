@@ -60,3 +60,12 @@ def parse_op(entry: dict[str, Any], other_keys: tuple[str, ...] = ()) -> tuple[t
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for op {entry['op']} "
                          f"(known: {', '.join(op.defaults) or 'none'})")
     return op, params
+
+
+def summarize_choices(choices: list[Choice]) -> str:
+    """``none, conv1d(kernel=3) x1|2, ...``: variants with their counts folded together (one line per slot)."""
+    counts: dict[str, list[int]] = {}
+    for choice in choices:
+        variant = choice.label.rsplit("x", 1)[0] if not choice.is_none else choice.label
+        counts.setdefault(variant, []).append(choice.count)
+    return ", ".join(v if v == "none" else f"{v} x{'|'.join(map(str, c))}" for v, c in counts.items())

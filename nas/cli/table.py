@@ -1,0 +1,120 @@
+"""``nas table plan|validate|check|time|import|estimate``: device tables and their checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nas.cli.format import status_counts
+
+
+def add_parser(commands) -> None:
+    table = commands.add_parser("table", help="device tables: plan, validate, check, import").add_subparsers(
+        dest="action", required=True)
+    plan = table.add_parser("plan", help="every key the space can need, once")
+    plan.add_argument("space", type=Path)
+    plan.add_argument("-o", "--out", type=Path, help="plan CSV to write (default: print)")
+    plan.set_defaults(func=cmd_table_plan)
+    validate = table.add_parser("validate", help="check tables and their sidecars (default: latency_tables/*.csv)")
+    validate.add_argument("tables", type=Path, nargs="*")
+    validate.set_defaults(func=cmd_table_validate)
+    check = table.add_parser("check", help="predicted vs measured cost of random architectures")
+    check.add_argument("space", type=Path)
+    check.add_argument("--table", type=Path, required=True)
+    check.add_argument("--samples", type=int, default=20)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--warmup", type=int, default=5, help="untimed calls per architecture before timing")
+    check.add_argument("--repeats", type=int, default=100,
+                       help="timed calls per architecture (at least 3; spread over rounds when models are small)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_table_check)
+    time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
+    time_.add_argument("export_dir", type=Path)
+    time_.add_argument("--compute-units", default="CPU_AND_NE", help="CPU_AND_NE, CPU_AND_GPU, CPU_ONLY or ALL")
+    time_.add_argument("--warmup", type=int, default=3, help="untimed predictions per package first")
+    time_.add_argument("--repeats", type=int, default=20, help="timed predictions per package (p50, p90)")
+    time_.set_defaults(func=cmd_table_time)
+    imp = table.add_parser("import", help="make a table from a timed Core ML export folder")
+    imp.add_argument("export_dir", type=Path)
+    imp.add_argument("-o", "--out", type=Path, required=True)
+    imp.set_defaults(func=cmd_table_import)
+    estimate = table.add_parser("estimate", help="an estimated table from published chip figures (roofline)")
+    estimate.add_argument("space", type=Path)
+    estimate.add_argument("--chip", default="a18-pro-ne")
+    estimate.add_argument("--calibrate-arch", default="reference", help="architecture of the published number")
+    estimate.add_argument("--calibrate-ms", type=float, default=None, help="published ms per generation")
+    estimate.add_argument("--steps", type=int, default=4, help="UNet passes in the published generation")
+    estimate.add_argument("-o", "--out", type=Path, required=True)
+    estimate.set_defaults(func=cmd_table_estimate)
+
+
+def cmd_table_plan(args) -> None:
+    from nas.cost.plan import plan_frame, table_plan
+    from nas.space import SearchSpace
+
+    frame = plan_frame(table_plan(SearchSpace.load(args.space)))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False)
+        print(f"wrote {args.out} ({len(frame)} keys)")
+    else:
+        print(frame.to_csv(index=False), end="")
+
+
+def cmd_table_validate(args) -> None:
+    from nas.cost.validate import error_rows, validate_tables
+
+    for path, table in validate_tables(args.tables):
+        meta = table.meta
+        print(f"ok  {path}: {len(table.rows)} rows ({status_counts(table)}), {meta['provenance']} on "
+              f"{meta['device']} ({meta['backend']}, {meta['precision']})")
+        for key, message in error_rows(table):
+            print(f"    error {key.text()}: {message or 'no message'} (measured again by the next nas profile)")
+
+
+def cmd_table_check(args) -> None:
+    from nas.profile.check import check_table
+
+    report = check_table(args.space, args.table, args.samples, args.seed, warmup=args.warmup, repeats=args.repeats,
+                         progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['samples']} architectures of {report['space']} on {report['table']}")
+    for what, prefix in (("latency", ""), ("memory", "memory_")):
+        print(f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "
+              f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}  "
+              f"predicted/measured: {report[prefix + 'mean_ratio']:.3f} on average")
+
+
+def cmd_table_time(args) -> None:
+    from nas.profile.coreml_kit import time_packages
+
+    print(f"wrote {time_packages(args.export_dir, args.compute_units, warmup=args.warmup, repeats=args.repeats)}")
+
+
+def cmd_table_import(args) -> None:
+    from nas.profile.coreml_kit import import_results
+
+    table = import_results(args.export_dir, args.out, command=args.command_line)
+    print(f"wrote {args.out} ({len(table.rows)} rows)")
+
+
+def cmd_table_estimate(args) -> None:
+    from nas.cost.roofline import chip, estimate_table
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    calibrate = None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.steps,
+                                                        args.calibrate_ms)
+    table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
+    table.save(args.out)
+    note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
+    print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
+    placement = table.meta["placement"]
+    print(f"placement: {placement['rows_on_ne']} of {len(table.rows)} rows on the Neural Engine")
+    for key, note in placement["off_ne"].items():
+        print(f"  {key}: {note}")
+    for point in (table.meta["calibration"] or {}).get("holdout", []):
+        print(f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
+              f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)")
