@@ -25,7 +25,7 @@ def interrupt(args, ready, timeout=400):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None and not ready():
-        time.sleep(0.5)
+        time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not re.match(r"^(search|profile) ", line)]
@@ -59,7 +59,8 @@ def test_interrupted_search_is_one_line_naming_what_is_kept(tmp_path, workers):
 
 def test_interrupted_profile_is_one_line_and_keeps_its_rows(tmp_path):
     table = tmp_path / "cpu.csv"
-    code, lines = interrupt(["profile", TINY, "-o", table, "--repeats", "5", "--budget", "0.2"],
+    # ~1 s per key, so the interrupt lands mid-run: tiny keys at a few repeats finish within one poll
+    code, lines = interrupt(["profile", TINY, "-o", table, "--repeats", "1000", "--budget", "1"],
                             lambda: table.exists() and len(table.read_text().splitlines()) >= 3)
     rows = pd.read_csv(table)
     assert code == 130 and lines == [f"nas: interrupted: {len(rows)} measured rows are kept in {table}; "
