@@ -23,7 +23,7 @@ from nas.search import search
 SPACE = "search_spaces/tiny.yaml"
 
 
-def main(out: Path) -> None:
+def main(out: Path, trials: int = 200) -> None:
     # 1. Your device's table (resumable: re-running skips what is measured).
     table_path = out / "my_device.csv"
     profile(SPACE, "torch", table_path, device="cpu", warmup=2, repeats=10, budget_s=1.0,
@@ -33,7 +33,7 @@ def main(out: Path) -> None:
     # 2. A budget that binds: the reference architecture's latency on this device.
     space = SearchSpace.load(SPACE)
     budget = CostModel(space, table).predict(space.architecture("reference")).latency_ms
-    summary = search(SPACE, table_path, out / "search", latency_budget=budget, proxy="params", trials=200)
+    summary = search(SPACE, table_path, out / "search", latency_budget=budget, proxy="params", trials=trials)
     print(f"{summary['pareto']} Pareto architectures under {budget:.1f} ms")
 
     # 3. Hand-over: the fastest Pareto architecture, built and ready for `nas train distill`.
@@ -47,4 +47,6 @@ def main(out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/example"))
-    main(parser.parse_args().out)
+    parser.add_argument("--trials", type=int, default=200, help="search trials")
+    args = parser.parse_args()
+    main(args.out, args.trials)

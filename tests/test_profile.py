@@ -111,7 +111,8 @@ def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
 
 
 def test_check_reports_prediction_accuracy(cli, measured):
-    code, out, err = cli("table", "check", TINY, "--table", measured, "--samples", "4", "--json")
+    code, out, err = cli("table", "check", TINY, "--table", measured, "--samples", "4", "--warmup", "1", "--repeats", "10",
+                         "--json")
     assert code == 0, err
     report = json.loads(out)
     for key in ("within_10pct", "mape", "kendall_tau", "mean_ratio", "memory_within_10pct", "memory_mape",

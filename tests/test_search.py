@@ -280,7 +280,7 @@ def test_bad_proxy_options(cli, table_path, tmp_path, args, message):
 def test_search_own_device_example_runs_end_to_end(tmp_path):
     """The example profiles in a spawned worker, which re-imports the script: it must run as written."""
     out = tmp_path / "example"
-    result = subprocess.run([sys.executable, "examples/search_own_device.py", "--out", str(out)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "40"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pareto architectures under" in result.stdout and (out / "model" / "config.json").is_file()
