@@ -265,7 +265,7 @@ def test_a_weak_run_is_pruned_only_when_a_cheaper_one_did_better():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes steps, lr, clips"),
+    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes train_steps, lr, clips"),
     (["--proxy-option", "steps"], "--proxy-option steps: expected KEY=VALUE"),
     (["--proxy-option", "train_steps=0"], "steps and report_every must be >= 1"),
     (["--proxy-option", "data=/nonexistent"], "/nonexistent: no manifest.json"),
