@@ -77,7 +77,7 @@ def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--proxy-option", "steps=-1"], "steps=-1: expected a positive whole number"),
+    (["--proxy-option", "train_steps=-1"], "train_steps=-1: expected a positive whole number"),
     (["--proxy-option", "clips=1"], "clips must be >= 2"),
     (["--proxy-option", "bogus=1"], "none of the checked proxies"),
     (["--proxy", "vibes"], "unknown proxy 'vibes'"),
