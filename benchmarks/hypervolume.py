@@ -22,7 +22,7 @@ import numpy as np
 from optuna._hypervolume import compute_hypervolume
 
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.search.exhaustive import exhaustive_front
 from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.results import pareto_set, trials_frame
@@ -67,11 +67,11 @@ def main() -> None:
                                                      else f"hypervolume_{args.proxy}.json")
 
     space = SearchSpace.load(args.space)
-    cost = CostModel(space, LatencyTable.load(args.table))
+    cost = CostModel(space, CostTable.load(args.table))
     rng = np.random.default_rng(0)
     sample = space.random_rows(rng, 20000)
     steps = int(space.budgets.get("steps", 1))
-    budgets = Budgets(latency_ms=float(np.median(cost.price(sample, steps)[0])), steps=steps)
+    budgets = Budgets(latency_ms=float(np.median(cost.price(sample, steps)[0])), passes=steps)
     exact, counts = exhaustive_front(space, cost, budgets, get_proxy(args.proxy)(space))
     points = exact[["latency_ms", "memory_mb", "quality"]].to_numpy()
     low = points.min(axis=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=ROOT / "benchmarks/results/pricing.json")
     args = parser.parse_args()
     space = SearchSpace.load(args.space)
-    model = CostModel(space, LatencyTable.load(args.table))
+    model = CostModel(space, CostTable.load(args.table))
     rng = np.random.default_rng(0)
     choices = space.random_rows(rng, args.n)
     model.price(choices[:10])  # builds the per-slot arrays once (the table lookups)

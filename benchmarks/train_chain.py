@@ -91,7 +91,7 @@ def run_chain(root: Path) -> dict[str, float]:
     nas("adversarial", "train", "adversarial", "--init", root / "run1", "--data", root / "latents",
         "--out", root / "run2", *ADVERSARIAL)
     nas("generate", "generate", "--model", root / "run2", "--vae", root / "vae", "--text-encoder", root / "clip",
-        "--prompt", "a red square moving left", "--steps", 4, "-o", root / "out.mp4")
+        "--prompt", "a red square moving left", "--sampling-steps", 4, "-o", root / "out.mp4")
     nas("generate", "generate", "--model", root / "run2", "--text-encoder", root / "clip", "--prompt",
         "a blue circle", "--latents-only", "-o", root / "out.safetensors")
     return seconds

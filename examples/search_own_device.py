@@ -16,7 +16,7 @@ import pandas as pd
 
 from nas import SearchSpace, VideoUNet
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.profile.runner import profile
 from nas.search import search
 
@@ -28,7 +28,7 @@ def main(out: Path, trials: int = 200) -> None:
     table_path = out / "my_device.csv"
     profile(SPACE, "torch", table_path, device="cpu", warmup=2, repeats=10, budget_s=1.0,
             command=f"nas profile {SPACE} -o {table_path}")
-    table = LatencyTable.load(table_path)
+    table = CostTable.load(table_path)
 
     # 2. A budget that binds: the reference architecture's latency on this device.
     space = SearchSpace.load(SPACE)

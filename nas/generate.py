@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.loading import load_pretrained
+from nas.options import renamed_kwargs
 
 
 def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | None = None):
@@ -49,20 +50,22 @@ def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | N
     return pipe
 
 
+@renamed_kwargs(steps="sampling_steps")
 def generate(model: str | Path, prompt: str, text_encoder: str | Path, out: str | Path, vae: str | Path | None = None,
-             steps: int = 4, seed: int = 0, fps: int = 8, latents_only: bool = False, device: str = "cpu") -> Path:
+             sampling_steps: int = 4, seed: int = 0, fps: int = 8, latents_only: bool = False,
+             device: str = "cpu") -> Path:
     """Write ``out``: an .mp4 (needs ``vae``) or, with ``latents_only``, a .safetensors of the latents.
 
-    The same frames as ``VideoPipeline.from_pretrained(model, ...)(prompt, steps,
+    The same frames as ``VideoPipeline.from_pretrained(model, ...)(prompt, sampling_steps,
     generator=torch.Generator().manual_seed(seed))``: this is that call, then the file."""
     from nas.data.media import write_video
 
-    if steps < 1:
-        raise NasError(f"--steps must be at least 1, got {steps}")
+    if sampling_steps < 1:
+        raise NasError(f"--sampling-steps must be at least 1, got {sampling_steps}")
     if not latents_only and vae is None:
         raise NasError("--vae is needed to decode a video (or pass --latents-only)")
     pipe = load_pipeline(model, text_encoder, None if latents_only else vae).to(device)
-    result = pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+    result = pipe(prompt, num_inference_steps=sampling_steps, generator=torch.Generator().manual_seed(seed),
                   output_type="latent" if latents_only else "np").frames
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,13 @@ and the consumer coerces it to the type it declares.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any, Iterable
 
 import yaml
 
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 
 
 def key_values(items: Iterable[str], flag: str) -> dict[str, Any]:
@@ -26,3 +28,33 @@ def key_values(items: Iterable[str], flag: str) -> dict[str, Any]:
         except yaml.YAMLError:
             raise NasError(f"{flag} {item}: VALUE is not valid YAML") from None
     return values
+
+
+def renamed_keys(values: dict[str, Any], renames: dict[str, str], where: str) -> dict[str, Any]:
+    """A copy of ``values`` with each deprecated key (``renames``: old -> new) under its new name.
+
+    Old spellings keep working for one release: each one used prints one deprecation line."""
+    values = dict(values)
+    for old, new in renames.items():
+        if old in values:
+            if new in values:
+                raise NasError(f"{where}: {old} and {new} are the same option; give only {new}")
+            warnings.warn(f"{where}: {old} is deprecated; use {new}", NasWarning, stacklevel=2)
+            values[new] = values.pop(old)
+    return values
+
+
+def renamed_kwargs(**renames: str):
+    """Decorator: a function's renamed keyword arguments (``old="new"``) keep working for one release.
+
+    An old keyword is passed on under its new name, with one deprecation line (see :func:`renamed_keys`)."""
+
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            return function(*args, **renamed_keys(kwargs, renames, f"{function.__qualname__}()"))
+
+        call.renamed = renames  # for checkers of options by signature (nas.search.proxies.check_options)
+        return call
+
+    return wrap

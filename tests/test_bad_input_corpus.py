@@ -67,7 +67,7 @@ CASES = {
     # budgets
     "budget: negative latency": ([*SEARCH, "--latency-budget", "-5"], "budgets must be positive"),
     "budget: zero memory": ([*SEARCH, "--memory-budget", "0"], "budgets must be positive"),
-    "budget: zero steps": ([*SEARCH, "--steps", "0"], "budgets must be positive"),
+    "budget: zero steps": ([*SEARCH, "--passes", "0"], "budgets must be positive"),
     "budget: zero trials": (["search", "{space}", "--table", "{table}", "--trials", "0", "--out", "{out}"],
                             "--trials, --workers and --screen must be at least 1"),
     # storage URLs
@@ -76,7 +76,8 @@ CASES = {
     "storage: workers in memory": ([*SEARCH, "--workers", "2", "--storage", "memory"], "--workers > 1 needs a shared"),
     # proxy options
     "proxy: lr=fast": ([*SEARCH, "--proxy", "distill", "--proxy-option", "lr=fast"], "--proxy-option lr=fast"),
-    "proxy: steps=-1": ([*SEARCH, "--proxy", "distill", "--proxy-option", "steps=-1"], "steps and report_every must be"),
+    "proxy: train_steps=-1": ([*SEARCH, "--proxy", "distill", "--proxy-option", "train_steps=-1"],
+                              "train_steps and report_every must be"),
     "proxy: clips=1": ([*SEARCH, "--proxy", "distill", "--proxy-option", "clips=1"], "clips >= 2"),
     "proxy: lr=0": ([*SEARCH, "--proxy", "distill", "--proxy-option", "lr=0"], "lr > 0"),
     "proxy: unknown key": ([*SEARCH, "--proxy", "distill", "--proxy-option", "speed=3"], "--proxy-option speed"),

@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 CLI = ROOT / "nas" / "cli"
 MODULES = sorted(CLI.glob("*.py"))
 LIGHT = {"argparse", "json", "os", "shlex", "sys", "warnings", "pathlib", "typing", "__future__",
-         "nas", "nas.cli", "nas.cli.format", "nas.errors", "nas.quiet"}
+         "nas", "nas.cli", "nas.cli.aliases", "nas.cli.format", "nas.errors", "nas.quiet"}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)

@@ -12,7 +12,7 @@ from nas.cost.memory import slot_context_bytes
 from nas.ops.memory_tracker import MemoryTracker
 from nas.cost.plan import choice_key, spatial_key, table_plan
 from nas.cost.roofline import CHIPS, estimate_table
-from nas.cost.table import COLUMNS, LatencyTable, validate_rows
+from nas.cost.table import COLUMNS, CostTable, validate_rows
 from nas.errors import NasError, NasWarning
 from nas.model import VideoUNet
 from nas.ops import OpKey, TemporalOp, register_op
@@ -30,7 +30,7 @@ def without(table, **match):
     mask = np.ones(len(rows), bool)
     for column, value in match.items():
         mask &= (rows[column] == value).to_numpy()
-    return LatencyTable(rows[~mask].reset_index(drop=True), dict(table.meta))
+    return CostTable(rows[~mask].reset_index(drop=True), dict(table.meta))
 
 
 def test_prediction_is_the_sum_of_rows(tiny_space, table):
@@ -42,9 +42,9 @@ def test_prediction_is_the_sum_of_rows(tiny_space, table):
         choice = arch.choice(slot.name)
         key = choice_key(tiny_space, slot, choice)
         expected += 0 if key is None else rows[key]["latency_p50_ms"] * choice.count
-    p = model.predict(arch, steps=1)
+    p = model.predict(arch, passes=1)
     assert p.unet_ms == pytest.approx(expected)
-    assert model.predict(arch, steps=4).latency_ms == pytest.approx(4 * expected)
+    assert model.predict(arch, passes=4).latency_ms == pytest.approx(4 * expected)
     assert p.coverage["exact"] == 1 + sum(1 for _, c in arch.choices if not c.is_none)
     params = sum(p.numel() for p in VideoUNet.from_space(tiny_space, arch).parameters())
     assert p.weights_mb == pytest.approx(params * 2 / 2**20)
@@ -143,7 +143,7 @@ def test_failed_rows_make_architectures_infeasible(tiny_space, table):
     rows = table.rows.copy()
     mask = (rows["op"] == "attn3d") & (rows["channels"] == 32)
     rows.loc[mask, ["status", "latency_p50_ms", "latency_p90_ms", "memory_mb"]] = ["oom", math.nan, math.nan, math.nan]
-    model = CostModel(tiny_space, LatencyTable(rows, dict(table.meta)))
+    model = CostModel(tiny_space, CostTable(rows, dict(table.meta)))
     slots = {s: {"op": "none"} for s in tiny_space.slot_names}
     slots["down0"] = {"op": "attn3d"}
     p = model.predict(Architecture.from_dict(tiny_space, {"slots": slots}))
@@ -189,12 +189,12 @@ def test_cost_command_json(cli, tiny_space, table, tmp_path):
     from tests.conftest import TINY
 
     table.save(tmp_path / "t.csv")
-    code, out, err = cli("cost", TINY, "--table", tmp_path / "t.csv", "--steps", "4", "--json")
+    code, out, err = cli("cost", TINY, "--table", tmp_path / "t.csv", "--passes", "4", "--json")
     assert code == 0, err
     import json
 
     report = json.loads(out)
-    assert report["steps"] == 4 and report["latency_ms"] == pytest.approx(4 * report["unet_ms"])
+    assert report["passes"] == 4 and report["latency_ms"] == pytest.approx(4 * report["unet_ms"])
     assert report["memory_mb"] == pytest.approx(report["weights_mb"] + report["activation_mb"])
     assert set(report["coverage"]) == {"exact", "interpolated", "extrapolated"}
     assert [s["slot"] for s in report["slots"]] == tiny_space.slot_names
@@ -207,7 +207,7 @@ def user_table(rows, meta=None):
     frame = pd.DataFrame([{**k.as_dict(), "latency_p50_ms": ms, "latency_p90_ms": ms, "memory_mb": mb, "samples": 3,
                            "status": status, "message": ""} for k, ms, mb, status in rows], columns=COLUMNS)
     frame = frame.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v))
-    return LatencyTable(validate_rows(frame, "t.csv"), {"precision": "fp32", **(meta or {})})
+    return CostTable(validate_rows(frame, "t.csv"), {"precision": "fp32", **(meta or {})})
 
 
 def square_key(size, fold=2):
@@ -270,7 +270,7 @@ def test_fixed_parts_count_in_peak_memory(tiny_space, table):
     base = CostModel(tiny_space, table).predict(arch)
     rows = pd.concat([table.rows, user_table([(OpKey("vae_decode", 4, 4, 16, 16), 30.0, 300.0, "ok"),
                                               (OpKey("text_encoder", 32, 1, 77, 1), 5.0, 200.0, "ok")]).rows])
-    fixed = LatencyTable(rows.reset_index(drop=True), dict(table.meta))
+    fixed = CostTable(rows.reset_index(drop=True), dict(table.meta))
     model = CostModel(tiny_space, fixed)
     p = model.predict(arch)
     assert p.fixed_mb == 500.0 and p.fixed_parts == ["text_encoder", "vae_decode"]
@@ -287,13 +287,13 @@ def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
     other = SearchSpace.from_dict(data)
     assert spatial_key(other) != spatial_key(tiny_space)
     with pytest.warns(NasWarning, match="made for space 'tiny'"):
-        model = CostModel(other, LatencyTable(table.rows, {**table.meta, "space": "tiny"}))
+        model = CostModel(other, CostTable(table.rows, {**table.meta, "space": "tiny"}))
     with pytest.raises(NasError, match="no spatial row for this backbone .*made for space 'tiny'"):
         model.predict(other.architecture("reference"))
     # a first-format spatial row (no fingerprint) serves only the space named in its sidecar
     legacy = table.rows.copy()
     legacy.loc[legacy["op"] == "spatial", "params"] = ""
-    old = LatencyTable(legacy, {**table.meta, "space": "tiny"})
+    old = CostTable(legacy, {**table.meta, "space": "tiny"})
     assert CostModel(tiny_space, old).spatial.runs
     with pytest.raises(NasError, match="first table format"):
         CostModel(other, old).spatial
@@ -302,7 +302,7 @@ def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
 def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, tmp_path):
     from tests.conftest import ROOT, TINY
 
-    table = LatencyTable.load(ROOT / "latency_tables" / "cpu_tiny.csv")
+    table = CostTable.load(ROOT / "latency_tables" / "cpu_tiny.csv")
     table.meta = {**table.meta, "space": "other"}
     path = table.save(tmp_path / "t.csv")
     code, out, err = cli("cost", TINY, "--table", path)

@@ -80,7 +80,7 @@ def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny
     # layers of fresh temporal ops) are stored once
     assert 0.97 < package["weight_bytes"] / (2 * params) < 1.01
     if platform.system() == "Darwin":
-        assert code == 0 and summary["timing"]["latency_ms_p50"] > 0
+        assert code == 0 and summary["timing"]["latency_p50_ms"] > 0
     else:  # the package and summary are written, then the timing step stops with one line
         assert code == 2 and summary["timing"] is None and stdout == ""
         # (coremltools' progress bars go to stderr before it)

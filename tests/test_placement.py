@@ -8,7 +8,7 @@ from torch import nn
 from nas.cost.cost_model import CostModel
 from nas.cost.placement import PlacementTracker
 from nas.cost.roofline import CHIPS, estimate_table, roofline_ms, workload_work
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
 from nas.space import Architecture, SearchSpace
 
@@ -86,7 +86,7 @@ def test_estimate_marks_and_prices_rows_the_neural_engine_cannot_run(long_clip_s
     assert set(table.meta["placement_rules"]) == {"conv3d", "axis>16384", "kernel>13"}
     path = table.save(tmp_path / "t.csv")
     assert path.read_text().splitlines()[0].endswith(",status,message,placement")
-    loaded = LatencyTable.load(path)
+    loaded = CostTable.load(path)
     arch = Architecture.from_dict(long_clip_space, {"slots": {"down0": {"op": "attn3d", "count": 1, "heads": 4},
                                                               "down3": {"op": "attn1d", "count": 1, "heads": 4}}})
     prediction = CostModel(long_clip_space, loaded).predict(arch)
@@ -100,13 +100,13 @@ def test_tables_without_a_placement_column_still_load(tmp_path, tiny_space):
     lines = path.read_text().splitlines()
     old = [",".join(line.split(",")[:-1]) for line in lines]  # the format before the column
     path.write_text("\n".join(old) + "\n")
-    loaded = LatencyTable.load(path)
+    loaded = CostTable.load(path)
     assert (loaded.rows["placement"] == "").all()
     arch = tiny_space.architecture("reference")
     assert set(CostModel(tiny_space, loaded).predict(arch).placement) == {"unknown"}
     path.write_text("\n".join([lines[0], lines[1].rsplit(",", 1)[0] + ",npu"] + lines[2:]) + "\n")
     with pytest.raises(NasError, match=r"t.csv: row 2: placement must be empty or one of ne, cpu, gpu, mixed"):
-        LatencyTable.load(path)
+        CostTable.load(path)
 
 
 def test_calibration_names_its_points_and_the_hold_out_error(tiny_space):

@@ -15,7 +15,7 @@ import yaml
 
 from nas.cost.cost_model import CostModel
 from nas.cost.plan import plan_frame, table_plan
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.profile.coreml_kit import time_packages
 from tests.conftest import ROOT, TINY
 from tests.coreml_stand_in import StandInCoreMLRuntime
@@ -40,7 +40,7 @@ def small_plan(tiny_space, tmp_path, n=3):
 
 
 def test_profile_measures_every_planned_key(measured, tiny_space):
-    table = LatencyTable.load(measured)
+    table = CostTable.load(measured)
     assert len(table.rows) == len(table_plan(tiny_space))
     assert (table.rows["status"] == "ok").all()
     assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["memory_mb"] > 0).all()
@@ -65,7 +65,7 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     # the user's file is not rewritten in place: the original is kept next to the resumed table
     assert (tmp_path / "t.csv.orig").read_text() == original
     assert "the original is kept as t.csv.orig" in err
-    table = LatencyTable.load(out)
+    table = CostTable.load(out)
     assert len(table.rows) == 3
     assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured
 
@@ -84,7 +84,7 @@ def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
     before = pd.read_csv(out)
     assert 2 <= len(before) < len(table_plan(tiny_space))
     subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
-    after = LatencyTable.load(out).rows
+    after = CostTable.load(out).rows
     assert len(after) == len(table_plan(tiny_space))
     pd.testing.assert_frame_equal(after.iloc[: len(before)].reset_index(drop=True)[before.columns[:7]],
                                   before[before.columns[:7]], check_dtype=False)
@@ -96,7 +96,7 @@ def test_time_limit_records_timeouts_and_goes_on(cli, tiny_space, tmp_path):
     code, _, err = cli("profile", TINY, "-o", out, "--plan", small_plan(tiny_space, tmp_path), "--time-limit",
                        "0.000001", *FAST)
     assert code == 0, err
-    assert set(LatencyTable.load(out).rows["status"]) == {"timeout"}
+    assert set(CostTable.load(out).rows["status"]) == {"timeout"}
 
 
 def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
@@ -106,8 +106,8 @@ def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
     plan_frame(keys).to_csv(plan, index=False)
     code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, "--memory-limit", "1", *FAST)
     assert code == 0, err
-    assert set(LatencyTable.load(out).rows["status"]) <= {"oom", "ok"}
-    assert "oom" in set(LatencyTable.load(out).rows["status"])
+    assert set(CostTable.load(out).rows["status"]) <= {"oom", "ok"}
+    assert "oom" in set(CostTable.load(out).rows["status"])
 
 
 def test_check_reports_prediction_accuracy(cli, measured):
@@ -170,7 +170,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     assert (timed["memory_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac.csv")
     assert code == 0, err
-    table = LatencyTable.load(tmp_path / "mac.csv")
+    table = CostTable.load(tmp_path / "mac.csv")
     assert len(table.rows) == len(manifest) and table.meta["space"] == "tiny"
     assert table.meta["compute_units"] == "CPU_AND_GPU" and "not on an iPhone" in table.meta["note"]
 
@@ -180,7 +180,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
                   progress=False)
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
     assert code == 0, err
-    table = LatencyTable.load(tmp_path / "mac2.csv")
+    table = CostTable.load(tmp_path / "mac2.csv")
     assert table.rows.loc[table.rows["status"] == "ok", "memory_mb"].isna().all()
     model = CostModel(tiny_space, table)
     prediction = model.predict(tiny_space.architecture("reference"))
@@ -207,7 +207,7 @@ def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(
     assert "error conv3d(channels=32, frames=4, 16x16, kernel=3): ValueError: bug, in my op" in stdout
     code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
     assert code == 0, err
-    table = LatencyTable.load(out)
+    table = CostTable.load(out)
     assert list(table.rows["status"]) == ["ok", "ok"] and table.rows.loc[0, "latency_p50_ms"] == 1.0
     # measured in the scale of the rows already there
     assert table.meta["probe_ms"] == 1.234

@@ -48,7 +48,7 @@ def tiny_search(tiny_space, tmp_path_factory):
     cost = CostModel(tiny_space, table)
     rng = np.random.default_rng(0)
     sample = np.stack([rng.integers(0, len(s.choices), 5000) for s in tiny_space.slots], axis=1)
-    budgets = Budgets(latency_ms=float(np.median(cost.price(sample, 1)[0])), steps=1)
+    budgets = Budgets(latency_ms=float(np.median(cost.price(sample, 1)[0])), passes=1)
     exact, _ = exhaustive_front(tiny_space, cost, budgets, get_proxy("params")(tiny_space))
     return table_path, budgets, exact
 

@@ -41,7 +41,7 @@ def small_space(tmp_path_factory):
 def brute_force_front(space, cost, proxy, latency_budget, memory_budget):
     points = []
     for arch in space.enumerate():
-        p = cost.predict(arch, steps=4)
+        p = cost.predict(arch, passes=4)
         if p.latency_ms <= latency_budget and p.memory_mb <= memory_budget:
             points.append((arch.id, p.latency_ms, p.memory_mb, proxy.score(arch)))
     front = set()
@@ -54,10 +54,10 @@ def brute_force_front(space, cost, proxy, latency_budget, memory_budget):
 
 def test_exhaustive_front_is_exact(small_space, table_path, tmp_path):
     space = SearchSpace.load(small_space)
-    from nas.cost.table import LatencyTable
+    from nas.cost.table import CostTable
 
-    cost = CostModel(space, LatencyTable.load(table_path))
-    lat = np.median([cost.predict(a, steps=4).latency_ms for a in space.enumerate()])
+    cost = CostModel(space, CostTable.load(table_path))
+    lat = np.median([cost.predict(a, passes=4).latency_ms for a in space.enumerate()])
     summary = search(small_space, table_path, tmp_path, latency_budget=lat, sampler="exhaustive", proxy="params",
                      progress=False)
     front = pd.read_csv(tmp_path / "pareto.csv")
@@ -68,7 +68,7 @@ def test_exhaustive_front_is_exact(small_space, table_path, tmp_path):
 
 
 def test_nsga2_search_writes_every_output(cli, table_path, tmp_path):
-    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "40", "--out", tmp_path, "--steps", "4",
+    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "40", "--out", tmp_path, "--passes", "4",
                          "--latency-budget", "1000000")
     assert code == 0, err
     for name in ("pareto.csv", "trials.csv", "pareto.png", "pareto.html", "summary.json"):
@@ -191,14 +191,14 @@ def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
 
 
 def test_distill_proxy_learns_and_reports_its_curve(tiny_space, table_path, tmp_path):
-    proxy = get_proxy("distill")(tiny_space, steps=6, report_every=3, clips=4)
+    proxy = get_proxy("distill")(tiny_space, train_steps=6, report_every=3, clips=4)
     arch = tiny_space.architecture("reference")
     assert proxy.score(arch) > proxy._held_out(
         VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
     url = f"sqlite:///{tmp_path / 'study.db'}"
     summary = search(TINY, table_path, tmp_path, trials=6, proxy="distill", progress=False, latency_budget=1e9,
                      storage=url, study="d", pruner="halving",
-                     proxy_options={"steps": 2, "report_every": 1, "clips": 4})
+                     proxy_options={"train_steps": 2, "report_every": 1, "clips": 4})
     curves = optuna.load_study(study_name="d:curves", storage=url).get_trials()
     assert summary["pareto"] >= 1 and summary["pruner"] == "halving"
     assert len(curves) == 6 and all(sorted(t.intermediate_values) in ([1], [1, 2]) for t in curves)
@@ -265,9 +265,9 @@ def test_a_weak_run_is_pruned_only_when_a_cheaper_one_did_better():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes steps, lr, clips"),
+    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes train_steps, lr, clips"),
     (["--proxy-option", "steps"], "--proxy-option steps: expected KEY=VALUE"),
-    (["--proxy-option", "steps=0"], "steps and report_every must be >= 1"),
+    (["--proxy-option", "train_steps=0"], "steps and report_every must be >= 1"),
     (["--proxy-option", "data=/nonexistent"], "/nonexistent: no manifest.json"),
     (["--pruner", "patience"], "--pruner must be one of median, halving, hyperband, none"),
 ])

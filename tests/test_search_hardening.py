@@ -12,7 +12,7 @@ import yaml
 
 from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
 from nas.search import search
 from nas.search.proxies import get_proxy
@@ -39,12 +39,12 @@ def test_resume_refuses_another_setup_and_resumes_the_same(table_path, tmp_path)
     for change, message in [({"proxy": "flops"}, "proxy params -> flops"),
                             ({"latency_budget": 500.0}, "latency_budget_ms 1e+09 -> 500"),
                             ({"memory_budget": 100.0}, "memory_budget_mb 512 -> 100"),
-                            ({"steps": 8}, "steps 4 -> 8"),
+                            ({"passes": 8}, "passes 4 -> 8"),
                             ({"seed": 3}, "seed 0 -> 3")]:
         with pytest.raises(NasError, match="was run with another setup") as error:
             search(TINY, table, out, trials=6, progress=False, **{"latency_budget": 1e9, **change})
         assert message in str(error.value) and "use another --out (or --study NAME)" in str(error.value)
-    edited = LatencyTable.load(table)
+    edited = CostTable.load(table)
     edited.rows.loc[edited.rows["op"] == "conv1d", "latency_p50_ms"] *= 2
     edited.rows.loc[edited.rows["op"] == "conv1d", "latency_p90_ms"] *= 2
     edited.save(table)
@@ -59,12 +59,12 @@ def test_resume_refuses_another_setup_and_resumes_the_same(table_path, tmp_path)
 def test_setup_record_covers_proxy_options_and_space_contents(table_path, tmp_path):
     space = tmp_path / "space.yaml"
     shutil.copy(TINY, space)
-    setup = SearchSetup(str(space), str(table_path), Budgets(), "distill", "nsga2", None, "s", 0, {"steps": 2})
+    setup = SearchSetup(str(space), str(table_path), Budgets(), "distill", "nsga2", None, "s", 0, {"train_steps": 2})
     record = setup_record(setup)
-    setup.proxy_options = {"steps": 3}
+    setup.proxy_options = {"train_steps": 3}
     assert setup_record(setup)["proxy_options"] != record["proxy_options"]
     space.write_text(TINY.read_text() + "\n# a comment changes nothing\n")
-    setup.proxy_options = {"steps": 2}
+    setup.proxy_options = {"train_steps": 2}
     assert setup_record(setup) == record
     data = yaml.safe_load(TINY.read_text())
     data["video"]["frames"] = 8
@@ -75,7 +75,7 @@ def test_setup_record_covers_proxy_options_and_space_contents(table_path, tmp_pa
 @pytest.fixture(scope="module")
 def unsupported_table(tiny_space, table_path, tmp_path_factory):
     """The tiny table with attn3d at down0's (and up0's) shape marked unsupported, as a device would."""
-    table = LatencyTable.load(table_path)
+    table = CostTable.load(table_path)
     rows = table.rows
     down0 = tiny_space.slot("down0")
     at = (rows["op"] == "attn3d") & (rows["channels"] == down0.channels) & (rows["height"] == down0.height)
@@ -118,7 +118,7 @@ def _trials(space: SearchSpace, rows: list[list[int]], values=(1.0, 1.0, 1.0)) -
 
 
 def test_screen_breaks_ties_at_random_and_never_reproposes_a_seen_child(tiny_space, table_path, monkeypatch):
-    cost = CostModel(tiny_space, LatencyTable.load(table_path))
+    cost = CostModel(tiny_space, CostTable.load(table_path))
     width = len(tiny_space.slots)
     # late in a search no child adds hypervolume: every gain is 0
     monkeypatch.setattr(screening, "hypervolume_improvement", lambda front, candidates, ref: np.zeros(len(candidates)))
@@ -148,7 +148,7 @@ def test_an_architecture_proposed_twice_costs_one_proxy_run(table_path, tmp_path
     real = distill.score
     monkeypatch.setattr(distill, "score", lambda self, arch, curve=None: runs.append(arch.id) or real(self, arch, curve))
     search(space, table, tmp_path / "run", trials=8, proxy="distill", sampler="random", pruner="none",
-           latency_budget=1e9, progress=False, proxy_options={"steps": 1, "clips": 2, "report_every": 1})
+           latency_budget=1e9, progress=False, proxy_options={"train_steps": 1, "clips": 2, "report_every": 1})
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert trials["arch_id"].duplicated().any()
     assert sorted(runs) == sorted(trials["arch_id"].unique())  # one proxy run per architecture
@@ -177,9 +177,9 @@ def test_proxy_options_are_coerced_to_the_declared_types():
     from nas.search.proxies import check_options
 
     distill = get_proxy("distill")
-    assert check_options(distill, {"lr": "1e-3", "steps": "40", "clips": 4, "data": "d"}) == {
-        "lr": 1e-3, "steps": 40, "clips": 4, "data": "d"}
-    for bad in ({"lr": "fast"}, {"steps": 1.5}, {"steps": True}, {"clips": [2]}):
+    assert check_options(distill, {"lr": "1e-3", "train_steps": "40", "clips": 4, "data": "d"}) == {
+        "lr": 1e-3, "train_steps": 40, "clips": 4, "data": "d"}
+    for bad in ({"lr": "fast"}, {"train_steps": 1.5}, {"train_steps": True}, {"clips": [2]}):
         with pytest.raises(NasError, match=f"--proxy-option {next(iter(bad))}="):
             check_options(distill, bad)
 
@@ -187,7 +187,7 @@ def test_proxy_options_are_coerced_to_the_declared_types():
 def test_search_takes_lr_written_as_1e_3(cli, table_path, tmp_path):
     """YAML reads 1e-3 as a string; the first distill trial used to crash on it."""
     code, _, err = cli("search", TINY, "--table", table_path, "--trials", "1", "--out", tmp_path, "--proxy", "distill",
-                       "--proxy-option", "lr=1e-3", "--proxy-option", "steps=1", "--proxy-option", "clips=2",
+                       "--proxy-option", "lr=1e-3", "--proxy-option", "train_steps=1", "--proxy-option", "clips=2",
                        "--latency-budget", "1e9", "--json")
     assert code == 0, err
 
@@ -204,7 +204,7 @@ def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli
     monkeypatch.setattr(check, "proxy_check", fake_check)
     monkeypatch.setattr(check, "write_outputs", lambda report, out: {})
     code, _, err = cli("proxy", "check", TINY, "--proxy", "distill", "--reference", "replay", "--proxy-option",
-                       "steps=7", "--proxy-option", "lr=1e-3", "--json", "--out", tmp_path)
+                       "train_steps=7", "--proxy-option", "lr=1e-3", "--json", "--out", tmp_path)
     assert code == 0, err
     # the proxy's one length, 7 steps; the reference's (None) is then 10x the longest proxy run
     assert seen["steps"] == (7,) and seen["reference_steps"] is None

@@ -6,7 +6,7 @@ import yaml
 
 from nas.cost.plan import table_plan
 from nas.cost.roofline import CHIPS, estimate_table
-from nas.cost.table import COLUMNS, LatencyTable
+from nas.cost.table import COLUMNS, CostTable
 from nas.errors import NasError
 from tests.conftest import TINY
 
@@ -55,7 +55,7 @@ def test_plan_command_writes_csv(cli, tmp_path):
 
 
 def test_table_round_trip(tiny_estimate):
-    table = LatencyTable.load(tiny_estimate)
+    table = CostTable.load(tiny_estimate)
     assert list(table.rows.columns) == COLUMNS
     assert table.meta["provenance"] == "estimated" and table.meta["rows"] == len(table.rows)
 
@@ -94,7 +94,7 @@ def test_identical_duplicate_rows_are_tolerated(table_copy):
     lines, write = table_copy
     meta = yaml.safe_load((write(lines)).with_suffix(".yaml").read_text())
     path = write(lines + [lines[3]], meta)
-    assert len(LatencyTable.load(path).rows) == len(lines) - 1
+    assert len(CostTable.load(path).rows) == len(lines) - 1
 
 
 def test_missing_sidecar(cli, table_copy):
@@ -127,7 +127,7 @@ def test_failed_rows_may_leave_values_empty(table_copy):
     lines, write = table_copy
     failed = replace_field(replace_field(replace_field(lines[4], "status", "oom"), "latency_p50_ms", ""),
                            "latency_p90_ms", "")
-    table = LatencyTable.load(write([lines[0]] + lines[1:4] + [failed] + lines[5:]))
+    table = CostTable.load(write([lines[0]] + lines[1:4] + [failed] + lines[5:]))
     assert table.rows.loc[3, "status"] == "oom"
     with pytest.raises(NasError):
-        LatencyTable.load(write([lines[0]] + lines[1:4] + [replace_field(lines[4], "latency_p50_ms", "")] + lines[5:]))
+        CostTable.load(write([lines[0]] + lines[1:4] + [replace_field(lines[4], "latency_p50_ms", "")] + lines[5:]))

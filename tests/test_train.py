@@ -171,7 +171,7 @@ def test_distill_proxy_searches_on_encoded_latents(chain, cli, tmp_path):
     estimate_table(SearchSpace.load(chain["space"]), CHIPS["a18-pro-ne"]).save(tmp_path / "table.csv")
     code, out, err = cli("search", chain["space"], "--table", tmp_path / "table.csv", "--latency-budget", "1e9",
                          "--trials", "3", "--proxy", "distill", "--proxy-option", f"data={chain['root'] / 'latents'}",
-                         "--proxy-option", "steps=2", "--proxy-option", "clips=4", "--out", tmp_path / "run", "--json")
+                         "--proxy-option", "train_steps=2", "--proxy-option", "clips=4", "--out", tmp_path / "run", "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["proxy_options"]["data"] == str(chain["root"] / "latents") and summary["pareto"] >= 1

@@ -29,9 +29,9 @@ GROUPS = (space, listing, build, prune, table, profile, cost, search, proxy, wor
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning  # before parsing: a deprecated flag warns while it is parsed
     args = parser.parse_args(argv)
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
-    warnings.showwarning = _show_warning
     try:
         with third_party_quiet(args.verbose):
             plugins.load(args.plugin)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nas.cli.aliases import deprecated_flag
 from nas.cli.format import print_table
 
 
@@ -13,7 +14,8 @@ def add_parser(commands) -> None:
     cost.add_argument("space", type=Path)
     cost.add_argument("--arch", default="reference")
     cost.add_argument("--table", type=Path, required=True)
-    cost.add_argument("--steps", type=int, default=None, help="UNet passes per generation (default: the space's)")
+    cost.add_argument("--passes", type=int, default=None, help="UNet passes per generation (default: the space's)")
+    deprecated_flag(cost, "--steps", "--passes", type=int)
     cost.add_argument("--json", action="store_true")
     cost.set_defaults(func=cmd_cost)
 
@@ -21,14 +23,14 @@ def add_parser(commands) -> None:
 def cmd_cost(args) -> None:
     from nas.cost.report import price
 
-    report = price(args.space, args.table, args.arch, args.steps)
+    report = price(args.space, args.table, args.arch, args.passes)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return
     p, meta = report.prediction, report.table.meta
     print(f"arch {report.architecture.id} on {args.table} ({meta['provenance']}, {meta['device']})")
     if p.runs:
-        print(f"latency {p.latency_ms:,.1f} ms = {p.steps} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
+        print(f"latency {p.latency_ms:,.1f} ms = {p.passes} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
         fixed = (f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
                  if p.fixed_parts else " (no fixed parts in the table: VAE decoder and text encoder not counted)")
         print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"

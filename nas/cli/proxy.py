@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nas.cli.aliases import deprecated_flag
 from nas.cli.format import print_table
 
 
@@ -20,15 +21,19 @@ def add_parser(commands) -> None:
     pcheck.add_argument("--proxy", action="append", help="proxy to check, repeatable (default: params, flops, gradnorm, "
                                                          "synflow, naswot, tsens, distill; combo is fitted on the cheap ones)")
     pcheck.add_argument("--samples", type=int, default=14, help="architectures (extremes and named ones first)")
-    pcheck.add_argument("--steps", default="5,10,20", help="distill proxy step counts, comma-separated")
+    pcheck.add_argument("--train-steps", default="5,10,20",
+                        help="optimizer steps of the distill proxy, comma-separated (its learning-curve points)")
+    deprecated_flag(pcheck, "--steps", "--train-steps")
     pcheck.add_argument("--reference", default="ground-truth", choices=["ground-truth", "replay"],
                         help="ground-truth (default) or replay: the distill proxy itself trained longer with the same "
                              "seed, clips and batch order (self-referential: only says a learning curve keeps its order)")
-    pcheck.add_argument("--reference-steps", type=int, help="default 10x the longest proxy run (replay: 5x)")
+    pcheck.add_argument("--reference-train-steps", type=int,
+                        help="optimizer steps of the reference (default 10x the longest proxy run; replay: 5x)")
+    deprecated_flag(pcheck, "--reference-steps", "--reference-train-steps", type=int)
     pcheck.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option of the checked proxies, repeatable; goes to every proxy that takes KEY")
     pcheck.add_argument("--reference-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="of the ground truth: lr, batch, eval_timesteps, sample_steps, samples_per_caption, "
+                        help="of the ground truth: lr, batch, eval_timesteps, sampling_steps, samples_per_caption, "
                              "guidance, whole_model (true: train the whole model, not only temporal layers)")
     pcheck.add_argument("--cache", type=Path, help="score cache folder (default WORLD/check-cache; 'none': off)")
     pcheck.add_argument("--seed", type=int, default=0)
@@ -42,8 +47,8 @@ def cmd_proxy_check(args) -> None:
     from nas.search.proxy_check import check_proxies
 
     report, paths = check_proxies(args.out, args.space, args.world, proxies=args.proxy, samples=args.samples,
-                                  seed=args.seed, steps=args.steps, reference=args.reference,
-                                  reference_steps=args.reference_steps,
+                                  seed=args.seed, steps=args.train_steps, reference=args.reference,
+                                  reference_steps=args.reference_train_steps,
                                   proxy_options=key_values(args.proxy_option, "--proxy-option"),
                                   reference_options=key_values(args.reference_option, "--reference-option"),
                                   cache=args.cache, progress=not args.json)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nas.cli.aliases import deprecated_flag
 from nas.errors import NasError
 
 
@@ -14,13 +15,14 @@ def add_parser(commands) -> None:
     find.add_argument("--table", type=Path, required=True)
     find.add_argument("--latency-budget", type=float, metavar="MS", help="per generation (default: the space's)")
     find.add_argument("--memory-budget", type=float, metavar="MB", help="peak memory (default: the space's)")
-    find.add_argument("--steps", type=int, help="UNet passes per generation (default: the space's)")
+    find.add_argument("--passes", type=int, help="UNet passes per generation (default: the space's)")
+    deprecated_flag(find, "--steps", "--passes", type=int)
     find.add_argument("--proxy", default="params",
                       help="quality proxy: params, flops, gradnorm, distill (none: exhaustive only)")
     find.add_argument("--trials", type=int, default=200)
     find.add_argument("--sampler", default="nsga2", help="nsga2, tpe, random or exhaustive")
     find.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="option of the proxy, repeatable (distill: steps=20, clips=8, lr=1e-3, report_every=5, "
+                      help="option of the proxy, repeatable (distill: train_steps=20, clips=8, lr=1e-3, report_every=5, "
                            "data=DIR from `nas data encode`, spatial_weights=PATH)")
     find.add_argument("--pruner", default="median",
                       help="stops weak runs of a training proxy: median, halving, hyperband or none")
@@ -42,7 +44,7 @@ def cmd_search(args) -> None:
     from nas.search.picks import describe_picks
 
     summary = search(args.space, args.table, args.out, latency_budget=args.latency_budget,
-                     memory_budget=args.memory_budget, steps=args.steps, proxy=args.proxy, sampler=args.sampler,
+                     memory_budget=args.memory_budget, passes=args.passes, proxy=args.proxy, sampler=args.sampler,
                      trials=args.trials, storage=args.storage, study=args.study, workers=args.workers, seed=args.seed,
                      screen=args.screen, pruner=args.pruner, progress=not args.json,
                      proxy_options=key_values(args.proxy_option, "--proxy-option"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nas.cli.aliases import deprecated_flag
 from nas.cli.format import status_counts
 
 
@@ -43,7 +44,8 @@ def add_parser(commands) -> None:
     estimate.add_argument("--chip", default="a18-pro-ne")
     estimate.add_argument("--calibrate-arch", default="reference", help="architecture of the published number")
     estimate.add_argument("--calibrate-ms", type=float, default=None, help="published ms per generation")
-    estimate.add_argument("--steps", type=int, default=4, help="UNet passes in the published generation")
+    estimate.add_argument("--passes", type=int, default=4, help="UNet passes in the published generation")
+    deprecated_flag(estimate, "--steps", "--passes", type=int)
     estimate.add_argument("-o", "--out", type=Path, required=True)
     estimate.set_defaults(func=cmd_table_estimate)
 
@@ -105,7 +107,7 @@ def cmd_table_estimate(args) -> None:
     from nas.space import SearchSpace
 
     space = SearchSpace.load(args.space)
-    calibrate = None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.steps,
+    calibrate = None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.passes,
                                                         args.calibrate_ms)
     table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
     table.save(args.out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nas.cli.aliases import deprecated_flag
+
 
 def add_parser(commands) -> None:
     world = commands.add_parser("world", help="the tiny world proxies are checked on").add_subparsers(
@@ -15,7 +17,8 @@ def add_parser(commands) -> None:
     wmake.add_argument("--space", type=Path, default=Path("search_spaces/world.yaml"))
     wmake.add_argument("--clips", type=int, default=64, help="search-pool clips")
     wmake.add_argument("--test-clips", type=int, default=16, help="held-out clips (each an unseen caption)")
-    wmake.add_argument("--backbone-steps", type=int, default=300)
+    wmake.add_argument("--backbone-train-steps", type=int, default=300, help="optimizer steps of the spatial backbone")
+    deprecated_flag(wmake, "--backbone-steps", "--backbone-train-steps", type=int)
     wmake.add_argument("--seed", type=int, default=0)
     wmake.add_argument("--json", action="store_true")
     wmake.set_defaults(func=cmd_world_make)
@@ -25,7 +28,7 @@ def cmd_world_make(args) -> None:
     from nas.data.world import WorldRecipe, make_world
     from nas.space import SearchSpace
 
-    recipe = WorldRecipe(clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_steps,
+    recipe = WorldRecipe(clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_train_steps,
                          seed=args.seed)
     info = make_world(args.out, SearchSpace.load(args.space), recipe, progress=not args.json)
     if args.json:

@@ -1,7 +1,7 @@
 """CostModel: latency and peak memory of architectures, priced from a device table.
 
 One forward of the video UNet costs the spatial UNet row plus, for every slot, ``count`` times
-its temporal op's row. A generation costs ``steps`` forwards plus the fixed parts the table
+its temporal op's row. A generation costs ``passes`` forwards (UNet evaluations) plus the fixed parts the table
 holds (VAE decode, text encoder). Peak memory is the UNet's weights plus its largest
 activation working set (the spatial UNet's own peak, or at some slot the tensors the UNet
 holds live there plus that temporal op's working set), plus the fixed parts the table holds:
@@ -31,10 +31,11 @@ import numpy as np
 
 from nas.cost.memory import slot_context_bytes
 from nas.cost.plan import choice_key, spatial_key
-from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, LatencyTable
+from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, CostTable
 from nas.errors import NasError, NasWarning
 from nas.model.size import choice_size, size_arrays
 from nas.ops import OpKey, get_op
+from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
 
 EXACT, INTERPOLATED, EXTRAPOLATED = "exact", "interpolated", "extrapolated"
@@ -65,7 +66,7 @@ class Prediction:
     fixed_ms: float
     fixed_mb: float
     fixed_parts: list[str]
-    steps: int
+    passes: int  # UNet evaluations per generation
     weights_mb: float
     activation_mb: float
     runs: bool
@@ -80,7 +81,7 @@ class Prediction:
 class CostModel:
     """Prices architectures of ``space`` with ``table``."""
 
-    def __init__(self, space: SearchSpace, table: LatencyTable, max_extrapolation: float = 4.0):
+    def __init__(self, space: SearchSpace, table: CostTable, max_extrapolation: float = 4.0):
         self.space = space
         self.table = table
         self.max_extrapolation = max_extrapolation
@@ -206,11 +207,12 @@ class CostModel:
     def fixed_parts(self) -> list[str]:
         return sorted({row["op"] for row in self._fixed_rows})
 
-    def default_steps(self) -> int:
-        return int(self.space.budgets.get("steps", 1))
+    def default_passes(self) -> int:
+        return int(self.space.budgets.get("passes", 1))
 
-    def predict(self, architecture: Architecture, steps: int | None = None) -> Prediction:
-        steps = self.default_steps() if steps is None else steps
+    @renamed_kwargs(steps="passes")
+    def predict(self, architecture: Architecture, passes: int | None = None) -> Prediction:
+        passes = self.default_passes() if passes is None else passes
         spatial = self.spatial
         slots, unet_ms, activation_mb = [], spatial.latency_ms, spatial.memory_mb
         params = self.space.params_spatial
@@ -239,13 +241,13 @@ class CostModel:
             slots.append(row)
         weights_mb = params * self.table.dtype_bytes / MB
         return Prediction(
-            latency_ms=steps * unet_ms + self.fixed_ms,
+            latency_ms=passes * unet_ms + self.fixed_ms,
             memory_mb=weights_mb + activation_mb + self.fixed_mb,
             unet_ms=unet_ms,
             fixed_ms=self.fixed_ms,
             fixed_mb=self.fixed_mb,
             fixed_parts=self.fixed_parts,
-            steps=steps,
+            passes=passes,
             weights_mb=weights_mb,
             activation_mb=activation_mb,
             runs=runs,
@@ -284,13 +286,14 @@ class CostModel:
             arrays.append((np.array(lat), np.array(mem), params))
         return arrays
 
-    def price(self, choices: np.ndarray, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    @renamed_kwargs(steps="passes")
+    def price(self, choices: np.ndarray, passes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Latency (ms per generation) and peak memory (MB) of many architectures at once.
 
         ``choices``: int array (n_architectures, n_slots) of choice indices (see :meth:`encode`).
         Architectures that cannot run on the device get ``inf``.
         """
-        steps = self.default_steps() if steps is None else steps
+        passes = self.default_passes() if passes is None else passes
         choices = np.asarray(choices)
         n = choices.shape[0]
         unet = np.full(n, self.spatial.latency_ms)
@@ -301,7 +304,7 @@ class CostModel:
             unet += lat[index]
             np.maximum(activation, mem[index], out=activation)
             params += par[index]
-        return steps * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
+        return passes * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
 
 
 def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, attention: str | None) -> float:

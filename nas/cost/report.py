@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.cost.cost_model import CostModel, Prediction
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
+from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
 
 
@@ -23,7 +24,7 @@ class CostReport:
     """An architecture, the table that priced it, and the prediction."""
 
     architecture: Architecture
-    table: LatencyTable
+    table: CostTable
     table_path: Path
     prediction: Prediction
 
@@ -33,18 +34,19 @@ class CostReport:
                             "provenance": self.table.meta["provenance"], **self.prediction.as_dict()})
 
 
+@renamed_kwargs(steps="passes")
 def price(space: str | Path | SearchSpace, table: str | Path, arch: str | Path = "reference",
-          steps: int | None = None) -> CostReport:
+          passes: int | None = None) -> CostReport:
     """Latency and memory of ``arch`` of ``space`` from the device table at ``table``.
 
-    ``steps`` is UNet passes per generation (default: the space's).
+    ``passes`` is UNet evaluations per generation (default: the space's).
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.load(space)
     architecture = space.architecture(arch)
-    if steps is not None and steps < 1:
-        raise NasError(f"--steps must be at least 1, got {steps}")
-    loaded = LatencyTable.load(table)
-    return CostReport(architecture, loaded, Path(table), CostModel(space, loaded).predict(architecture, steps))
+    if passes is not None and passes < 1:
+        raise NasError(f"--passes must be at least 1, got {passes}")
+    loaded = CostTable.load(table)
+    return CostReport(architecture, loaded, Path(table), CostModel(space, loaded).predict(architecture, passes))
 
 
 def no_infinity(value: Any) -> Any:

@@ -25,7 +25,7 @@ import torch
 
 from nas.cost.placement import ANE, RULES, PlacementTracker, UnitWork
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, PLACEMENT, LatencyTable, validate_rows
+from nas.cost.table import COLUMNS, PLACEMENT, CostTable, validate_rows
 from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
@@ -216,8 +216,8 @@ class _Positional(torch.nn.Module):
 
 
 def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture, int, float] | None = None,
-                   command: str = "", holdout: bool = True) -> LatencyTable:
-    """A table for every planned key of ``space`` on ``chip``; ``calibrate`` = (arch, steps, total_ms).
+                   command: str = "", holdout: bool = True) -> CostTable:
+    """A table for every planned key of ``space`` on ``chip``; ``calibrate`` = (arch, UNet passes, total_ms).
 
     With ``calibrate`` and ``holdout``, the apple/ml-stable-diffusion SD 2.1 figures (other chips)
     are predicted with the fitted efficiency, and the reverse fit (on the iPhone 14 Pro Max SD 2.1
@@ -229,7 +229,7 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
     keys = table_plan(space)
     works = {key: key_work(space, key, chip) for key in keys}
 
-    def table_at(efficiency: float) -> LatencyTable:
+    def table_at(efficiency: float) -> CostTable:
         rows = []
         for key, work in works.items():
             ms = roofline_ms(work, chip, efficiency)
@@ -237,14 +237,14 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
                          "memory_mb": work.working_set_bytes / 2**20, "samples": 0, "status": "ok", "message": "",
                          PLACEMENT: work.placement})
         frame = pd.DataFrame(rows, columns=COLUMNS).astype(str)
-        return LatencyTable(validate_rows(frame, f"estimate for {chip.name}"), {"precision": "fp16"})
+        return CostTable(validate_rows(frame, f"estimate for {chip.name}"), {"precision": "fp16"})
 
     efficiency, calibration = 1.0, None
     if calibrate is not None:
-        architecture, steps, total_ms = calibrate
-        space_total = lambda e: CostModel(space, table_at(e)).predict(architecture, steps).latency_ms  # noqa: E731
+        architecture, passes, total_ms = calibrate
+        space_total = lambda e: CostModel(space, table_at(e)).predict(architecture, passes).latency_ms  # noqa: E731
         efficiency = _calibrate(space_total, total_ms)
-        calibration = {"fit_on": {"point": f"{space.name}/{architecture.id}", "chip": chip.name, "steps": steps,
+        calibration = {"fit_on": {"point": f"{space.name}/{architecture.id}", "chip": chip.name, "passes": passes,
                                   "published_ms": total_ms},
                        "efficiency": round(efficiency, 4)}
         if holdout:

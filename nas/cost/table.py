@@ -1,4 +1,4 @@
-"""LatencyTable: a device's measured (or estimated) cost of every OpKey, as CSV + YAML sidecar.
+"""CostTable: a device's measured (or estimated) cost of every OpKey, as CSV + YAML sidecar.
 
 The CSV holds one row per OpKey; the sidecar (same name, ``.yaml``) says where the numbers
 come from. Both are validated on load, and every problem names the file, the row and what is
@@ -16,13 +16,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 from nas.ops import OpKey, check_op_name, op_defaults
 from nas.ops.key import format_params, parse_params
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
@@ -45,7 +46,9 @@ PROVENANCES = ("measured", "estimated", "published")
 SPATIAL = "spatial"  # the spatial UNet over all frames of one clip (channels = its first block width)
 FIXED_PARTS = ("vae_decode", "text_encoder")  # once per generation, if measured
 WHOLE_MODEL_OPS = (SPATIAL, *FIXED_PARTS)
-SIDECAR_REQUIRED = ("device", "os", "backend", "compute_units", "precision", "tools", "date", "provenance")
+SIDECAR_REQUIRED = ("device", "os", "backend", "precision", "tools", "date", "provenance")
+# where on the device it ran: a torch table names the torch device (cpu, cuda), any other the Core ML compute units
+TORCH_BACKEND, TORCH_DEVICE, COMPUTE_UNITS = "torch", "torch_device", "compute_units"
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 
@@ -54,7 +57,7 @@ def sidecar_path(csv_path: str | Path) -> Path:
 
 
 @dataclass
-class LatencyTable:
+class CostTable:
     """Rows (a DataFrame with COLUMNS) and sidecar metadata of one device table."""
 
     rows: pd.DataFrame
@@ -72,14 +75,14 @@ class LatencyTable:
 
     # ---------------------------------------------------------------- io
     @classmethod
-    def load(cls, path: str | Path) -> LatencyTable:
+    def load(cls, path: str | Path) -> CostTable:
         path = Path(path)
         if not path.is_file():
             raise NasError(f"{path}: no such table")
         side = sidecar_path(path)
         if not side.is_file():
             raise NasError(f"{path}: sidecar {side.name} is missing (device, backend, precision, provenance, ...)")
-        meta = read_yaml_mapping(side)
+        meta = sidecar_meta(read_yaml_mapping(side))
         rows = read_rows(path)
         _check_sidecar(side, meta, rows)
         return cls(rows, meta, path)
@@ -94,6 +97,14 @@ class LatencyTable:
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
         return path
+
+
+def __getattr__(name: str) -> Any:
+    """``LatencyTable``, the old name of :class:`CostTable` (it holds memory too), for one release."""
+    if name == "LatencyTable":
+        warnings.warn("nas.cost.table.LatencyTable is deprecated; use CostTable", NasWarning, stacklevel=2)
+        return CostTable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def partial_tail(path: Path) -> bool:
@@ -250,8 +261,21 @@ def _same_values(a: tuple, b: tuple) -> bool:
                for x, y in zip(a, b))
 
 
+def sidecar_keys(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The keys a sidecar must have: the common ones and where it ran (torch device or compute units)."""
+    return (*SIDECAR_REQUIRED, TORCH_DEVICE if meta.get("backend") == TORCH_BACKEND else COMPUTE_UNITS)
+
+
+def sidecar_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar's fields in today's names: older torch tables kept their torch device in ``compute_units``."""
+    if meta.get("backend") == TORCH_BACKEND and TORCH_DEVICE not in meta and COMPUTE_UNITS in meta:
+        meta = {**meta, TORCH_DEVICE: meta[COMPUTE_UNITS]}
+        del meta[COMPUTE_UNITS]
+    return meta
+
+
 def _check_sidecar(side: Path, meta: dict[str, Any], rows: pd.DataFrame) -> None:
-    missing = [k for k in SIDECAR_REQUIRED if k not in meta]
+    missing = [k for k in sidecar_keys(meta) if k not in meta]
     if missing:
         raise NasError(f"{side}: missing key(s) {', '.join(missing)}")
     if meta["provenance"] not in PROVENANCES:

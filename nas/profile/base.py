@@ -41,7 +41,7 @@ class Profiler:
         raise NotImplementedError
 
     def metadata(self) -> dict[str, Any]:
-        """Sidecar fields: device, os, backend, compute_units, precision, tools."""
+        """Sidecar fields: device, os, backend, precision, tools; torch_device (torch) or compute_units (Core ML)."""
         raise NotImplementedError
 
     def limit_memory(self, limit_mb: float) -> None:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
 from nas.metrics import kendall_tau
 from nas.model import VideoUNet
@@ -50,11 +50,11 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
     if warmup < 0 or repeats < 1:
         raise NasError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
     space = SearchSpace.load(space_path)
-    table = LatencyTable.load(table_path)
+    table = CostTable.load(table_path)
     if table.meta.get("backend") != "torch":
         raise NasError(f"{table.path}: the check measures on the table's backend; "
                        f"{table.meta.get('backend')!r} tables are checked where they were measured (torch only here)")
-    device = torch.device(table.meta.get("compute_units", "cpu"))
+    device = torch.device(table.meta.get("torch_device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"{table.path}: measured on cuda, and no CUDA device is available here")
     threads = re.search(r"\((\d+) threads\)", str(table.meta.get("device", "")))
@@ -76,7 +76,7 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
     built = []
     for index in range(samples):
         architecture = space.sample(seed + index)
-        prediction = cost.predict(architecture, steps=1)
+        prediction = cost.predict(architecture, passes=1)
         if prediction.runs:  # else the table says it cannot run here: nothing to compare
             built.append((architecture, prediction))
     # Small models are all kept and timed round-robin, so each sees the same mix of machine speed

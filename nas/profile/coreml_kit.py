@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import (COLUMNS, KEY_COLUMNS, PLACEMENT, PLACEMENTS, SIDECAR_REQUIRED, STATUSES, LatencyTable,
+from nas.cost.table import (COLUMNS, KEY_COLUMNS, PLACEMENT, PLACEMENTS, STATUSES, CostTable, sidecar_keys,
                             sidecar_path, table_columns, validate_rows)
 from nas.errors import NasError
 from nas.ops import OpKey
@@ -194,7 +194,7 @@ class MeasuredModels:
     meta: dict[str, Any]
 
 
-def import_results(export_dir: str | Path, out: str | Path, command: str = "") -> LatencyTable | MeasuredModels:
+def import_results(export_dir: str | Path, out: str | Path, command: str = "") -> CostTable | MeasuredModels:
     """Turn the results.csv (+ results.yaml) of an export folder into a validated file ``out`` (+ sidecar).
 
     An op export gives a device table; a models export, the record of each model's measured
@@ -213,14 +213,14 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
         raise NasError(f"{export_dir / RESULTS_INFO}: tools must map tool names to versions")
     meta["tools"] = {**info.get("tools", {}), **meta.get("tools", {})}
     if info.get("kind", OPS) == OPS:
-        table = LatencyTable(validate_rows(table_columns(frame, results), results),
+        table = CostTable(validate_rows(table_columns(frame, results), results),
                              {**meta, "space": info["space"], "command": command})
         table.save(out)
         return table
     spaces = sorted({_space_name(_inside(export_dir, c, c)) for c in manifest["config"]})
     measured = MeasuredModels(_model_rows(frame, set(manifest["model"]), results),
                               {**meta, "space": ",".join(spaces), "command": command})
-    missing = [k for k in SIDECAR_REQUIRED if k not in measured.meta]
+    missing = [k for k in sidecar_keys(measured.meta) if k not in measured.meta]
     if missing:
         raise NasError(f"{export_dir / RESULTS_INFO}: missing key(s) {', '.join(missing)}")
     out = Path(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cost.plan import read_plan
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
 from nas.profile.runner import profile
 
@@ -32,7 +32,7 @@ def backend_options(backend: str, **given: Any) -> dict[str, Any]:
 def profile_space(space_path: str | Path, backend: str, out: str | Path, *, plan: str | Path | None = None,
                   device: str | None = "cpu", precision: str | None = None, compute_units: str | None = "CPU_AND_NE",
                   warmup: int = 3, repeats: int = 50, budget_s: float = 10.0, time_limit_s: float = 30.0,
-                  memory_limit_mb: float | None = None, command: str = "", progress: bool = True) -> LatencyTable:
+                  memory_limit_mb: float | None = None, command: str = "", progress: bool = True) -> CostTable:
     """Measure the keys of ``plan`` (a plan CSV; default: the whole space) into the table ``out``, resuming it."""
     keys = read_plan(plan) if plan else None
     options = backend_options(backend, device=device, precision=precision, compute_units=compute_units)

@@ -28,7 +28,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, KEY_COLUMNS, LatencyTable, partial_tail, read_rows, sidecar_path
+from nas.cost.table import COLUMNS, KEY_COLUMNS, CostTable, partial_tail, read_rows, sidecar_meta, sidecar_path
 from nas.errors import Interrupted, NasError, NasWarning
 from nas.ops import OpKey
 from nas.space import SearchSpace
@@ -39,7 +39,7 @@ STARTUP_S = 180.0  # importing torch and diffusers in a fresh worker
 
 def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[OpKey] | None = None,
             memory_limit_mb: float | None = None, command: str = "", progress: bool = True,
-            **options: Any) -> LatencyTable:
+            **options: Any) -> CostTable:
     """Measure every key of the space's plan (or ``keys``) missing from ``out``; returns the table."""
     from nas.profile.base import get_profiler
 
@@ -55,10 +55,11 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
                                       for r in done.to_dict("records")}
     todo = [k for k in dict.fromkeys(keys or table_plan(space)) if status.get(k, "error") == "error"]
     if not todo and done is not None and sidecar_path(out).is_file():
-        return LatencyTable.load(out)  # complete: nothing measured, nothing changed
+        return CostTable.load(out)  # complete: nothing measured, nothing changed
     if done is not None:
         _prepare_to_append(out, done)
-    previous = read_yaml_mapping(sidecar_path(out)) if done is not None and sidecar_path(out).is_file() else {}
+    side = sidecar_path(out)
+    previous = sidecar_meta(read_yaml_mapping(side)) if done is not None and side.is_file() else {}
     if previous.get("probe_ms") is not None:
         options = {**options, "probe_ms": previous["probe_ms"]}  # the scale the rows already there are in
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
         raise Interrupted(f"{kept} measured rows are kept in {out}; re-run the same command to resume") from None
     finally:
         worker.close()
-    table = LatencyTable(read_rows(out), meta, out)
+    table = CostTable(read_rows(out), meta, out)
     write_yaml(sidecar_path(out), {**meta, "rows": len(table.rows)})
     return table
 
@@ -116,7 +117,7 @@ def _prepare_to_append(out: Path, done) -> None:
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
     """Rows of one table must come from one device, backend and precision."""
-    for field in ("device", "backend", "compute_units", "precision"):
+    for field in ("device", "backend", "torch_device", "compute_units", "precision"):
         if field in previous and previous[field] != meta.get(field):
             raise NasError(f"{out}: its rows were measured with {field} {previous[field]!r}, this run has "
                            f"{meta.get(field)!r}; profile into another file")

@@ -75,7 +75,7 @@ class TorchProfiler(Profiler):
             device = torch.cuda.get_device_name(self.device)
         else:
             device = f"{platform.machine()} {platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
-        meta.update(device=device, backend="torch", compute_units=self.device.type, precision=self.precision)
+        meta.update(device=device, backend="torch", torch_device=self.device.type, precision=self.precision)
         if self.probe_ms is not None:
             meta["probe_ms"] = self.probe_ms
         meta["tools"]["torch"] = str(torch.__version__)

@@ -45,7 +45,7 @@ def exhaustive_front(space: SearchSpace, cost: CostModel, budgets: Budgets, prox
     kept, feasible_count, least = [], 0, None
     for start in range(0, total, CHUNK):
         choices = all_choices(space, start, min(total, start + CHUNK))
-        latency, memory = cost.price(choices, budgets.steps)
+        latency, memory = cost.price(choices, budgets.passes)
         over_l, over_m = budgets.violations(latency, memory)
         feasible = (over_l <= 0) & (over_m <= 0)
         feasible_count += int(feasible.sum())

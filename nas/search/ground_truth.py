@@ -6,7 +6,7 @@ their own data order, and then scored on the world's *test* clips, which no prox
 
 - ``denoise_loss``: the noise-prediction MSE on every test clip at each of ``eval_timesteps``
   timesteps spread evenly over [50, 950], at noise fixed by the seed (lower is better);
-- ``motion_error``: few-step samples (DDIM, ``sample_steps`` steps, trailing spacing) for every
+- ``motion_error``: few-step samples (DDIM, ``sampling_steps`` steps, trailing spacing) for every
   test caption -- combinations of shape, colour and motion no search clip has -- and the mean
   distance, in latent pixels, between the object's trajectory in the sample and in the real
   test clip of that caption (lower is better). The trajectory is the centroid of the latent's
@@ -37,20 +37,21 @@ class GroundTruth:
     """Scores architectures of the world's space by long training and held-out metrics."""
 
     def __init__(self, world: World, space: SearchSpace | None = None, steps: int = 200, seed: int = 7919,
-                 lr: float = 1e-3, batch: int = 4, eval_timesteps: int = 10, sample_steps: int = 8,
+                 lr: float = 1e-3, batch: int = 4, eval_timesteps: int = 10, sampling_steps: int = 8,
                  samples_per_caption: int = 2, guidance: float = 1.0, whole_model: bool = False):
         for name, value, kind in (("steps", steps, int), ("batch", batch, int), ("eval_timesteps", eval_timesteps, int),
-                                  ("sample_steps", sample_steps, int), ("samples_per_caption", samples_per_caption, int),
+                                  ("sampling_steps", sampling_steps, int),
+                                  ("samples_per_caption", samples_per_caption, int),
                                   ("lr", lr, (int, float)), ("guidance", guidance, (int, float)),
                                   ("whole_model", whole_model, bool)):
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 raise NasError(f"ground truth: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
-        if steps < 1 or batch < 1 or eval_timesteps < 1 or sample_steps < 1 or samples_per_caption < 1:
-            raise NasError("ground truth: steps, batch, eval_timesteps, sample_steps and samples_per_caption "
+        if steps < 1 or batch < 1 or eval_timesteps < 1 or sampling_steps < 1 or samples_per_caption < 1:
+            raise NasError("ground truth: steps, batch, eval_timesteps, sampling_steps and samples_per_caption "
                            "must be positive")
         self.world, self.space = world, space or world.space()
         self.steps, self.seed, self.lr, self.batch = steps, seed, lr, batch
-        self.guidance, self.whole_model, self.sample_steps = guidance, whole_model, sample_steps
+        self.guidance, self.whole_model, self.sampling_steps = guidance, whole_model, sampling_steps
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         self.train_data = LatentDataset(world.latents)
         test = LatentDataset(world.test)
@@ -128,7 +129,7 @@ class GroundTruth:
         from nas.pipeline import few_step_scheduler
 
         scheduler: DDIMScheduler = few_step_scheduler(self.scheduler.config)
-        scheduler.set_timesteps(steps or self.sample_steps)
+        scheduler.set_timesteps(steps or self.sampling_steps)
         guidance = self.guidance if guidance is None else guidance
         text = self.sample_text if text is None else text
         latents = (self.sample_noise if noise is None else noise) * scheduler.init_noise_sigma

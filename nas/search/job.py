@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
+from nas.options import renamed_kwargs
 from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
 from nas.search.picks import make_picks, write_picks
@@ -18,8 +19,9 @@ from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace
 
 
+@renamed_kwargs(steps="passes")
 def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, latency_budget: float | None = None,
-           memory_budget: float | None = None, steps: int | None = None, proxy: str = "params",
+           memory_budget: float | None = None, passes: int | None = None, proxy: str = "params",
            sampler: str = "nsga2", trials: int = 200, storage: str | None = None, study: str | None = None,
            workers: int = 1, seed: int = 0, screen: int | None = None, pruner: str = "median",
            progress: bool = True, proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -29,10 +31,10 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     ``pruner`` judges the learning curves of proxies that report them (nas.search.curves).
     """
     space = SearchSpace.load(space_path)
-    table = LatencyTable.load(table_path)
+    table = CostTable.load(table_path)
     screen = SCREEN if screen is None else screen
     cost = CostModel(space, table)
-    budgets = Budgets.for_space(space, latency_budget, memory_budget, steps)
+    budgets = Budgets.for_space(space, latency_budget, memory_budget, passes)
     if sampler not in SAMPLERS:
         raise NasError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     try:
@@ -52,7 +54,7 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
         "proxy": proxy, "proxy_options": {k: str(v) for k, v in proxy_options.items()}, "sampler": sampler,
         **({"screen": screen} if sampler == "nsga2" else {}),
         **({"pruner": pruner} if proxy_cls is not None and proxy_cls.reports and sampler != "exhaustive" else {}),
-        "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "steps": budgets.steps},
+        "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "passes": budgets.passes},
     }
     if sampler == "exhaustive":
         front, counts = exhaustive_front(space, cost, budgets, quality)
@@ -85,7 +87,7 @@ def describe(summary: dict[str, Any]) -> str:
     limits = ", ".join(f"{v:g} {u}" for v, u in ((budgets["latency_ms"], "ms"), (budgets["memory_mb"], "MB"))
                        if math.isfinite(v)) or "none"
     head = (f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
-            f"sampler {summary['sampler']}, budgets {limits} per {budgets['steps']}-step generation")
+            f"sampler {summary['sampler']}, budgets {limits} per generation of {budgets['passes']} UNet passes")
     if not summary["feasible_front"]:
         return head + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
     seen = f"{summary.get('feasible', 0):,} feasible seen"

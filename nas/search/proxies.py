@@ -20,6 +20,7 @@ from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.size import size_arrays, slot_sizes
 from nas.ops import get_op
+from nas.options import renamed_keys, renamed_kwargs
 from nas.registry import Registry
 from nas.space import Architecture, SearchSpace
 
@@ -78,6 +79,7 @@ def check_options(proxy_cls: type, options: dict[str, Any]) -> dict[str, Any]:
     the command line as YAML scalars, where ``1e-3`` is a string: a number the signature asks for
     is converted here, so that a bad value is one line now, not a traceback in the first trial.
     """
+    options = renamed_keys(options, getattr(proxy_cls.__init__, "renamed", {}), "--proxy-option")
     signature = inspect.signature(proxy_cls.__init__)
     known = [name for name, p in signature.parameters.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
@@ -185,7 +187,7 @@ class GradNormProxy(QualityProxy):
 
 @register_proxy
 class DistillProxy(QualityProxy):
-    """Short training: fit only the temporal layers for ``steps`` steps, score held-out denoising loss.
+    """Short training: fit only the temporal layers for ``train_steps`` optimizer steps, score held-out denoising loss.
 
     The paper's proxy, on cached latents: the spatial part is frozen, the temporal layers train
     on training clips and the score is minus the denoising loss on held-out clips at fixed
@@ -198,21 +200,22 @@ class DistillProxy(QualityProxy):
     name = "distill"
     reports = True
 
-    def __init__(self, space: SearchSpace, seed: int = 0, steps: int = 20, lr: float = 1e-3, clips: int = 8,
+    @renamed_kwargs(steps="train_steps")
+    def __init__(self, space: SearchSpace, seed: int = 0, train_steps: int = 20, lr: float = 1e-3, clips: int = 8,
                  report_every: int = 5, data: str | Path | None = None, latents: torch.Tensor | None = None,
                  spatial_weights=None, **options: Any):
         super().__init__(space, seed)
         from diffusers import DDPMScheduler
 
-        if steps < 1 or report_every < 1 or clips < 2 or not lr > 0:
-            raise NasError(f"--proxy distill: steps and report_every must be >= 1, clips >= 2 and lr > 0 "
-                           f"(got {steps}, {report_every}, {clips}, {lr})")
+        if train_steps < 1 or report_every < 1 or clips < 2 or not lr > 0:
+            raise NasError(f"--proxy distill: train_steps and report_every must be >= 1, clips >= 2 and lr > 0 "
+                           f"(got {train_steps}, {report_every}, {clips}, {lr})")
         clean, text = self._clips(space, clips, seed, data, latents)
         split = max(1, len(clean) // 4)
         self.clip_ids = self._clip_ids(data, len(clean), seed)
         self.order: list[list[int]] = []  # the training batches of the last score(), as drawn
         self.train, self.held_out = (clean[split:], text[split:]), (clean[:split], text[:split])
-        self.steps, self.lr, self.report_every = steps, lr, report_every
+        self.train_steps, self.lr, self.report_every = train_steps, lr, report_every
         self.spatial_weights = spatial_weights
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         generator = torch.Generator().manual_seed(seed + 1)
@@ -253,7 +256,7 @@ class DistillProxy(QualityProxy):
     def provenance(self) -> dict[str, Any]:
         """What the last run saw: seed, training clips, its batches (clip names), held-out clips."""
         split = len(self.held_out[0])
-        return {"seed": self.seed, "steps": self.steps, "train_clips": sorted(self.clip_ids[split:]),
+        return {"seed": self.seed, "train_steps": self.train_steps, "train_clips": sorted(self.clip_ids[split:]),
                 "order": [[self.clip_ids[i] for i in batch] for batch in self.order],
                 "eval_clips": self.clip_ids[:split]}
 
@@ -270,7 +273,7 @@ class DistillProxy(QualityProxy):
         value = self._held_out(model)
         clips, texts = self.train
         self.order = []
-        for step in range(1, self.steps + 1):
+        for step in range(1, self.train_steps + 1):
             if optimizer is not None:
                 index = torch.randint(0, len(clips), (2,), generator=generator)
                 self.order.append((index + len(self.held_out[0])).tolist())
@@ -279,7 +282,7 @@ class DistillProxy(QualityProxy):
                 optimizer.zero_grad()
                 self._loss(model, clips[index], texts[index], noise, timesteps).backward()
                 optimizer.step()
-            if step % self.report_every == 0 or step == self.steps:
+            if step % self.report_every == 0 or step == self.train_steps:
                 value = self._held_out(model)
                 if curve is not None:
                     curve.report(value, step)

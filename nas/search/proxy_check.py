@@ -33,6 +33,7 @@ from nas.data.world import World
 from nas.errors import NasError
 from nas.metrics import bootstrap_interval, kendall_tau, spearman_rho
 from nas.model.size import size_arrays
+from nas.options import renamed_keys
 from nas.search.proxies import check_options, get_proxy
 from nas.space import Architecture, SearchSpace
 
@@ -40,7 +41,7 @@ PROXIES = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens", "distill
 CHEAP = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens")  # the combination's inputs
 METRICS = {"denoise": "denoise_loss", "motion": "motion_error"}  # reference metric -> column (lower is better)
 GOAL_COST, GOAL_TAU = 0.1, 0.6
-GROUND_TRUTH_OPTIONS = ("lr", "batch", "eval_timesteps", "sample_steps", "samples_per_caption", "guidance",
+GROUND_TRUTH_OPTIONS = ("lr", "batch", "eval_timesteps", "sampling_steps", "samples_per_caption", "guidance",
                         "whole_model")
 
 
@@ -95,7 +96,7 @@ def proxy_check(space: SearchSpace | None = None, world: str | Path | World | No
     ``options`` maps a proxy name to its options (as ``--proxy-option``); with a world, the data
     options default to the world's search pool and backbone (``data``, ``spatial_weights``).
     ``reference_options`` go to :class:`~nas.search.ground_truth.GroundTruth` (lr, batch,
-    eval_timesteps, sample_steps, samples_per_caption, guidance, whole_model).
+    eval_timesteps, sampling_steps, samples_per_caption, guidance, whole_model).
     """
     from tqdm import tqdm
 
@@ -125,13 +126,14 @@ def proxy_check(space: SearchSpace | None = None, world: str | Path | World | No
             raise NasError(f"--proxy: {exc.args[0]}") from None
         opts = {**{k: v for k, v in world_data.items() if _takes(cls, k)}, **options[name]}
         if name == "distill":
-            opts.update(steps=longest, report_every=_gcd(proxy_steps), clips=opts.get("clips", 16))
+            opts.update(train_steps=longest, report_every=_gcd(proxy_steps), clips=opts.get("clips", 16))
         check_options(cls, opts)
         built[name] = cls(space, seed=seed, **opts)
     if reference == "ground-truth":
         from nas.search.ground_truth import GroundTruth
 
-        reference_options = dict(reference_options or {})
+        reference_options = renamed_keys(reference_options or {}, {"sample_steps": "sampling_steps"},
+                                         "--reference-option")
         unknown = sorted(set(reference_options) - set(GROUND_TRUTH_OPTIONS))
         if unknown:
             raise NasError(f"--reference-option {unknown[0]}: the ground truth takes {', '.join(GROUND_TRUTH_OPTIONS)}")
@@ -140,7 +142,7 @@ def proxy_check(space: SearchSpace | None = None, world: str | Path | World | No
         distill_opts = {k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr",
                                                                                      "spatial_weights")}
         distill_opts = {**world_data, "clips": 16, **distill_opts}
-        truth = get_proxy("distill")(space, seed=seed, steps=reference_steps, report_every=reference_steps,
+        truth = get_proxy("distill")(space, seed=seed, train_steps=reference_steps, report_every=reference_steps,
                                      **distill_opts)
     config = {"space": space.name, "world": str(world.folder) if world else None, "seed": seed, "steps": proxy_steps,
               "reference": reference, "reference_steps": reference_steps, "options": options}
@@ -353,9 +355,10 @@ def route_options(proxies: tuple[str, ...], given: dict[str, Any],
 
     One option line serves several proxies (``data=`` feeds gradnorm and distill alike), so a key
     no checked proxy takes is an error rather than silently unused. ``steps`` is the distill
-    proxy's learning-curve points; a ``steps`` option replaces them with that one count (the
-    reference's length follows unless ``reference_steps`` says otherwise). Each proxy's options
-    are then checked and coerced by :func:`~nas.search.proxies.check_options`, as the search does.
+    proxy's learning-curve points; a ``train_steps`` option (old name ``steps``) replaces them with
+    that one count (the reference's length follows unless ``reference_steps`` says otherwise). Each
+    proxy's options are then checked and coerced by :func:`~nas.search.proxies.check_options`, as
+    the search does.
     Returns the per-proxy options and the step counts.
     """
     classes = {}
@@ -364,11 +367,11 @@ def route_options(proxies: tuple[str, ...], given: dict[str, Any],
             classes[name] = get_proxy(name)
         except KeyError as exc:
             raise NasError(f"--proxy: {exc.args[0]}") from None
-    given = dict(given)
-    if "steps" in given:
-        value = given.pop("steps")
+    given = renamed_keys(given, {"steps": "train_steps"}, "--proxy-option")
+    if "train_steps" in given:
+        value = given.pop("train_steps")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise NasError(f"--proxy-option steps={value}: expected a positive whole number")
+            raise NasError(f"--proxy-option train_steps={value}: expected a positive whole number")
         steps = (value,)
     options: dict[str, dict[str, Any]] = {name: {} for name in proxies}
     for key, value in given.items():
@@ -397,7 +400,7 @@ def check_proxies(out: str | Path, space: str | Path | None = None, world: str |
         try:
             steps = tuple(int(s) for s in steps.split(","))
         except ValueError:
-            raise NasError(f"--steps {steps}: expected comma-separated step counts, e.g. 5,10,20") from None
+            raise NasError(f"--train-steps {steps}: expected comma-separated step counts, e.g. 5,10,20") from None
     options, steps = route_options(proxies, proxy_options or {}, tuple(steps))
     world = Path(world) if world else None
     cache = None if str(cache) == "none" else cache or (world / "check-cache" if world else None)

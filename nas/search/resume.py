@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import NasError
 from nas.space.yaml_io import read_yaml_mapping
 
@@ -32,7 +32,7 @@ def _digest(value: Any) -> str:
 
 def setup_record(setup) -> dict[str, str]:
     """The parts of a :class:`~nas.search.study.SearchSetup` that fix what a trial's numbers mean."""
-    table = LatencyTable.load(setup.table_path)
+    table = CostTable.load(setup.table_path)
     meta = {k: v for k, v in table.meta.items() if k not in VOLATILE_META}
     budgets = setup.budgets
     return {
@@ -40,7 +40,7 @@ def setup_record(setup) -> dict[str, str]:
         "table": _digest([table.rows.to_csv(index=False), meta]),
         "latency_budget_ms": f"{budgets.latency_ms:g}",
         "memory_budget_mb": f"{budgets.memory_mb:g}",
-        "steps": str(budgets.steps),
+        "passes": str(budgets.passes),
         "proxy": setup.proxy,
         "proxy_options": json.dumps({k: str(v) for k, v in sorted(setup.proxy_options.items())}),
         "seed": str(setup.seed),
@@ -57,6 +57,7 @@ def check_resume(study: optuna.Study, record: dict[str, str], where: str) -> Non
                            f"(made by an older nas); {hint}")
         study.set_user_attr(SETUP_ATTR, record)
         return
+    stored = {("passes" if key == "steps" else key): value for key, value in stored.items()}  # older nas: steps
     changed = [key for key in record if stored.get(key) != record[key]]
     if changed:
         what = ", ".join(f"{key} {stored.get(key)!s} -> {record[key]}" if key not in ("space", "table")

@@ -79,8 +79,8 @@ def hypervolume_improvement(front: np.ndarray, candidates: np.ndarray, reference
 class TableScreen:
     """Picks, from a pool of children, the one a trial is best spent on."""
 
-    def __init__(self, space: SearchSpace, cost: CostModel, steps: int, limits: tuple[float, float], seed: int):
-        self.space, self.cost, self.steps, self.limits = space, cost, steps, np.asarray(limits, dtype=float)
+    def __init__(self, space: SearchSpace, cost: CostModel, passes: int, limits: tuple[float, float], seed: int):
+        self.space, self.cost, self.passes, self.limits = space, cost, passes, np.asarray(limits, dtype=float)
         self.labels = [[c.label for c in slot.choices] for slot in space.slots]
         self.rng = np.random.default_rng(seed)
         self._rows: dict[int, np.ndarray] = {}
@@ -127,7 +127,7 @@ class TableScreen:
                 break
         if not len(pool):  # the space is all but exhausted: a seen one costs no second proxy run (study cache)
             pool = np.unique(children, axis=0)
-        latency, memory = self.cost.price(pool, self.steps)
+        latency, memory = self.cost.price(pool, self.passes)
         excess = np.maximum(np.column_stack([latency, memory]) / self.limits - 1.0, 0.0).sum(axis=1)
         feasible = excess <= 0
         if not feasible.any():

@@ -26,7 +26,7 @@ import optuna
 from tqdm import tqdm
 
 from nas.cost.cost_model import CostModel
-from nas.cost.table import LatencyTable
+from nas.cost.table import CostTable
 from nas.errors import Interrupted, NasError
 from nas.search.curves import Curves
 from nas.search.interrupts import Interrupts
@@ -47,23 +47,23 @@ QUIET = optuna.logging.ERROR  # optuna's per-trial warnings repeat, with a trace
 
 @dataclass(frozen=True)
 class Budgets:
-    """Limits per generation of ``steps`` UNet passes; ``inf`` means no limit."""
+    """Limits per generation of ``passes`` UNet evaluations; ``inf`` means no limit."""
 
     latency_ms: float = math.inf
     memory_mb: float = math.inf
-    steps: int = 1
+    passes: int = 1
 
     @classmethod
-    def for_space(cls, space: SearchSpace, latency_ms=None, memory_mb=None, steps=None) -> Budgets:
+    def for_space(cls, space: SearchSpace, latency_ms=None, memory_mb=None, passes=None) -> Budgets:
         b = space.budgets
         budgets = cls(
             latency_ms=float(latency_ms if latency_ms is not None else b.get("latency_ms", math.inf)),
             memory_mb=float(memory_mb if memory_mb is not None else b.get("memory_mb", math.inf)),
-            steps=int(steps if steps is not None else b.get("steps", 1)),
+            passes=int(passes if passes is not None else b.get("passes", 1)),
         )
-        if budgets.latency_ms <= 0 or budgets.memory_mb <= 0 or budgets.steps < 1:
+        if budgets.latency_ms <= 0 or budgets.memory_mb <= 0 or budgets.passes < 1:
             raise NasError(f"budgets must be positive (latency {budgets.latency_ms} ms, memory {budgets.memory_mb} MB, "
-                           f"steps {budgets.steps})")
+                           f"passes {budgets.passes})")
         return budgets
 
     def violations(self, latency: np.ndarray, memory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +89,7 @@ class SearchSetup:
 
     def load(self) -> CostModel:
         """The space priced by the table (``.space`` is the space), loaded once per process."""
-        return CostModel(SearchSpace.load(self.space_path), LatencyTable.load(self.table_path))
+        return CostModel(SearchSpace.load(self.space_path), CostTable.load(self.table_path))
 
 
 def make_sampler(setup: SearchSetup, trials: int, cost: CostModel, worker: int = 0) -> optuna.samplers.BaseSampler:
@@ -100,7 +100,7 @@ def make_sampler(setup: SearchSetup, trials: int, cost: CostModel, worker: int =
         if setup.screen <= 1:
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
         budgets = setup.budgets
-        screen = TableScreen(cost.space, cost, budgets.steps, (budgets.latency_ms, budgets.memory_mb), seed)
+        screen = TableScreen(cost.space, cost, budgets.passes, (budgets.latency_ms, budgets.memory_mb), seed)
         return ScreenedNSGAIISampler(screen, setup.screen, seed=seed, population_size=population)
     if setup.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -136,9 +136,9 @@ class Objective:
         architecture = Architecture.from_labels(self.space, labels)
         trial.set_user_attr("arch_id", architecture.id)
         index = self.cost.encode(architecture)[None]
-        latency, memory = (float(v[0]) for v in self.cost.price(index, self.setup.budgets.steps))
+        latency, memory = (float(v[0]) for v in self.cost.price(index, self.setup.budgets.passes))
         if not (math.isfinite(latency) and math.isfinite(memory)):
-            status = cannot_run(self.cost, architecture, self.setup.budgets.steps)
+            status = cannot_run(self.cost, architecture, self.setup.budgets.passes)
             trial.set_user_attr("status", status)
             trial.set_user_attr("feasible", False)
             raise optuna.TrialPruned(f"{architecture.id}: the table says it cannot run ({status})")
@@ -177,11 +177,11 @@ class Objective:
         return None
 
 
-def cannot_run(cost: CostModel, architecture: Architecture, steps: int) -> str:
+def cannot_run(cost: CostModel, architecture: Architecture, passes: int) -> str:
     """The device status (unsupported, oom, ...) that keeps an architecture from running, and where."""
     if not cost.spatial.runs:
         return f"{cost.spatial.status} (spatial UNet)"
-    slot = next(row for row in cost.predict(architecture, steps).slots if row["status"] != "ok")
+    slot = next(row for row in cost.predict(architecture, passes).slots if row["status"] != "ok")
     return f"{slot['status']} at {slot['slot']}"
 
 

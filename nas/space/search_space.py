@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from nas.errors import NasError
+from nas.options import renamed_keys
 from nas.space.choice import NONE, Choice, parse_op
 from nas.space.yaml_io import read_yaml_mapping
 
@@ -132,7 +133,7 @@ class SearchSpace:
         architectures = data.get("architectures", {}) or {}
         if not isinstance(architectures, dict):
             raise fail("'architectures' must map names to architectures")
-        budgets = _budgets(data.get("budgets", {}) or {}, fail)
+        budgets = _budgets(data.get("budgets", {}) or {}, fail, source)
         text_tokens = data.get("text_tokens", 77)
         if not (isinstance(text_tokens, int) and text_tokens > 0):
             raise fail(f"'text_tokens' must be a positive integer, got {text_tokens!r}")
@@ -336,10 +337,12 @@ def _video_shape(raw: Any, levels: int, fail) -> VideoShape:
     return video
 
 
-def _budgets(raw: Any, fail) -> dict[str, float]:
+def _budgets(raw: Any, fail, source: str) -> dict[str, float]:
+    """The search's default limits; ``passes`` is UNet evaluations per generation (old name: ``steps``)."""
     if not isinstance(raw, dict):
         raise fail("'budgets' must be a mapping")
-    known = {"latency_ms", "memory_mb", "steps"}
+    raw = renamed_keys(raw, {"steps": "passes"}, f"{source}: budgets")
+    known = {"latency_ms", "memory_mb", "passes"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"budgets: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")

@@ -1,7 +1,7 @@
 """Stage 2, ``nas train adversarial``: latent adversarial fine-tuning to a few-step generator.
 
 The generator is the stage-1 model. At every step it gets a data clip noised to one of a fixed
-set of timesteps -- the ``steps`` timesteps the few-step sampler visits (4: 999, 749, 499, 249)
+set of timesteps -- the ``sampling_steps`` timesteps the few-step sampler visits (4: 999, 749, 499, 249)
 -- and makes one-step clean estimates of it. The discriminator (a frozen copy of the stage-1
 encoder with trainable heads, see ``discriminator.py``) sees real and estimated latents re-noised
 to a random t' < ``disc_max_timestep``, with the text. Losses, each weighted in the config:
@@ -11,7 +11,7 @@ to a random t' < ``disc_max_timestep``, with the text. Losses, each weighted in 
 - discriminator: ``loss_disc`` = relu(1 - D(real)) + relu(1 + D(fake)) (hinge), averaged over heads.
 
 Image and video batches are mixed (``image_ratio``). ``eval_sample_mse`` measures what the stage
-is for on clips it never trains on: the generator's ``steps``-step samples (no guidance) for the
+is for on clips it never trains on: the generator's ``sampling_steps``-step samples (no guidance) for the
 captions of the held-out clips (the last ``holdout`` of the data), as latent MSE to the clip each
 caption belongs to; its value at step 0 is the stage-1 model's. (Training clips would reward
 memorising them.) It is a regression metric, so it favours the reconstruction term; whether the
@@ -42,7 +42,7 @@ from nas.train.runtime import (draw_batch, finish_run, global_randint, global_ra
 
 
 def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int | None = None) -> dict:
-    """Run (or resume) the adversarial stage; writes ``out/model`` (a ``steps``-step generator) and friends."""
+    """Run (or resume) the adversarial stage; writes ``out/model`` (a ``sampling_steps``-step generator) and friends."""
     accelerator = make_accelerator(config)
     out = prepare_run_folder(config, resume)
     set_seed(config.seed)
@@ -54,7 +54,7 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         model.enable_gradient_checkpointing()
     noise_schedule = DDPMScheduler.from_pretrained(init / "scheduler", local_files_only=True)
     sampler = few_step_scheduler(noise_schedule.config)
-    sampler.set_timesteps(config.steps)
+    sampler.set_timesteps(config.sampling_steps)
     fixed_timesteps = sampler.timesteps.clone()  # the generator trains exactly where it will sample
     data = LatentDataset(config.data)
     unet = model.spatial.config
@@ -126,12 +126,14 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     def evaluate() -> dict[str, float]:
         if ema:
             ema.copy_to(evaluated)
-        return {"eval_sample_mse": held_out_sample_mse(evaluated, sampler, data, prompts, config.steps, accelerator)}
+        mse = held_out_sample_mse(evaluated, sampler, data, prompts, config.sampling_steps, accelerator)
+        return {"eval_sample_mse": mse}
 
     run = train_loop("adversarial", config, accelerator, out, state, step, train_step, evaluate if prompts else None,
                      shown=("loss_disc", "loss_reconstruction"), stop_after=stop_after)
     summary = {"stage": "adversarial", "step": run.step, "finished": run.finished,
-               "processes": accelerator.num_processes, "steps": config.steps, "timesteps": fixed_timesteps.tolist(),
+               "processes": accelerator.num_processes, "sampling_steps": config.sampling_steps,
+               "timesteps": fixed_timesteps.tolist(),
                "s_per_step": run.s_per_step, "eval_sample_mse_first": run.log.first("eval_sample_mse"),
                "eval_sample_mse_last": run.log.last("eval_sample_mse")}
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated})

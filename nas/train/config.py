@@ -12,9 +12,10 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nas.errors import NasError
+from nas.options import renamed_keys
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -24,6 +25,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 class TrainConfig:
     """Fields every stage has: data, run folder, optimisation, schedule of logs/evals/checkpoints."""
 
+    RENAMED: ClassVar[dict[str, str]] = {}  # old key -> new key, still read (with one warning) for a release
     data: str = ""                  # folder written by `nas data encode`
     out: str = ""                   # run folder
     max_steps: int = 1000           # optimizer steps of the whole run (also after resuming)
@@ -80,8 +82,9 @@ class DistillConfig(TrainConfig):
 class AdversarialConfig(TrainConfig):
     """Stage 2 of training (the paper's stage 3): adversarial fine-tuning to a few-step generator."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"steps": "sampling_steps"}
     init: str = ""                  # the distill run folder (its model/ is generator and discriminator)
-    steps: int = 4                  # sampling steps; their timesteps are the fixed training set
+    sampling_steps: int = 4         # denoising steps of the sampler; their timesteps are the fixed training set
     loss_adversarial: float = 1.0   # hinge generator loss through the discriminator
     loss_reconstruction: float = 1.0  # MSE of the generator's clean-latent estimate to the data
     disc_lr: float = 1e-4           # discriminator heads
@@ -93,14 +96,15 @@ class AdversarialConfig(TrainConfig):
         super().check(source)
         if not self.init:
             raise NasError(f"{source}: 'init' is required (or --init)")
-        if self.steps < 1 or not 1 <= self.disc_max_timestep <= 1000:
-            raise NasError(f"{source}: steps must be >= 1 and disc_max_timestep in [1, 1000]")
+        if self.sampling_steps < 1 or not 1 <= self.disc_max_timestep <= 1000:
+            raise NasError(f"{source}: sampling_steps must be >= 1 and disc_max_timestep in [1, 1000]")
 
 
 def load_config(cls: type[TrainConfig], path: str | Path | None, overrides: dict[str, Any]):
     """``cls`` from the YAML at ``path`` (optional), then ``overrides`` (key -> value, null allowed)."""
     data = read_yaml_mapping(path) if path else {}
     source = str(path) if path else "command line"
+    data, overrides = renamed_keys(data, cls.RENAMED, source), renamed_keys(overrides, cls.RENAMED, "--set")
     known = {f.name: f for f in fields(cls)}
     data.pop("stage", None)
     unknown = sorted(set(data) - set(known))

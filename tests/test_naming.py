@@ -1,0 +1,134 @@
+"""One noun, one name: the renamed options, and their old spellings still working with one warning."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from nas.cli import build_parser
+from nas.errors import NasError, NasWarning
+from nas.options import renamed_keys, renamed_kwargs
+
+GENERATE = ["generate", "--model", "m", "--text-encoder", "e", "--prompt", "p", "-o", "o"]
+# command line before the flag, old flag, new flag, the value given, and how it parses
+DEPRECATED_FLAGS = [
+    (["cost", "s.yaml", "--table", "t.csv"], "--steps", "--passes", "8", 8),
+    (["search", "s.yaml", "--table", "t.csv"], "--steps", "--passes", "8", 8),
+    (["table", "estimate", "s.yaml", "-o", "t.csv"], "--steps", "--passes", "8", 8),
+    (GENERATE, "--steps", "--sampling-steps", "8", 8),
+    (["proxy", "check"], "--steps", "--train-steps", "2,4", "2,4"),
+    (["proxy", "check"], "--reference-steps", "--reference-train-steps", "8", 8),
+    (["world", "make", "w"], "--backbone-steps", "--backbone-train-steps", "8", 8),
+]
+
+
+def _parse(argv):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = build_parser().parse_args(argv)
+    return args, [str(w.message) for w in caught if issubclass(w.category, NasWarning)]
+
+
+@pytest.mark.parametrize("argv, old, new, text, value", DEPRECATED_FLAGS,
+                         ids=[f"{a[0]} {o}" for a, o, *_ in DEPRECATED_FLAGS])
+def test_deprecated_flag_sets_the_new_option_and_warns_once(argv, old, new, text, value):
+    dest = new.lstrip("-").replace("-", "_")
+    args, messages = _parse([*argv, old, text])
+    assert getattr(args, dest) == value and messages == [f"{old} is deprecated; use {new}"]
+    args, messages = _parse([*argv, new, text])
+    assert getattr(args, dest) == value and messages == []
+
+
+def test_deprecated_flag_prints_one_line_on_the_command_line(cli, tmp_path):
+    code, out, err = cli("cost", tmp_path / "missing.yaml", "--table", tmp_path / "t.csv", "--steps", "4")
+    lines = err.splitlines()
+    assert code == 2 and lines[0] == "nas: warning: --steps is deprecated; use --passes"
+    assert len(lines) == 2 and lines[1].startswith("nas: error: ")
+
+
+def test_renamed_keys_moves_old_keys_and_warns_once():
+    with pytest.warns(NasWarning, match="where: sample_steps is deprecated; use sampling_steps") as caught:
+        assert renamed_keys({"sample_steps": 2, "lr": 1}, {"sample_steps": "sampling_steps"}, "where") == {
+            "lr": 1, "sampling_steps": 2}
+    assert len(caught) == 1
+    with pytest.raises(NasError, match="give only sampling_steps"):
+        renamed_keys({"sample_steps": 2, "sampling_steps": 3}, {"sample_steps": "sampling_steps"}, "where")
+
+
+def test_old_budgets_steps_key_loads_as_passes_with_one_warning(tmp_path):
+    from nas.space import SearchSpace
+
+    text = (Path(__file__).parents[1] / "search_spaces" / "tiny.yaml").read_text()
+    assert "\n  passes: 4\n" in text
+    old = tmp_path / "old.yaml"
+    old.write_text(text.replace("\n  passes: 4\n", "\n  steps: 4\n"))
+    with pytest.warns(NasWarning, match=re.escape(f"{old}: budgets: steps is deprecated; use passes")) as caught:
+        assert SearchSpace.load(old).budgets["passes"] == 4
+    assert len(caught) == 1
+    both = tmp_path / "both.yaml"
+    both.write_text(text.replace("\n  passes: 4\n", "\n  passes: 4\n  steps: 4\n"))
+    with pytest.raises(NasError, match="give only passes"):
+        SearchSpace.load(both)
+
+
+def test_renamed_keyword_argument_still_works_with_one_warning():
+    @renamed_kwargs(steps="passes")
+    def cost(arch, passes=1):
+        return arch, passes
+
+    with pytest.warns(NasWarning, match=r"cost\(\): steps is deprecated; use passes") as caught:
+        assert cost("a", steps=4) == ("a", 4)
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cost("a", passes=3) == ("a", 3)
+
+
+def test_latency_table_is_the_deprecated_name_of_cost_table():
+    import nas.cost.table as table
+
+    with pytest.warns(NasWarning, match="LatencyTable is deprecated; use CostTable") as caught:
+        from nas.cost.table import LatencyTable
+    assert LatencyTable is table.CostTable and len(caught) == 1
+
+
+def test_torch_sidecar_names_its_torch_device_and_old_ones_still_load(tmp_path):
+    import shutil
+
+    from nas.cost.table import CostTable
+
+    shipped = Path(__file__).parents[1] / "latency_tables" / "cpu_tiny"
+    assert CostTable.load(shipped.with_suffix(".csv")).meta["torch_device"] == "cpu"
+    old = tmp_path / "old.csv"
+    shutil.copy(shipped.with_suffix(".csv"), old)
+    text = shipped.with_suffix(".yaml").read_text()
+    old.with_suffix(".yaml").write_text(text.replace("torch_device: cpu", "compute_units: cpu"))
+    meta = CostTable.load(old).meta
+    assert meta["torch_device"] == "cpu" and "compute_units" not in meta
+    old.with_suffix(".yaml").write_text(text.replace("torch_device: cpu\n", ""))
+    with pytest.raises(NasError, match="missing key.*torch_device"):
+        CostTable.load(old)
+
+
+def test_adversarial_config_reads_its_old_steps_key_as_sampling_steps(tmp_path):
+    from nas.train.config import AdversarialConfig, load_config
+
+    old = tmp_path / "adversarial.yaml"
+    old.write_text("stage: adversarial\ninit: runs/d\ndata: d\nout: o\nsteps: 2\n")
+    with pytest.warns(NasWarning, match="steps is deprecated; use sampling_steps") as caught:
+        assert load_config(AdversarialConfig, old, {}).sampling_steps == 2
+    assert len(caught) == 1
+    with pytest.warns(NasWarning, match="--set: steps is deprecated; use sampling_steps"):
+        assert load_config(AdversarialConfig, None, {"init": "i", "data": "d", "out": "o", "steps": 3}).sampling_steps == 3
+
+
+def test_distill_proxy_reads_its_old_steps_option_as_train_steps():
+    from nas.search.proxies import check_options, get_proxy
+
+    distill = get_proxy("distill")
+    with pytest.warns(NasWarning, match="--proxy-option: steps is deprecated; use train_steps") as caught:
+        assert check_options(distill, {"steps": "4", "clips": 2}) == {"train_steps": 4, "clips": 2}
+    assert len(caught) == 1
