@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-heavy demo clean
+.PHONY: run test lint test-heavy demo clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(VENV)/.installed
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
+# ruff's formatter and linter (ruff.toml); .ci/run runs it before the tests
+lint: $(VENV)/.installed
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 test-heavy: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m heavy

@@ -36,22 +36,32 @@ MODELS = ("reference", "animatediff")
 # Stable Diffusion 1.5's UNet (diffusers UNet2DConditionModel defaults, except these) and VAE.
 SD15_UNET = {"sample_size": 64, "cross_attention_dim": 768, "attention_head_dim": 8}
 SD_VAE = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "sample_size": 512,
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512], "scaling_factor": 0.18215,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "sample_size": 512,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "scaling_factor": 0.18215,
 }
 
 
 def add_shape_arguments(parser, space_default: Path = DEFAULT_SPACE) -> None:
-    parser.add_argument("--space", type=Path, default=space_default,
-                        help="search space whose `reference` architecture is ours")
+    parser.add_argument(
+        "--space", type=Path, default=space_default, help="search space whose `reference` architecture is ours"
+    )
     parser.add_argument("--frames", type=int, help="latent frames (default: the space's)")
     parser.add_argument("--height", type=int, help="pixels (default: the space's)")
     parser.add_argument("--width", type=int, help="pixels (default: the space's)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda")
-    parser.add_argument("--threads", type=int,
-                        help="torch CPU threads (default: torch's). On a CPU shared with other jobs, 1 thread "
-                             "avoids OpenMP threads waiting on each other and gives stable ratios")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's). On a CPU shared with other jobs, 1 thread "
+        "avoids OpenMP threads waiting on each other and gives stable ratios",
+    )
 
 
 def load_space(args) -> SearchSpace:
@@ -145,10 +155,16 @@ def sync(device: torch.device) -> None:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    info = {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device),
-            # other jobs on a shared machine slow everything down; the ratios are measured under the same load
-            "load_average_1m_at_start": os.getloadavg()[0]}
+    info = {
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        # other jobs on a shared machine slow everything down; the ratios are measured under the same load
+        "load_average_1m_at_start": os.getloadavg()[0],
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -78,8 +78,13 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of row (a)")
     parser.add_argument("--noises", type=int, default=4, help="samples per test caption")
     parser.add_argument("--seed", type=int, default=0, help="training seed; sample noise uses seed+1, encoder seed+2")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of examples/tiny/adversarial.yaml (both adversarial runs)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of examples/tiny/adversarial.yaml (both adversarial runs)",
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "four_step")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "four_step.json")
     args = parser.parse_args()
@@ -89,13 +94,33 @@ def main() -> None:
         make_world(args.world, SearchSpace.load(ROOT / "search_spaces" / "world.yaml"))
     world = World(args.world)
 
-    stage1 = train(distill, DistillConfig, "distill", args.runs, {
-        "space": str(world.folder / "space.yaml"), "spatial_weights": str(world.backbone), "data": str(world.latents),
-        "max_steps": args.distill_steps, "holdout": 8, "checkpoint_every": args.distill_steps,
-        "log_every": 20, "ema_decay": 0.99, "seed": args.seed})
-    overrides = {"init": str(stage1), "data": str(world.latents), "max_steps": args.adversarial_steps,
-                 "holdout": 8, "eval_samples": 8, "checkpoint_every": args.adversarial_steps, "log_every": 20,
-                 "seed": args.seed}
+    stage1 = train(
+        distill,
+        DistillConfig,
+        "distill",
+        args.runs,
+        {
+            "space": str(world.folder / "space.yaml"),
+            "spatial_weights": str(world.backbone),
+            "data": str(world.latents),
+            "max_steps": args.distill_steps,
+            "holdout": 8,
+            "checkpoint_every": args.distill_steps,
+            "log_every": 20,
+            "ema_decay": 0.99,
+            "seed": args.seed,
+        },
+    )
+    overrides = {
+        "init": str(stage1),
+        "data": str(world.latents),
+        "max_steps": args.adversarial_steps,
+        "holdout": 8,
+        "eval_samples": 8,
+        "checkpoint_every": args.adversarial_steps,
+        "log_every": 20,
+        "seed": args.seed,
+    }
     overrides.update(parse_sets(args.set))
     adv = train(adversarial, AdversarialConfig, "adversarial", args.runs, overrides)
     off = train(adversarial, AdversarialConfig, "adversarial", args.runs, {**overrides, "loss_adversarial": 0.0})
@@ -112,38 +137,91 @@ def main() -> None:
     real_features = features(encoder, real)
     search = LatentDataset(world.latents)
 
-    rows = [{"row": "real test clips (reference)", "steps": "-", "guidance": "-", "passes": "-",
-             "motion_error": 0.0, "fvd": 0.0, "kvd": 0.0,
-             **accuracy(encoder, real, labels)}]
-    for name, run, steps, guidance in (("(a) stage 1", stage1, 25, args.guidance), ("(a') stage 1", stage1, 25, 1.0),
-                                       ("(b) stage 1", stage1, 4, 1.0), ("(c) adversarial", adv, 4, 1.0),
-                                       ("(d) adversarial, term off", off, 4, 1.0)):
+    rows = [
+        {
+            "row": "real test clips (reference)",
+            "steps": "-",
+            "guidance": "-",
+            "passes": "-",
+            "motion_error": 0.0,
+            "fvd": 0.0,
+            "kvd": 0.0,
+            **accuracy(encoder, real, labels),
+        }
+    ]
+    for name, run, steps, guidance in (
+        ("(a) stage 1", stage1, 25, args.guidance),
+        ("(a') stage 1", stage1, 25, 1.0),
+        ("(b) stage 1", stage1, 4, 1.0),
+        ("(c) adversarial", adv, 4, 1.0),
+        ("(d) adversarial, term off", off, 4, 1.0),
+    ):
         samples = sample(run, world, texts, noise, steps, guidance)
         passes = steps * (2 if guidance != 1 else 1)
-        rows.append({"row": name, "steps": steps, "guidance": guidance, "passes": passes,
-                     "motion_error": world.motion_error(samples, targets),
-                     **distances(features(encoder, samples), real_features),
-                     **accuracy(encoder, samples, sample_labels)})
+        rows.append(
+            {
+                "row": name,
+                "steps": steps,
+                "guidance": guidance,
+                "passes": passes,
+                "motion_error": world.motion_error(samples, targets),
+                **distances(features(encoder, samples), real_features),
+                **accuracy(encoder, samples, sample_labels),
+            }
+        )
 
-    seeds = {"world": world.info.get("recipe", {}).get("seed"), "training": args.seed, "sample_noise": args.seed + 1,
-             "encoder": args.seed + 2, "adversarial_eval_noise": 0}
-    print(f"world {world.folder} ({len(search.videos)} search clips, {len(real)} test clips with unseen captions); "
-          f"{args.noises} samples per test caption; seeds {seeds}")
-    print("video encoder accuracy on the real test clips: "
-          + ", ".join(f"{k} {rows[0][f'acc_{k}']:.2f}" for k in ATTRIBUTES))
-    print_table(["row", "steps", "guidance", "UNet passes", "motion error", "FVD", "KVD", "acc motion/shape/colour"],
-                [[r["row"], r["steps"], r["guidance"], r["passes"], _f(r["motion_error"]), _f(r["fvd"]),
-                  _f(r["kvd"], 4), "/".join(_f(r[f"acc_{k}"], 2) for k in ATTRIBUTES)] for r in rows])
+    seeds = {
+        "world": world.info.get("recipe", {}).get("seed"),
+        "training": args.seed,
+        "sample_noise": args.seed + 1,
+        "encoder": args.seed + 2,
+        "adversarial_eval_noise": 0,
+    }
+    print(
+        f"world {world.folder} ({len(search.videos)} search clips, {len(real)} test clips with unseen captions); "
+        f"{args.noises} samples per test caption; seeds {seeds}"
+    )
+    print(
+        "video encoder accuracy on the real test clips: "
+        + ", ".join(f"{k} {rows[0][f'acc_{k}']:.2f}" for k in ATTRIBUTES)
+    )
+    print_table(
+        ["row", "steps", "guidance", "UNet passes", "motion error", "FVD", "KVD", "acc motion/shape/colour"],
+        [
+            [
+                r["row"],
+                r["steps"],
+                r["guidance"],
+                r["passes"],
+                _f(r["motion_error"]),
+                _f(r["fvd"]),
+                _f(r["kvd"], 4),
+                "/".join(_f(r[f"acc_{k}"], 2) for k in ATTRIBUTES),
+            ]
+            for r in rows
+        ],
+    )
     runs = {"distill": stage1, "adversarial": adv, "adversarial_term_off": off}
     summaries = {name: json.loads((run / "summary.json").read_text()) for name, run in runs.items()}
     for name in ("adversarial", "adversarial_term_off"):
         s = summaries[name]
-        print(f"{name}: eval_sample_mse (held-out clips) {s['eval_sample_mse_first']:.4f} -> "
-              f"{s['eval_sample_mse_last']:.4f}, {s['s_per_step']:.2f} s/step")
-    write_results(args.out, {"rows": rows, "seeds": seeds, "runs": {n: str(r) for n, r in runs.items()},
-                             "configs": {n: yaml.safe_load((r / "config.yaml").read_text()) for n, r in runs.items()},
-                             "summaries": summaries, "world": world.info, "machine": machine(torch.device("cpu")),
-                             "wall_s": round(time.perf_counter() - start, 1)})
+        print(
+            f"{name}: eval_sample_mse (held-out clips) {s['eval_sample_mse_first']:.4f} -> "
+            f"{s['eval_sample_mse_last']:.4f}, {s['s_per_step']:.2f} s/step"
+        )
+    write_results(
+        args.out,
+        {
+            "rows": rows,
+            "seeds": seeds,
+            "runs": {n: str(r) for n, r in runs.items()},
+            "configs": {n: yaml.safe_load((r / "config.yaml").read_text()) for n, r in runs.items()},
+            "summaries": summaries,
+            "world": world.info,
+            "machine": machine(torch.device("cpu")),
+            "wall_s": round(time.perf_counter() - start, 1),
+        },
+    )
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -169,8 +247,9 @@ def train(stage, cls, name: str, runs: Path, overrides: dict) -> Path:
 
 
 @torch.no_grad()
-def sample(run: Path, world: World, text: torch.Tensor, noise: torch.Tensor, steps: int,
-           guidance: float) -> torch.Tensor:
+def sample(
+    run: Path, world: World, text: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float
+) -> torch.Tensor:
     """DDIM (trailing) over the run's noise schedule, as ``nas generate``; classifier-free guidance with the
     empty caption when ``guidance`` != 1."""
     from diffusers import DDPMScheduler
@@ -197,10 +276,18 @@ class VideoEncoder(nn.Module):
     def __init__(self, channels: int, frames: int, height: int, width: int, dim: int = 16):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv3d(channels, 32, 3, padding=1), nn.GroupNorm(8, 32), nn.SiLU(),
-            nn.Conv3d(32, 32, 3, padding=1, stride=(1, 2, 2)), nn.GroupNorm(8, 32), nn.SiLU(),
-            nn.Conv3d(32, 32, 3, padding=1, stride=(1, 2, 2)), nn.GroupNorm(8, 32), nn.SiLU(),
-            nn.Flatten(), nn.Linear(32 * frames * ((height + 3) // 4) * ((width + 3) // 4), dim))
+            nn.Conv3d(channels, 32, 3, padding=1),
+            nn.GroupNorm(8, 32),
+            nn.SiLU(),
+            nn.Conv3d(32, 32, 3, padding=1, stride=(1, 2, 2)),
+            nn.GroupNorm(8, 32),
+            nn.SiLU(),
+            nn.Conv3d(32, 32, 3, padding=1, stride=(1, 2, 2)),
+            nn.GroupNorm(8, 32),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(32 * frames * ((height + 3) // 4) * ((width + 3) // 4), dim),
+        )
         self.heads = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in ATTRIBUTES.items()})
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
@@ -227,7 +314,8 @@ def train_encoder(world: World, seed: int, steps: int = 400) -> VideoEncoder:
     for _ in range(steps):
         pick = torch.randint(len(clips), (32,), generator=generator)
         x = clips[pick] + 0.3 * torch.rand(32, 1, 1, 1, 1, generator=generator) * torch.randn(
-            clips[pick].shape, generator=generator)
+            clips[pick].shape, generator=generator
+        )
         h = encoder(x)
         loss = sum(nn.functional.cross_entropy(head(h), labels[k][pick]) for k, head in encoder.heads.items())
         optimizer.zero_grad()
@@ -259,8 +347,7 @@ def distances(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
     kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
     m, n = len(x), len(y)
-    kvd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-           - 2 * kxy.mean())
+    kvd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
     return {"fvd": max(fvd, 0.0), "kvd": float(kvd)}
 
 

@@ -17,11 +17,26 @@ import time
 from pathlib import Path
 
 import torch
+from common import (
+    MODELS,
+    add_shape_arguments,
+    build_unet,
+    build_vae,
+    current_memory_mb,
+    load_space,
+    machine,
+    params,
+    peak_memory_mb,
+    print_table,
+    reset_peak_memory,
+    run_main,
+    run_worker,
+    setup,
+    shape_argv,
+    sync,
+    write_results,
+)
 from diffusers import DDIMScheduler
-
-from common import (MODELS, add_shape_arguments, build_unet, build_vae, current_memory_mb, load_space, machine,
-                    params, peak_memory_mb, print_table, reset_peak_memory, run_main, run_worker, setup, shape_argv,
-                    sync, write_results)
 
 # How each model is sampled: steps, guidance (None = no CFG), DDIM timestep spacing.
 RECIPES = {
@@ -67,11 +82,20 @@ def generate(model_name: str, args) -> dict:
         sync(device)
         vae_s = time.perf_counter() - start
     assert frames[0].shape[-2:] == (v.height, v.width)
-    return {"model": model_name, **recipe, "unet_calls": recipe["steps"], "batch_per_call": 2 if cfg else 1,
-            "unet_params": params(unet), "vae_params": params(vae),
-            "unet_s": round(unet_s, 2), "vae_decode_s": round(vae_s, 2), "total_s": round(unet_s + vae_s, 2),
-            "peak_memory_mb": round(peak_memory_mb(device)), "memory_after_build_mb": round(memory_after_build),
-            "dtype": str(dtype).removeprefix("torch.")}
+    return {
+        "model": model_name,
+        **recipe,
+        "unet_calls": recipe["steps"],
+        "batch_per_call": 2 if cfg else 1,
+        "unet_params": params(unet),
+        "vae_params": params(vae),
+        "unet_s": round(unet_s, 2),
+        "vae_decode_s": round(vae_s, 2),
+        "total_s": round(unet_s + vae_s, 2),
+        "peak_memory_mb": round(peak_memory_mb(device)),
+        "memory_after_build_mb": round(memory_after_build),
+        "dtype": str(dtype).removeprefix("torch."),
+    }
 
 
 def main() -> None:
@@ -87,26 +111,47 @@ def main() -> None:
 
     space = load_space(args)
     v = space.video
-    shape = {"frames": v.frames, "latent_height": v.latent_height, "latent_width": v.latent_width,
-             "pixels": f"{v.height}x{v.width}"}
+    shape = {
+        "frames": v.frames,
+        "latent_height": v.latent_height,
+        "latent_width": v.latent_width,
+        "pixels": f"{v.height}x{v.width}",
+    }
     rows = {}
     for name in args.models:
         print(f"generating with {name} ({RECIPES[name]}) at {shape} ...", flush=True)
         rows[name] = run_worker(Path(__file__), ["--worker", name, *shape_argv(args)])
-    results = {"what": "one whole generation (text encoding excluded)", "shape": shape,
-               "machine": machine(setup(args)), "models": rows}
+    results = {
+        "what": "one whole generation (text encoding excluded)",
+        "shape": shape,
+        "machine": machine(setup(args)),
+        "models": rows,
+    }
     if {"reference", "animatediff"} <= set(rows):
         ref, other = rows["reference"], rows["animatediff"]
         results["ratio_unet"] = round(other["unet_s"] / ref["unet_s"], 1)
         results["ratio_total"] = round(other["total_s"] / ref["total_s"], 1)
         results["ratio_memory"] = round(other["peak_memory_mb"] / ref["peak_memory_mb"], 2)
     write_results(args.out, results)
-    print_table(["model", "steps", "UNet s", "VAE s", "total s", "peak MB"],
-                [[n, f"{r['steps']}{' +CFG' if r['guidance'] else ''}", r["unet_s"], r["vae_decode_s"], r["total_s"],
-                  f"{r['peak_memory_mb']:,}"] for n, r in rows.items()])
+    print_table(
+        ["model", "steps", "UNet s", "VAE s", "total s", "peak MB"],
+        [
+            [
+                n,
+                f"{r['steps']}{' +CFG' if r['guidance'] else ''}",
+                r["unet_s"],
+                r["vae_decode_s"],
+                r["total_s"],
+                f"{r['peak_memory_mb']:,}",
+            ]
+            for n, r in rows.items()
+        ],
+    )
     if "ratio_unet" in results:
-        print(f"animatediff / reference: UNet x{results['ratio_unet']}, with VAE decode x{results['ratio_total']}, "
-              f"memory x{results['ratio_memory']} at {v.frames} frames x {v.height}x{v.width} px")
+        print(
+            f"animatediff / reference: UNet x{results['ratio_unet']}, with VAE decode x{results['ratio_total']}, "
+            f"memory x{results['ratio_memory']} at {v.frames} frames x {v.height}x{v.width} px"
+        )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("-o", "--out", type=Path, help="JSON (default: benchmarks/results/hypervolume[_PROXY].json)")
     args = parser.parse_args()
-    out = args.out or ROOT / "benchmarks/results" / ("hypervolume.json" if args.proxy == "params"
-                                                     else f"hypervolume_{args.proxy}.json")
+    out = args.out or ROOT / "benchmarks/results" / (
+        "hypervolume.json" if args.proxy == "params" else f"hypervolume_{args.proxy}.json"
+    )
 
     space = SearchSpace.load(args.space)
     cost = CostModel(space, CostTable.load(args.table))
@@ -85,24 +86,38 @@ def main() -> None:
         return float(compute_hypervolume(np.minimum(values, 1.1), np.full(3, 1.1)))  # past the reference: adds 0
 
     exact_hv = hypervolume(exact)
-    results = {"space": space.name, "table": os.path.relpath(args.table, ROOT),
-               "proxy": args.proxy, "trials": args.trials, "seeds": args.seeds,
-               "latency_budget_ms": budgets.latency_ms, "architectures": counts["architectures"],
-               "exhaustive_front": len(exact), "exhaustive": exact_hv, "samplers": {}}
+    results = {
+        "space": space.name,
+        "table": os.path.relpath(args.table, ROOT),
+        "proxy": args.proxy,
+        "trials": args.trials,
+        "seeds": args.seeds,
+        "latency_budget_ms": budgets.latency_ms,
+        "architectures": counts["architectures"],
+        "exhaustive_front": len(exact),
+        "exhaustive": exact_hv,
+        "samplers": {},
+    }
     for name, sampler, screen in (("nsga2", "nsga2", SCREEN), ("nsga2-plain", "nsga2", 1), ("random", "random", 1)):
         values = []
         for seed in range(args.seeds):
-            setup = SearchSetup(args.space, args.table, budgets, args.proxy, sampler, None, f"{name}-{seed}", seed, {},
-                                screen)
+            setup = SearchSetup(
+                args.space, args.table, budgets, args.proxy, sampler, None, f"{name}-{seed}", seed, {}, screen
+            )
             study = run_study(setup, args.trials, progress=False)
             values.append(hypervolume(pareto_set(trials_frame(study, space), space.slot_names)))
-        results["samplers"][name] = {"mean": float(np.mean(values)), "per_seed": values,
-                                     "ratio_to_exhaustive": float(np.mean(values) / exact_hv),
-                                     "worst_ratio": float(np.min(values) / exact_hv)}
+        results["samplers"][name] = {
+            "mean": float(np.mean(values)),
+            "per_seed": values,
+            "ratio_to_exhaustive": float(np.mean(values) / exact_hv),
+            "worst_ratio": float(np.min(values) / exact_hv),
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"{space.name}, proxy {args.proxy}: {counts['architectures']:,} architectures, latency budget "
-          f"{budgets.latency_ms:.1f} ms, {args.trials} trials x {args.seeds} seeds")
+    print(
+        f"{space.name}, proxy {args.proxy}: {counts['architectures']:,} architectures, latency budget "
+        f"{budgets.latency_ms:.1f} ms, {args.trials} trials x {args.seeds} seeds"
+    )
     print(f"{'sampler':12s} {'hypervolume':>12s} {'of exhaustive':>14s} {'worst seed':>11s}")
     print(f"{'exhaustive':12s} {exact_hv:12.4f} {1:14.1%} {1:11.1%}")
     for name, r in results["samplers"].items():

@@ -35,12 +35,20 @@ def main() -> None:
     choices = space.random_rows(rng, args.n)
     model.price(choices[:10])  # builds the per-slot arrays once (the table lookups)
     best = min(_timed(lambda: model.price(choices)) for _ in range(args.repeats))
-    result = {"space": space.name, "table": str(args.table), "architectures": args.n, "seconds": best,
-              "architectures_per_second": args.n / best, "machine": f"{platform.machine()} {platform.node()}"}
+    result = {
+        "space": space.name,
+        "table": str(args.table),
+        "architectures": args.n,
+        "seconds": best,
+        "architectures_per_second": args.n / best,
+        "machine": f"{platform.machine()} {platform.node()}",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"priced {args.n:,} architectures of {space.name} in {best * 1e3:.1f} ms: "
-          f"{result['architectures_per_second']:,.0f} architectures/s  -> {args.out}")
+    print(
+        f"priced {args.n:,} architectures of {space.name} in {best * 1e3:.1f} ms: "
+        f"{result['architectures_per_second']:,.0f} architectures/s  -> {args.out}"
+    )
 
 
 def _timed(run) -> float:

@@ -40,23 +40,40 @@ def main() -> None:
         make_world(args.world, SearchSpace.load(ROOT / "search_spaces" / "world.yaml"))
     world = World(args.world)
     start = time.perf_counter()
-    report = proxy_check(world=world, samples=args.samples, seed=args.seed,
-                         proxy_steps=tuple(int(s) for s in args.steps.split(",")),
-                         reference_steps=args.reference_steps, cache=world.folder / "check-cache")
-    report["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
-                         "threads": os.environ.get("OMP_NUM_THREADS"), "wall_s": round(time.perf_counter() - start, 1),
-                         "note": "shared 2-core VM, loaded by other jobs: costs are wall seconds under that load"}
+    report = proxy_check(
+        world=world,
+        samples=args.samples,
+        seed=args.seed,
+        proxy_steps=tuple(int(s) for s in args.steps.split(",")),
+        reference_steps=args.reference_steps,
+        cache=world.folder / "check-cache",
+    )
+    report["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "note": "shared 2-core VM, loaded by other jobs: costs are wall seconds under that load",
+    }
     write_outputs(report, args.out)
-    print(f"{len(report['architectures'])} architectures, reference: {report['reference']['kind']} "
-          f"{report['reference']['steps']} steps; independence problems: {report['independence_problems'] or 'none'}")
+    print(
+        f"{len(report['architectures'])} architectures, reference: {report['reference']['kind']} "
+        f"{report['reference']['steps']} steps; independence problems: {report['independence_problems'] or 'none'}"
+    )
     print(f"{'proxy':<12}{'metric':<9}{'tau':>7}  {'tau 90% CI':<16}{'rho':>7}  {'rho 90% CI':<16}{'rel. cost':>10}")
     for r in report["results"]:
-        print(f"{r['proxy']:<12}{r['metric']:<9}{_f(r['kendall_tau']):>7}  {_ci(r['tau_ci90']):<16}"
-              f"{_f(r['spearman_rho']):>7}  {_ci(r['rho_ci90']):<16}{r['relative_cost']:>10.4f}")
+        print(
+            f"{r['proxy']:<12}{r['metric']:<9}{_f(r['kendall_tau']):>7}  {_ci(r['tau_ci90']):<16}"
+            f"{_f(r['spearman_rho']):>7}  {_ci(r['rho_ci90']):<16}{r['relative_cost']:>10.4f}"
+        )
     best = report["recommended"]
-    print("recommended:", "none is at <= 1/10 of the reference's cost" if best is None else
-          f"{best['proxy']} (tau {best['kendall_tau']}, cost {best['relative_cost']}; goal tau >= 0.6 "
-          f"{'met' if best['meets_goal'] else 'not met'})")
+    print(
+        "recommended:",
+        "none is at <= 1/10 of the reference's cost"
+        if best is None
+        else f"{best['proxy']} (tau {best['kendall_tau']}, cost {best['relative_cost']}; goal tau >= 0.6 "
+        f"{'met' if best['meets_goal'] else 'not met'})",
+    )
 
 
 def _f(value) -> str:

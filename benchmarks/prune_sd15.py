@@ -23,11 +23,22 @@ sys.path.insert(0, str(ROOT))
 
 # stable-diffusion-v1-5/unet/config.json as published (diffusers layout).
 SD15_UNET_CONFIG = {
-    "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False, "cross_attention_dim": 768,
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
     "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
-    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
 
@@ -46,13 +57,19 @@ def timed(argv: list[str]) -> dict:
     """Run ``python -m nas ARGV`` under /usr/bin/time -v: rc, wall s, peak RSS MB, stdout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "nas", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "nas", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return {"command": "nas " + " ".join(argv), "returncode": proc.returncode, "wall_s": round(wall, 1),
-            "peak_rss_mb": round(int(peak.group(1)) / 1024) if peak else None, "stdout": proc.stdout,
-            "stderr_tail": proc.stderr[-2000:] if proc.returncode else ""}
+    return {
+        "command": "nas " + " ".join(argv),
+        "returncode": proc.returncode,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(int(peak.group(1)) / 1024) if peak else None,
+        "stdout": proc.stdout,
+        "stderr_tail": proc.stderr[-2000:] if proc.returncode else "",
+    }
 
 
 def main() -> None:
@@ -68,10 +85,14 @@ def main() -> None:
     build = timed(["build", str(args.space), "--arch", "reference", "--spatial-weights", str(pruned), "--json"])
     report = json.loads(prune["stdout"]) if prune["returncode"] == 0 else None
     size = json.loads(build["stdout"]) if build["returncode"] == 0 else None
-    results = {"machine": os.uname().nodename and f"{os.cpu_count()}-core CPU VM (shared)",
-               "date": time.strftime("%Y-%m-%d"), "prune": {k: v for k, v in prune.items() if k != "stdout"},
-               "build": {k: v for k, v in build.items() if k != "stdout"}, "report": report,
-               "params_total_built": size and size["params_total"]}
+    results = {
+        "machine": os.uname().nodename and f"{os.cpu_count()}-core CPU VM (shared)",
+        "date": time.strftime("%Y-%m-%d"),
+        "prune": {k: v for k, v in prune.items() if k != "stdout"},
+        "build": {k: v for k, v in build.items() if k != "stdout"},
+        "report": report,
+        "params_total_built": size and size["params_total"],
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: results[k] for k in ("prune", "build", "params_total_built")}, indent=1))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 import yaml
+from common import DEFAULT_SPACE, ROOT, SD15_UNET, machine, print_table, run_main, write_results
 from diffusers import UNet2DConditionModel
 
-from common import DEFAULT_SPACE, ROOT, SD15_UNET, machine, print_table, run_main, write_results
 from nas.cost.plan import spatial_key
 from nas.cost.roofline import chip as get_chip
 from nas.cost.roofline import key_work, roofline_ms
@@ -32,10 +32,17 @@ TABLE = ROOT / "latency_tables" / "iphone16promax_ne_snapgen_v.yaml"
 
 def sd15_backbone() -> dict:
     """SD1.5's UNet config in the space's backbone form (diffusers defaults + SD15_UNET)."""
-    return {"block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
-            "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-            "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, "norm_num_groups": 32,
-            "mid_block_type": "UNetMidBlock2DCrossAttn", "in_channels": 4, "out_channels": 4, **SD15_UNET}
+    return {
+        "block_out_channels": [320, 640, 1280, 1280],
+        "layers_per_block": 2,
+        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+        "norm_num_groups": 32,
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "in_channels": 4,
+        "out_channels": 4,
+        **SD15_UNET,
+    }
 
 
 def image_space(space_path: Path, backbone: dict, height: int, width: int) -> SearchSpace:
@@ -83,10 +90,18 @@ def main() -> None:
     torch.manual_seed(0)
     models = {name: UNet2DConditionModel(**cfg).eval() for name, cfg in backbones.items()}
     shapes = [(512, 512), (space.video.height, space.video.width)]
-    rows, results = [], {"machine": machine(torch.device("cpu")), "space": str(args.space), "repeats": args.repeats,
-                         "iphone_table": str(TABLE.relative_to(ROOT)), "roofline_efficiency": efficiency,
-                         "params": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
-                         "shapes": []}
+    rows, results = (
+        [],
+        {
+            "machine": machine(torch.device("cpu")),
+            "space": str(args.space),
+            "repeats": args.repeats,
+            "iphone_table": str(TABLE.relative_to(ROOT)),
+            "roofline_efficiency": efficiency,
+            "params": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
+            "shapes": [],
+        },
+    )
     for height, width in shapes:
         entry = {"height": height, "width": width}
         for name, model in models.items():
@@ -94,15 +109,36 @@ def main() -> None:
             entry[f"{name}_cpu_ms"] = min(times)
             entry[f"{name}_cpu_ms_all"] = times
             entry[f"{name}_iphone_ms_estimated"] = round(
-                roofline_estimate(image_space(args.space, backbones[name], height, width), efficiency), 2)
+                roofline_estimate(image_space(args.space, backbones[name], height, width), efficiency), 2
+            )
         entry["cpu_speedup"] = round(entry["sd15_cpu_ms"] / entry["pruned_cpu_ms"], 2)
-        entry["iphone_speedup_estimated"] = round(entry["sd15_iphone_ms_estimated"] / entry["pruned_iphone_ms_estimated"], 2)
+        entry["iphone_speedup_estimated"] = round(
+            entry["sd15_iphone_ms_estimated"] / entry["pruned_iphone_ms_estimated"], 2
+        )
         results["shapes"].append(entry)
-        rows.append([f"{height}x{width}", entry["sd15_cpu_ms"], entry["pruned_cpu_ms"], entry["cpu_speedup"],
-                     entry["sd15_iphone_ms_estimated"], entry["pruned_iphone_ms_estimated"],
-                     entry["iphone_speedup_estimated"]])
-    print_table(["px", "SD1.5 CPU ms", "pruned CPU ms", "CPU x", "SD1.5 iPhone ms (est.)", "pruned iPhone ms (est.)",
-                 "iPhone x (est.)"], rows)
+        rows.append(
+            [
+                f"{height}x{width}",
+                entry["sd15_cpu_ms"],
+                entry["pruned_cpu_ms"],
+                entry["cpu_speedup"],
+                entry["sd15_iphone_ms_estimated"],
+                entry["pruned_iphone_ms_estimated"],
+                entry["iphone_speedup_estimated"],
+            ]
+        )
+    print_table(
+        [
+            "px",
+            "SD1.5 CPU ms",
+            "pruned CPU ms",
+            "CPU x",
+            "SD1.5 iPhone ms (est.)",
+            "pruned iPhone ms (est.)",
+            "iPhone x (est.)",
+        ],
+        rows,
+    )
     write_results(args.out, results)
 
 

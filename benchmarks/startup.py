@@ -38,8 +38,15 @@ def run(args: list[str], env: dict[str, str]) -> float:
 
 def imported(args: list[str], env: dict[str, str]) -> list[str]:
     """The heavy top-level packages the command imports."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=ROOT, env=env, check=True,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     return [name for name in HEAVY if name in names]
 
@@ -53,13 +60,28 @@ def main() -> None:
     rows = []
     for name, command in COMMANDS.items():
         times = [run(command, env) for _ in range(args.repeats)]
-        rows.append({"command": name, "median_s": round(statistics.median(times), 3),
-                     "min_s": round(min(times), 3), "max_s": round(max(times), 3), "imports": imported(command, env)})
-        print(f"{name:28s} median {rows[-1]['median_s']:6.2f} s  (min {rows[-1]['min_s']:.2f}, "
-              f"max {rows[-1]['max_s']:.2f})  imports: {', '.join(rows[-1]['imports']) or '-'}", flush=True)
-    result = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-              "python": platform.python_version(), "repeats": args.repeats,
-              "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
+        rows.append(
+            {
+                "command": name,
+                "median_s": round(statistics.median(times), 3),
+                "min_s": round(min(times), 3),
+                "max_s": round(max(times), 3),
+                "imports": imported(command, env),
+            }
+        )
+        print(
+            f"{name:28s} median {rows[-1]['median_s']:6.2f} s  (min {rows[-1]['min_s']:.2f}, "
+            f"max {rows[-1]['max_s']:.2f})  imports: {', '.join(rows[-1]['imports']) or '-'}",
+            flush=True,
+        )
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+        "repeats": args.repeats,
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -37,15 +37,48 @@ from nas.data.tiny_models import write_text_encoder, write_vae  # noqa: E402
 from nas.profile.timing import SpeedProbe  # noqa: E402
 
 TINY = ROOT / "search_spaces" / "tiny.yaml"
-QUIET_PROBE_MS = 1.3561   # latency_tables/cpu_tiny.yaml: the quiet 2-core VM, 2 threads
+QUIET_PROBE_MS = 1.3561  # latency_tables/cpu_tiny.yaml: the quiet 2-core VM, 2 threads
 TARGET_QUIET_S = 180.0
 TARGET_PROBES = TARGET_QUIET_S * 1e3 / QUIET_PROBE_MS
 
-DISTILL = ["--max-steps", "40", "--batch-size", "4", "--lr", "1e-3", "--set", "holdout=2", "--set", "ema_decay=0.99",
-           "--set", "log_every=5", "--set", "checkpoint_every=20"]
-ADVERSARIAL = ["--max-steps", "30", "--batch-size", "4", "--lr", "5e-4", "--set", "disc_lr=5e-4", "--set", "holdout=2",
-               "--set", "ema_decay=0.99", "--set", "image_ratio=0.25", "--set", "disc_heads=4", "--set", "log_every=5",
-               "--set", "checkpoint_every=15"]
+DISTILL = [
+    "--max-steps",
+    "40",
+    "--batch-size",
+    "4",
+    "--lr",
+    "1e-3",
+    "--set",
+    "holdout=2",
+    "--set",
+    "ema_decay=0.99",
+    "--set",
+    "log_every=5",
+    "--set",
+    "checkpoint_every=20",
+]
+ADVERSARIAL = [
+    "--max-steps",
+    "30",
+    "--batch-size",
+    "4",
+    "--lr",
+    "5e-4",
+    "--set",
+    "disc_lr=5e-4",
+    "--set",
+    "holdout=2",
+    "--set",
+    "ema_decay=0.99",
+    "--set",
+    "image_ratio=0.25",
+    "--set",
+    "disc_heads=4",
+    "--set",
+    "log_every=5",
+    "--set",
+    "checkpoint_every=15",
+]
 
 
 def write_space(folder: Path, frames: int = 4, size: int = 64) -> Path:
@@ -72,8 +105,23 @@ def run_chain(root: Path) -> dict[str, float]:
             raise RuntimeError(f"nas {' '.join(map(str, args))} exited {code}")
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
-    nas("synth", "data", "synth", "-o", root / "videos", "--clips", 10, "--images", 4, "--frames", 8,
-        "--height", 72, "--width", 80)
+    nas(
+        "synth",
+        "data",
+        "synth",
+        "-o",
+        root / "videos",
+        "--clips",
+        10,
+        "--images",
+        4,
+        "--frames",
+        8,
+        "--height",
+        72,
+        "--width",
+        80,
+    )
     (root / "videos" / "broken.mp4").write_bytes(b"not a video")
     captions = pd.read_csv(root / "videos" / "captions.csv")
     extra = [{"file": "broken.mp4", "caption": "noise"}, {"file": "missing.mp4", "caption": "gone"}]
@@ -85,15 +133,64 @@ def run_chain(root: Path) -> dict[str, float]:
     write_vae(root / "vae", pixels)
     write_text_encoder(root / "clip")
     seconds["tiny models"] = time.perf_counter() - start
-    nas("encode", "data", "encode", root / "videos", "--vae", root / "vae", "--text-encoder", root / "clip",
-        "--space", space, "-o", root / "latents", "--stride", 2)
+    nas(
+        "encode",
+        "data",
+        "encode",
+        root / "videos",
+        "--vae",
+        root / "vae",
+        "--text-encoder",
+        root / "clip",
+        "--space",
+        space,
+        "-o",
+        root / "latents",
+        "--stride",
+        2,
+    )
     nas("distill", "train", "distill", "--space", space, "--data", root / "latents", "--out", root / "run1", *DISTILL)
-    nas("adversarial", "train", "adversarial", "--init", root / "run1", "--data", root / "latents",
-        "--out", root / "run2", *ADVERSARIAL)
-    nas("generate", "generate", "--model", root / "run2", "--vae", root / "vae", "--text-encoder", root / "clip",
-        "--prompt", "a red square moving left", "--sampling-steps", 4, "-o", root / "out.mp4")
-    nas("generate", "generate", "--model", root / "run2", "--text-encoder", root / "clip", "--prompt",
-        "a blue circle", "--latents-only", "-o", root / "out.safetensors")
+    nas(
+        "adversarial",
+        "train",
+        "adversarial",
+        "--init",
+        root / "run1",
+        "--data",
+        root / "latents",
+        "--out",
+        root / "run2",
+        *ADVERSARIAL,
+    )
+    nas(
+        "generate",
+        "generate",
+        "--model",
+        root / "run2",
+        "--vae",
+        root / "vae",
+        "--text-encoder",
+        root / "clip",
+        "--prompt",
+        "a red square moving left",
+        "--sampling-steps",
+        4,
+        "-o",
+        root / "out.mp4",
+    )
+    nas(
+        "generate",
+        "generate",
+        "--model",
+        root / "run2",
+        "--text-encoder",
+        root / "clip",
+        "--prompt",
+        "a blue circle",
+        "--latents-only",
+        "-o",
+        root / "out.safetensors",
+    )
     return seconds
 
 
@@ -112,17 +209,26 @@ def main() -> None:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     probe_ms = float(np.median([probe_before, probe.reference_ms()]))
     probes = wall * 1e3 / probe_ms
-    result = {"what": "tests/test_train.py's chain: synth, encode, distill 40 steps, adversarial 30, generate x2",
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-              "torch_threads": args.threads, "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d"),
-              "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-              "stages_s": {k: round(v, 1) for k, v in stages.items()},
-              "probe_ms": round(probe_ms, 4), "wall_in_probes": round(probes),
-              "target_in_probes": round(TARGET_PROBES), "ratio_to_target": round(probes / TARGET_PROBES, 3),
-              "quiet_machine_estimate_s": round(probes * QUIET_PROBE_MS / 1e3, 1)}
-    print(f"chain: {wall:.0f} s wall, {cpu:.0f} s CPU; probe {probe_ms:.2f} ms -> {probes:,.0f} probe runs "
-          f"({result['ratio_to_target']:.2f} of the target; estimated {result['quiet_machine_estimate_s']:.0f} s "
-          f"on the quiet VM)")
+    result = {
+        "what": "tests/test_train.py's chain: synth, encode, distill 40 steps, adversarial 30, generate x2",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "torch_threads": args.threads,
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "stages_s": {k: round(v, 1) for k, v in stages.items()},
+        "probe_ms": round(probe_ms, 4),
+        "wall_in_probes": round(probes),
+        "target_in_probes": round(TARGET_PROBES),
+        "ratio_to_target": round(probes / TARGET_PROBES, 3),
+        "quiet_machine_estimate_s": round(probes * QUIET_PROBE_MS / 1e3, 1),
+    }
+    print(
+        f"chain: {wall:.0f} s wall, {cpu:.0f} s CPU; probe {probe_ms:.2f} ms -> {probes:,.0f} probe runs "
+        f"({result['ratio_to_target']:.2f} of the target; estimated {result['quiet_machine_estimate_s']:.0f} s "
+        f"on the quiet VM)"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

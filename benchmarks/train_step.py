@@ -34,8 +34,13 @@ def main() -> None:
     parser.add_argument("--arch", default="reference")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--frames", type=int, help="latent frames (default: the space's on GPU, 4 on CPU)")
-    parser.add_argument("--latent-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="latent height and width (default: the space's on GPU, 16 32 on CPU)")
+    parser.add_argument(
+        "--latent-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="latent height and width (default: the space's on GPU, 16 32 on CPU)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
     parser.add_argument("--no-checkpointing", action="store_true")
     parser.add_argument("-o", "--out", type=Path)
@@ -80,17 +85,27 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-               else peak_rss_mb())
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
     result = {
-        "space": space.name, "arch": args.arch, "params": sum(p.numel() for p in model.parameters()),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or 'x86_64'}, "
-                                                                            f"{torch.get_num_threads()} threads)",
-        "precision": "bf16 autocast" if bf16 else "fp32", "gradient_checkpointing": not args.no_checkpointing,
-        "clip": {"batch": args.batch, "frames": frames, "latent_height": height, "latent_width": width,
-                 "full_video_shape": (frames, height, width) == (video.frames, video.latent_height, video.latent_width)},
-        "s_per_step": min(times), "s_per_step_all": times,
-        "peak_memory_mb": round(peak_mb), "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "peak RSS",
+        "space": space.name,
+        "arch": args.arch,
+        "params": sum(p.numel() for p in model.parameters()),
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)",
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        "gradient_checkpointing": not args.no_checkpointing,
+        "clip": {
+            "batch": args.batch,
+            "frames": frames,
+            "latent_height": height,
+            "latent_width": width,
+            "full_video_shape": (frames, height, width) == (video.frames, video.latent_height, video.latent_width),
+        },
+        "s_per_step": min(times),
+        "s_per_step_all": times,
+        "peak_memory_mb": round(peak_mb),
+        "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "peak RSS",
         "torch": torch.__version__,
     }
     text_out = json.dumps(result, indent=1)

@@ -19,10 +19,24 @@ import time
 from pathlib import Path
 
 import torch
-
-from common import (MODELS, add_shape_arguments, build_unet, current_memory_mb, load_space, machine, params,
-                    peak_memory_mb, print_table, reset_peak_memory, run_main, run_worker, setup, shape_argv, sync,
-                    write_results)
+from common import (
+    MODELS,
+    add_shape_arguments,
+    build_unet,
+    current_memory_mb,
+    load_space,
+    machine,
+    params,
+    peak_memory_mb,
+    print_table,
+    reset_peak_memory,
+    run_main,
+    run_worker,
+    setup,
+    shape_argv,
+    sync,
+    write_results,
+)
 
 
 def measure(model_name: str, args) -> dict:
@@ -50,10 +64,16 @@ def measure(model_name: str, args) -> dict:
             forward(sample, timestep, text)
             sync(device)
             times.append((time.perf_counter() - start) * 1000)
-    return {"model": model_name, "params": params(model), "build_s": round(build_s, 1),
-            "latency_ms": round(statistics.median(times), 1), "latency_ms_all": [round(t, 1) for t in times],
-            "peak_memory_mb": round(peak_memory_mb(device)), "memory_after_build_mb": round(weights_mb),
-            "dtype": str(dtype).removeprefix("torch.")}
+    return {
+        "model": model_name,
+        "params": params(model),
+        "build_s": round(build_s, 1),
+        "latency_ms": round(statistics.median(times), 1),
+        "latency_ms_all": [round(t, 1) for t in times],
+        "peak_memory_mb": round(peak_memory_mb(device)),
+        "memory_after_build_mb": round(weights_mb),
+        "dtype": str(dtype).removeprefix("torch."),
+    }
 
 
 def main() -> None:
@@ -71,26 +91,46 @@ def main() -> None:
 
     space = load_space(args)
     v = space.video
-    shape = {"batch": 1, "channels": v.latent_channels, "frames": v.frames, "latent_height": v.latent_height,
-             "latent_width": v.latent_width, "pixels": f"{v.height}x{v.width}"}
+    shape = {
+        "batch": 1,
+        "channels": v.latent_channels,
+        "frames": v.frames,
+        "latent_height": v.latent_height,
+        "latent_width": v.latent_width,
+        "pixels": f"{v.height}x{v.width}",
+    }
     rows = {}
     for name in args.models:
         print(f"measuring {name} at {shape} ...", flush=True)
-        rows[name] = run_worker(Path(__file__), ["--worker", name, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                                                    *shape_argv(args)])
-    results = {"what": "one UNet forward, batch 1", "shape": shape, "repeats": args.repeats, "warmup": args.warmup,
-               "machine": machine(setup(args)), "models": rows}
+        rows[name] = run_worker(
+            Path(__file__),
+            ["--worker", name, "--repeats", str(args.repeats), "--warmup", str(args.warmup), *shape_argv(args)],
+        )
+    results = {
+        "what": "one UNet forward, batch 1",
+        "shape": shape,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "machine": machine(setup(args)),
+        "models": rows,
+    }
     if {"reference", "animatediff"} <= set(rows):
         ref, other = rows["reference"], rows["animatediff"]
         results["ratio_latency"] = round(other["latency_ms"] / ref["latency_ms"], 2)
         results["ratio_memory"] = round(other["peak_memory_mb"] / ref["peak_memory_mb"], 2)
     write_results(args.out, results)
-    print_table(["model", "params", "latency ms", "peak MB"],
-                [[n, f"{r['params'] / 1e6:.0f}M", f"{r['latency_ms']:,.0f}", f"{r['peak_memory_mb']:,}"]
-                 for n, r in rows.items()])
+    print_table(
+        ["model", "params", "latency ms", "peak MB"],
+        [
+            [n, f"{r['params'] / 1e6:.0f}M", f"{r['latency_ms']:,.0f}", f"{r['peak_memory_mb']:,}"]
+            for n, r in rows.items()
+        ],
+    )
     if "ratio_latency" in results:
-        print(f"animatediff / reference: latency x{results['ratio_latency']}, memory x{results['ratio_memory']} "
-              f"at {v.frames} frames x {v.height}x{v.width} px")
+        print(
+            f"animatediff / reference: latency x{results['ratio_latency']}, memory x{results['ratio_memory']} "
+            f"at {v.frames} frames x {v.height}x{v.width} px"
+        )
 
 
 if __name__ == "__main__":

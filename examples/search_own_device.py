@@ -26,8 +26,16 @@ SPACE = "search_spaces/tiny.yaml"
 def main(out: Path, trials: int = 200) -> None:
     # 1. Your device's table (resumable: re-running skips what is measured).
     table_path = out / "my_device.csv"
-    profile(SPACE, "torch", table_path, device="cpu", warmup=2, repeats=10, budget_s=1.0,
-            command=f"nas profile {SPACE} -o {table_path}")
+    profile(
+        SPACE,
+        "torch",
+        table_path,
+        device="cpu",
+        warmup=2,
+        repeats=10,
+        budget_s=1.0,
+        command=f"nas profile {SPACE} -o {table_path}",
+    )
     table = CostTable.load(table_path)
 
     # 2. A budget that binds: the reference architecture's latency on this device.

@@ -35,8 +35,12 @@ def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | N
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()
-    parts = {"model": model, "vae": load_vae(vae) if vae is not None else None, "text_encoder": encoder,
-             "tokenizer": tokenizer}
+    parts = {
+        "model": model,
+        "vae": load_vae(vae) if vae is not None else None,
+        "text_encoder": encoder,
+        "tokenizer": tokenizer,
+    }
     try:
         if (run / "model_index.json").is_file():
             pipe = VideoPipeline.from_pretrained(run, **parts, local_files_only=True, use_safetensors=True)
@@ -51,9 +55,18 @@ def load_pipeline(run: str | Path, text_encoder: str | Path, vae: str | Path | N
 
 
 @renamed_kwargs(steps="sampling_steps")
-def generate(model: str | Path, prompt: str, text_encoder: str | Path, out: str | Path, vae: str | Path | None = None,
-             sampling_steps: int = 4, seed: int = 0, fps: int = 8, latents_only: bool = False,
-             device: str = "cpu") -> Path:
+def generate(
+    model: str | Path,
+    prompt: str,
+    text_encoder: str | Path,
+    out: str | Path,
+    vae: str | Path | None = None,
+    sampling_steps: int = 4,
+    seed: int = 0,
+    fps: int = 8,
+    latents_only: bool = False,
+    device: str = "cpu",
+) -> Path:
     """Write ``out``: an .mp4 (needs ``vae``) or, with ``latents_only``, a .safetensors of the latents.
 
     The same frames as ``VideoPipeline.from_pretrained(model, ...)(prompt, sampling_steps,
@@ -65,8 +78,12 @@ def generate(model: str | Path, prompt: str, text_encoder: str | Path, out: str 
     if not latents_only and vae is None:
         raise NasError("--vae is needed to decode a video (or pass --latents-only)")
     pipe = load_pipeline(model, text_encoder, None if latents_only else vae).to(device)
-    result = pipe(prompt, num_inference_steps=sampling_steps, generator=torch.Generator().manual_seed(seed),
-                  output_type="latent" if latents_only else "np").frames
+    result = pipe(
+        prompt,
+        num_inference_steps=sampling_steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="latent" if latents_only else "np",
+    ).frames
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if latents_only:

@@ -9,7 +9,7 @@ fixes how a degenerate sample is counted, so the two checks read alike.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -29,17 +29,32 @@ def spearman_rho(a, b) -> float:
         return float(stats.spearmanr(a, b).statistic)
 
 
-def bootstrap_interval(x: np.ndarray, y: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
-                       seed: int, confidence: float = 0.9, resamples: int = 1000) -> tuple[float, float]:
+def bootstrap_interval(
+    x: np.ndarray,
+    y: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    seed: int,
+    confidence: float = 0.9,
+    resamples: int = 1000,
+) -> tuple[float, float]:
     """Paired percentile bootstrap interval of ``statistic(x, y)`` (e.g. :func:`kendall_tau`).
 
     A resample whose scores are all tied has no correlation: it counts as 0, not NaN, so one
     unlucky draw does not void the interval.
     """
+
     def safe(a, b):
         value = statistic(a, b)
         return 0.0 if np.isnan(value) else value
 
-    result = stats.bootstrap((x, y), safe, paired=True, vectorized=False, n_resamples=resamples,
-                             method="percentile", confidence_level=confidence, random_state=np.random.default_rng(seed))
+    result = stats.bootstrap(
+        (x, y),
+        safe,
+        paired=True,
+        vectorized=False,
+        n_resamples=resamples,
+        method="percentile",
+        confidence_level=confidence,
+        random_state=np.random.default_rng(seed),
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)

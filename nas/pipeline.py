@@ -43,8 +43,9 @@ def few_step_scheduler(config) -> DDIMScheduler:
 
 
 @torch.no_grad()
-def sample_latents(model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tensor, steps: int,
-                   noise: torch.Tensor) -> torch.Tensor:
+def sample_latents(
+    model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tensor, steps: int, noise: torch.Tensor
+) -> torch.Tensor:
     """Denoise ``noise`` (B, C, F, h, w) conditioned on ``text`` (B, T, D) in ``steps`` model passes."""
     scheduler.set_timesteps(steps)
     latents = noise * scheduler.init_noise_sigma
@@ -70,12 +71,24 @@ class VideoPipeline(DiffusionPipeline):
 
     def __init__(self, model, scheduler, vae=None, text_encoder=None, tokenizer=None):
         super().__init__()
-        self.register_modules(model=model, scheduler=few_step_scheduler(scheduler.config), vae=vae,
-                              text_encoder=text_encoder, tokenizer=tokenizer)
+        self.register_modules(
+            model=model,
+            scheduler=few_step_scheduler(scheduler.config),
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+        )
 
     @torch.no_grad()
-    def __call__(self, prompt: str | list[str], num_inference_steps: int = 4, generator: torch.Generator | None = None,
-                 latents: torch.Tensor | None = None, output_type: str = "np", return_dict: bool = True):
+    def __call__(
+        self,
+        prompt: str | list[str],
+        num_inference_steps: int = 4,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ):
         """Denoise from Gaussian noise (``generator`` on the CPU, as ``nas generate --seed``) in ``num_inference_steps``."""
         from nas.data.pretrained import encode_text, vae_scale
 
@@ -90,8 +103,14 @@ class VideoPipeline(DiffusionPipeline):
             raise NasError(f"text width {self.text_encoder.config.hidden_size}, the model cross-attends to {width}")
         text, _ = encode_text(self.tokenizer, self.text_encoder, prompts, config.text_tokens)
         if latents is None:
-            latents = torch.randn(len(prompts), self.model.spatial.config.in_channels, config.frames,
-                                  config.sample_height, config.sample_width, generator=generator)
+            latents = torch.randn(
+                len(prompts),
+                self.model.spatial.config.in_channels,
+                config.frames,
+                config.sample_height,
+                config.sample_width,
+                generator=generator,
+            )
         latents = sample_latents(self.model, self.scheduler, text.to(device), num_inference_steps, latents.to(device))
         if output_type == "latent":
             frames = latents
@@ -119,7 +138,13 @@ def write_pipeline_index(run: str | Path) -> None:
 
     run = Path(run)
     scheduler = json.loads((run / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
-    index = {"_class_name": VideoPipeline.__name__, "_diffusers_version": diffusers.__version__,
-             "model": [VideoUNet.__module__, VideoUNet.__name__], "scheduler": ["diffusers", scheduler],
-             "vae": [None, None], "text_encoder": [None, None], "tokenizer": [None, None]}
+    index = {
+        "_class_name": VideoPipeline.__name__,
+        "_diffusers_version": diffusers.__version__,
+        "model": [VideoUNet.__module__, VideoUNet.__name__],
+        "scheduler": ["diffusers", scheduler],
+        "vae": [None, None],
+        "text_encoder": [None, None],
+        "tokenizer": [None, None],
+    }
     (run / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

@@ -14,13 +14,17 @@ import os
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 # Read by the libraries when they are imported (lazily, after this has run).
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-             "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
 
 
 class _Counter(logging.Handler):
@@ -65,8 +69,10 @@ def third_party_quiet(verbose: bool = False) -> Iterator[Counter]:
         root.removeHandler(handler)
         if hidden:
             where = ", ".join(f"{name} {count}" for name, count in hidden.most_common())
-            print(f"nas: {sum(hidden.values())} third-party warning(s) hidden ({where}); nas -v shows them",
-                  file=sys.stderr)
+            print(
+                f"nas: {sum(hidden.values())} third-party warning(s) hidden ({where}); nas -v shows them",
+                file=sys.stderr,
+            )
 
 
 def _package(filename: str) -> str:

@@ -52,8 +52,9 @@ class Registry(Generic[T]):
     a name (raising RegistrationError) before it is registered.
     """
 
-    def __init__(self, kind: str, group: str, builtins: Mapping[str, str],
-                 validate: Callable[[str, Any], None] | None = None):
+    def __init__(
+        self, kind: str, group: str, builtins: Mapping[str, str], validate: Callable[[str, Any], None] | None = None
+    ):
         self.kind = kind
         self.group = group
         self.builtins = dict(builtins)
@@ -82,8 +83,9 @@ class Registry(Generic[T]):
         else:
             holder = None if held is None or held is obj else _path(held)
         if holder:
-            raise RegistrationError(f"{self.kind} {name!r} is already registered by {holder}; "
-                                    f"register {_path(obj)} under another name")
+            raise RegistrationError(
+                f"{self.kind} {name!r} is already registered by {holder}; register {_path(obj)} under another name"
+            )
         if held is None and self._loading:
             self._origins[name] = self._loading
         self._entries[name] = obj
@@ -141,8 +143,14 @@ class Registry(Generic[T]):
         rows = []
         for name in self.names():
             obj = self.get(name)
-            rows.append({"name": name, **{column: value(obj) for column, value in columns.items()},
-                         "source": self.source(name), "doc": _first_line(obj)})
+            rows.append(
+                {
+                    "name": name,
+                    **{column: value(obj) for column, value in columns.items()},
+                    "source": self.source(name),
+                    "doc": _first_line(obj),
+                }
+            )
         return rows
 
 

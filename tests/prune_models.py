@@ -15,21 +15,32 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 TEACHER = {
-    "block_out_channels": [32, 64], "layers_per_block": 2,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 2, "up_block_types": ["CrossAttnUpBlock2D"] * 2,
-    "mid_block_type": "UNetMidBlock2DCrossAttn", "cross_attention_dim": 32, "attention_head_dim": 2,
-    "norm_num_groups": 4, "sample_size": 8,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 2,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 2,
+    "up_block_types": ["CrossAttnUpBlock2D"] * 2,
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "cross_attention_dim": 32,
+    "attention_head_dim": 2,
+    "norm_num_groups": 4,
+    "sample_size": 8,
 }
 # narrower (3/4 of the widths), shallower (one layer per block), no attention at level 0
 BACKBONE = {
-    "in_channels": 4, "out_channels": 4, "block_out_channels": [24, 48], "layers_per_block": 1,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-    "mid_block_type": "UNetMidBlock2DCrossAttn", "cross_attention_dim": 32, "attention_head_dim": 2,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [24, 48],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "cross_attention_dim": 32,
+    "attention_head_dim": 2,
     "norm_num_groups": 4,
 }
-LATENT = 8          # latent side (64 px spaces)
-CLASSES = 8         # captions
-SAMPLES = 48        # frames; the last HOLDOUT are held out
+LATENT = 8  # latent side (64 px spaces)
+CLASSES = 8  # captions
+SAMPLES = 48  # frames; the last HOLDOUT are held out
 HOLDOUT = 8
 
 
@@ -54,20 +65,43 @@ def write_frames(folder: Path) -> Path:
     """The synthetic frames as a LatentDataset folder of one-frame image samples."""
     folder.mkdir(parents=True)
     latents, text = synthetic_frames()
-    save_file({"latents": latents[:, :, None].half().contiguous(), "text": text.half().contiguous(),
-               "text_pooled": text[:, 0].half().contiguous()}, str(folder / "images-00000.safetensors"))
-    manifest = {"space": "tiny", "frames": 1, "height": 64, "width": 64, "latent_channels": 4,
-                "latent_height": LATENT, "latent_width": LATENT, "text_tokens": 77, "text_dim": 32,
-                "shards": [{"file": "images-00000.safetensors", "kind": "image", "count": SAMPLES, "frames": 1}],
-                "samples": [{"kind": "image", "index": i, "shard": "images-00000.safetensors", "source": f"{i}.png",
-                             "caption": f"class {i % CLASSES}"} for i in range(SAMPLES)],
-                "skipped": []}
+    save_file(
+        {
+            "latents": latents[:, :, None].half().contiguous(),
+            "text": text.half().contiguous(),
+            "text_pooled": text[:, 0].half().contiguous(),
+        },
+        str(folder / "images-00000.safetensors"),
+    )
+    manifest = {
+        "space": "tiny",
+        "frames": 1,
+        "height": 64,
+        "width": 64,
+        "latent_channels": 4,
+        "latent_height": LATENT,
+        "latent_width": LATENT,
+        "text_tokens": 77,
+        "text_dim": 32,
+        "shards": [{"file": "images-00000.safetensors", "kind": "image", "count": SAMPLES, "frames": 1}],
+        "samples": [
+            {
+                "kind": "image",
+                "index": i,
+                "shard": "images-00000.safetensors",
+                "source": f"{i}.png",
+                "caption": f"class {i % CLASSES}",
+            }
+            for i in range(SAMPLES)
+        ],
+        "skipped": [],
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
 def alphas() -> torch.Tensor:
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
     return torch.cumprod(1 - betas, 0)
 
 
@@ -110,16 +144,30 @@ def mse_to_teacher(teacher: UNet2DConditionModel, student: UNet2DConditionModel)
 
 def write_image_space(folder: Path, **backbone) -> Path:
     """A two-level space at 64 px (latent 8x8), one frame, whose backbone is BACKBONE (+ overrides)."""
-    slots = [{"name": n, "path": p, "level": lv} for n, p, lv in
-             (("down0", "down", 0), ("down1", "down", 1), ("mid", "mid", None), ("up1", "up", 1), ("up0", "up", 0))]
+    slots = [
+        {"name": n, "path": p, "level": lv}
+        for n, p, lv in (
+            ("down0", "down", 0),
+            ("down1", "down", 1),
+            ("mid", "mid", None),
+            ("up1", "up", 1),
+            ("up0", "up", 0),
+        )
+    ]
     for slot in slots:
         if slot["level"] is None:
             del slot["level"]
-    data = {"name": "prune_test", "backbone": {**BACKBONE, **backbone},
-            "prune_from": {"model": "the tiny SD1.5-shaped test teacher"},
-            "video": {"frames": 1, "height": 64, "width": 64, "latent_scale": 8},
-            "text_tokens": 77, "choices": [{"op": "none"}, {"op": "conv1d", "kernel": 3}], "counts": [1],
-            "slots": slots, "architectures": {"reference": {s["name"]: {"op": "none"} for s in slots}}}
+    data = {
+        "name": "prune_test",
+        "backbone": {**BACKBONE, **backbone},
+        "prune_from": {"model": "the tiny SD1.5-shaped test teacher"},
+        "video": {"frames": 1, "height": 64, "width": 64, "latent_scale": 8},
+        "text_tokens": 77,
+        "choices": [{"op": "none"}, {"op": "conv1d", "kernel": 3}],
+        "counts": [1],
+        "slots": slots,
+        "architectures": {"reference": {s["name"]: {"op": "none"} for s in slots}},
+    }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

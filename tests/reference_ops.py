@@ -7,7 +7,6 @@ checkpoint format, so a state dict moves between these and the shipped ops uncha
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from torch import nn

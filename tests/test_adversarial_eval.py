@@ -27,18 +27,41 @@ def write_latents(folder, space: SearchSpace, clips: int) -> None:
     """A ``nas data encode`` folder of random clips, each with its own caption embedding."""
     v, g = space.video, torch.Generator().manual_seed(0)
     folder.mkdir()
-    save_file({"latents": torch.randn(clips, v.latent_channels, v.frames, v.latent_height, v.latent_width,
-                                      generator=g).half(),
-               "text": torch.randn(clips, space.text_tokens, space.cross_attention_dim, generator=g).half(),
-               "text_pooled": torch.randn(clips, space.cross_attention_dim, generator=g).half()},
-              str(folder / "videos-00000.safetensors"))
-    samples = [{"source": f"clip_{i}.mp4", "caption": f"clip {i}", "kind": "video", "index": i,
-                "shard": "videos-00000.safetensors"} for i in range(clips)]
-    (folder / "manifest.json").write_text(json.dumps({
-        "space": space.name, "frames": v.frames, "latent_channels": v.latent_channels,
-        "latent_height": v.latent_height, "latent_width": v.latent_width, "text_tokens": space.text_tokens,
-        "text_dim": space.cross_attention_dim, "samples": samples,
-        "shards": [{"file": "videos-00000.safetensors", "kind": "video", "count": clips, "frames": v.frames}]}))
+    save_file(
+        {
+            "latents": torch.randn(
+                clips, v.latent_channels, v.frames, v.latent_height, v.latent_width, generator=g
+            ).half(),
+            "text": torch.randn(clips, space.text_tokens, space.cross_attention_dim, generator=g).half(),
+            "text_pooled": torch.randn(clips, space.cross_attention_dim, generator=g).half(),
+        },
+        str(folder / "videos-00000.safetensors"),
+    )
+    samples = [
+        {
+            "source": f"clip_{i}.mp4",
+            "caption": f"clip {i}",
+            "kind": "video",
+            "index": i,
+            "shard": "videos-00000.safetensors",
+        }
+        for i in range(clips)
+    ]
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "space": space.name,
+                "frames": v.frames,
+                "latent_channels": v.latent_channels,
+                "latent_height": v.latent_height,
+                "latent_width": v.latent_width,
+                "text_tokens": space.text_tokens,
+                "text_dim": space.cross_attention_dim,
+                "samples": samples,
+                "shards": [{"file": "videos-00000.safetensors", "kind": "video", "count": clips, "frames": v.frames}],
+            }
+        )
+    )
 
 
 def test_adversarial_evaluation_samples_only_held_out_captions(tmp_path, monkeypatch):
@@ -56,8 +79,18 @@ def test_adversarial_evaluation_samples_only_held_out_captions(tmp_path, monkeyp
         return sample_latents(model, sampler, text, steps, noise)
 
     monkeypatch.setattr(adversarial_module, "sample_latents", spy)
-    config = AdversarialConfig(init=str(init), data=str(tmp_path / "latents"), out=str(tmp_path / "run"), max_steps=1,
-                               holdout=2, eval_samples=8, disc_heads=4, checkpoint_every=1, log_every=1, lr=1e-4)
+    config = AdversarialConfig(
+        init=str(init),
+        data=str(tmp_path / "latents"),
+        out=str(tmp_path / "run"),
+        max_steps=1,
+        holdout=2,
+        eval_samples=8,
+        disc_heads=4,
+        checkpoint_every=1,
+        log_every=1,
+        lr=1e-4,
+    )
     summary = adversarial(config)
 
     data = LatentDataset(tmp_path / "latents")

@@ -15,8 +15,14 @@ from nas.model.video_unet import VideoUNet
 from nas.ops import get_op
 from tests.reference_ops import reference_op
 
-CASES = [("conv1d", {"kernel": 3}), ("conv1d", {"kernel": 5}), ("conv3d", {"kernel": 3}), ("conv3d", {"kernel": 1}),
-         ("attn1d", {"heads": 4}), ("attn3d", {"heads": 2})]
+CASES = [
+    ("conv1d", {"kernel": 3}),
+    ("conv1d", {"kernel": 5}),
+    ("conv3d", {"kernel": 3}),
+    ("conv3d", {"kernel": 1}),
+    ("attn1d", {"heads": 4}),
+    ("attn3d", {"heads": 2}),
+]
 SAVED = Path(__file__).parent / "data" / "pre_ane_videounet"
 
 
@@ -30,9 +36,14 @@ def _pair(name, params, frames=5):
     return new, old
 
 
-@pytest.mark.parametrize("name, params, attention", [
-    (name, params, attention) for name, params in CASES
-    for attention in (("sdpa", "split_einsum") if "attn" in name else ("",))])
+@pytest.mark.parametrize(
+    "name, params, attention",
+    [
+        (name, params, attention)
+        for name, params in CASES
+        for attention in (("sdpa", "split_einsum") if "attn" in name else ("",))
+    ],
+)
 def test_ane_form_equals_the_rank5_op_forward_and_backward(name, params, attention):
     new, old = _pair(name, params)
     if "attn" in name:

@@ -33,8 +33,16 @@ def inputs(tiny_space, tmp_path_factory):
     (root / "not_a_table.csv").write_text("op,channels\nconv1d,32\n")
     shutil.copy(root / "table.csv", root / "no_sidecar.csv")
     (root / "garbage.db").write_bytes(b"this is not a database" * 100)
-    other = {"frames": 8, "latent_channels": 4, "latent_height": 16, "latent_width": 16, "text_dim": 32,
-             "text_tokens": 77, "samples": [], "shards": []}
+    other = {
+        "frames": 8,
+        "latent_channels": 4,
+        "latent_height": 16,
+        "latent_width": 16,
+        "text_dim": 32,
+        "text_tokens": 77,
+        "samples": [],
+        "shards": [],
+    }
     (root / "other_data").mkdir()
     (root / "other_data" / "manifest.json").write_text(json.dumps(other))
     # checkpoints: a finished run's layout (model/, scheduler/) with the model made bad three ways
@@ -68,29 +76,74 @@ CASES = {
     "budget: negative latency": ([*SEARCH, "--latency-budget", "-5"], "budgets must be positive"),
     "budget: zero memory": ([*SEARCH, "--memory-budget", "0"], "budgets must be positive"),
     "budget: zero steps": ([*SEARCH, "--passes", "0"], "budgets must be positive"),
-    "budget: zero trials": (["search", "{space}", "--table", "{table}", "--trials", "0", "--out", "{out}"],
-                            "--trials, --workers and --screen must be at least 1"),
+    "budget: zero trials": (
+        ["search", "{space}", "--table", "{table}", "--trials", "0", "--out", "{out}"],
+        "--trials, --workers and --screen must be at least 1",
+    ),
     # storage URLs
     "storage: unknown scheme": ([*SEARCH, "--storage", "nosuchdb://x/y"], "--storage nosuchdb://x/y: cannot open"),
     "storage: not a database": ([*SEARCH, "--storage", "sqlite:///{garbage}"], "{garbage}"),
     "storage: workers in memory": ([*SEARCH, "--workers", "2", "--storage", "memory"], "--workers > 1 needs a shared"),
     # proxy options
     "proxy: lr=fast": ([*SEARCH, "--proxy", "distill", "--proxy-option", "lr=fast"], "--proxy-option lr=fast"),
-    "proxy: train_steps=-1": ([*SEARCH, "--proxy", "distill", "--proxy-option", "train_steps=-1"],
-                              "train_steps and report_every must be"),
+    "proxy: train_steps=-1": (
+        [*SEARCH, "--proxy", "distill", "--proxy-option", "train_steps=-1"],
+        "train_steps and report_every must be",
+    ),
     "proxy: clips=1": ([*SEARCH, "--proxy", "distill", "--proxy-option", "clips=1"], "clips >= 2"),
     "proxy: lr=0": ([*SEARCH, "--proxy", "distill", "--proxy-option", "lr=0"], "lr > 0"),
     "proxy: unknown key": ([*SEARCH, "--proxy", "distill", "--proxy-option", "speed=3"], "--proxy-option speed"),
-    "proxy: data of another space": ([*SEARCH, "--proxy", "distill", "--proxy-option", "data={other_data}"],
-                                     "data does not fit space tiny (frames 8 vs 4)"),
+    "proxy: data of another space": (
+        [*SEARCH, "--proxy", "distill", "--proxy-option", "data={other_data}"],
+        "data does not fit space tiny (frames 8 vs 4)",
+    ),
     "proxy: unknown proxy": ([*SEARCH, "--proxy", "oracle"], "--proxy: unknown proxy 'oracle'"),
     # checkpoints
-    "checkpoint: .bin only": (["generate", "--model", "{pickle_only}", "--text-encoder", "{missing}", "--prompt", "x",
-                               "--latents-only", "-o", "{out}/x.safetensors"], "weights only as pickles (diffusion_pytorch_model.bin)"),
-    "checkpoint: truncated safetensors": (["generate", "--model", "{truncated}", "--text-encoder", "{missing}",
-                                           "--prompt", "x", "--latents-only", "-o", "{out}/x.safetensors"], "{truncated}/model: cannot load"),
-    "checkpoint: another class": (["generate", "--model", "{other_class}", "--text-encoder", "{missing}", "--prompt",
-                                   "x", "--latents-only", "-o", "{out}/x.safetensors"], "names class AutoencoderKL, not VideoUNet"),
+    "checkpoint: .bin only": (
+        [
+            "generate",
+            "--model",
+            "{pickle_only}",
+            "--text-encoder",
+            "{missing}",
+            "--prompt",
+            "x",
+            "--latents-only",
+            "-o",
+            "{out}/x.safetensors",
+        ],
+        "weights only as pickles (diffusion_pytorch_model.bin)",
+    ),
+    "checkpoint: truncated safetensors": (
+        [
+            "generate",
+            "--model",
+            "{truncated}",
+            "--text-encoder",
+            "{missing}",
+            "--prompt",
+            "x",
+            "--latents-only",
+            "-o",
+            "{out}/x.safetensors",
+        ],
+        "{truncated}/model: cannot load",
+    ),
+    "checkpoint: another class": (
+        [
+            "generate",
+            "--model",
+            "{other_class}",
+            "--text-encoder",
+            "{missing}",
+            "--prompt",
+            "x",
+            "--latents-only",
+            "-o",
+            "{out}/x.safetensors",
+        ],
+        "names class AutoencoderKL, not VideoUNet",
+    ),
 }
 
 
@@ -99,8 +152,13 @@ def test_bad_input_is_one_line_exit_2_and_changes_no_file(case, cli, inputs, tmp
     folder = tmp_path / "inputs"
     shutil.copytree(inputs, folder)
     before = digests(folder)
-    paths = {"space": folder / "space.yaml", "table": folder / "table.csv", "out": tmp_path / "out",
-             "missing": folder / "missing", **{p.stem: p for p in folder.iterdir()}}
+    paths = {
+        "space": folder / "space.yaml",
+        "table": folder / "table.csv",
+        "out": tmp_path / "out",
+        "missing": folder / "missing",
+        **{p.stem: p for p in folder.iterdir()},
+    }
     args, expected = CASES[case]
     code, _, err = cli(*[a.format(**paths) for a in args])
     lines = err.strip().splitlines()
@@ -118,5 +176,6 @@ def test_rerun_with_another_setup_is_one_line_and_keeps_the_study(cli, inputs, t
     code, _, err = cli(*first, "--proxy", "flops")
     assert code == 2 and err.strip().splitlines() == [
         f"nas: error: sqlite:///{(out / 'study.db').resolve()}: study 'tiny-table' was run with another setup "
-        "(proxy params -> flops); use another --out (or --study NAME) to start a new study"]
+        "(proxy params -> flops); use another --out (or --study NAME) to start a new study"
+    ]
     assert digests(out) == before

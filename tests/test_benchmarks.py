@@ -21,8 +21,16 @@ import unet_forward  # noqa: E402
 
 
 def arguments(**overrides) -> argparse.Namespace:
-    values = {"space": TINY, "frames": None, "height": None, "width": None, "device": "cpu", "threads": None,
-              "repeats": 1, "warmup": 0}
+    values = {
+        "space": TINY,
+        "frames": None,
+        "height": None,
+        "width": None,
+        "device": "cpu",
+        "threads": None,
+        "repeats": 1,
+        "warmup": 0,
+    }
     return argparse.Namespace(**{**values, **overrides})
 
 
@@ -39,16 +47,36 @@ def test_generation_runs_the_4_step_loop_and_decodes_every_frame():
 
 
 def test_bad_clip_shape_is_one_line():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unet_forward.py"), "--space", TINY,
-                           "--height", "100"], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "unet_forward.py"), "--space", TINY, "--height", "100"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "tiny.yaml" in done.stderr
 
 
 @pytest.mark.heavy
 def test_side_by_side_at_a_toy_clip(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unet_forward.py"), "--frames", "2",
-                           "--height", "64", "--width", "64", "--repeats", "1", "-o", str(tmp_path / "f.json")],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "unet_forward.py"),
+            "--frames",
+            "2",
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--repeats",
+            "1",
+            "-o",
+            str(tmp_path / "f.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "f.json").read_text())
     assert set(result["models"]) == {"reference", "animatediff"} and result["ratio_latency"] > 0

@@ -14,7 +14,7 @@ def test_space_show_json(cli):
     code, out, _ = cli("space", "show", TINY, "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["num_architectures"] == 5 ** 9
+    assert data["num_architectures"] == 5**9
     assert [s["name"] for s in data["slots"]][:2] == ["down0", "down1"]
     assert "attn3d(heads=4)x1" in data["slots"][0]["choices"]
 
@@ -70,15 +70,18 @@ def broken(tiny_dict, how):
     return tiny_dict
 
 
-@pytest.mark.parametrize("how, message", [
-    ("unknown op", "unknown temporal op 'attn2d'"),
-    ("empty choices", "choices is empty"),
-    ("missing level", "level 7 does not exist"),
-    ("non-divisible video", "video.height 120 px is not divisible by 64"),
-    ("bad heads", "heads must be a positive divisor"),
-    ("bad backbone", "unsupported block type 'SimpleDownBlock'"),
-    ("unknown key", "unknown key(s) slot"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("unknown op", "unknown temporal op 'attn2d'"),
+        ("empty choices", "choices is empty"),
+        ("missing level", "level 7 does not exist"),
+        ("non-divisible video", "video.height 120 px is not divisible by 64"),
+        ("bad heads", "heads must be a positive divisor"),
+        ("bad backbone", "unsupported block type 'SimpleDownBlock'"),
+        ("unknown key", "unknown key(s) slot"),
+    ],
+)
 def test_bad_space_is_one_line_and_exit_2(cli, tiny_dict, write_yaml, how, message):
     path = write_yaml(broken(tiny_dict, how))
     for args in (("space", "show", path), ("build", path)):
@@ -89,11 +92,14 @@ def test_bad_space_is_one_line_and_exit_2(cli, tiny_dict, write_yaml, how, messa
         assert str(path) in lines[0] and message in lines[0]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    ("name: [unclosed", "invalid YAML at line"),
-    ("- just\n- a list\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("name: [unclosed", "invalid YAML at line"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
 def test_unreadable_space_files(cli, tmp_path, content, message):
     path = tmp_path / "s.yaml"
     if content is not None:
@@ -102,10 +108,13 @@ def test_unreadable_space_files(cli, tmp_path, content, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("slots, message", [
-    ({"down0": {"op": "attn3d", "count": 2, "heads": 4}}, "not a choice of this slot"),
-    ({"sideways": {"op": "none"}}, "slot 'sideways' is not in space"),
-])
+@pytest.mark.parametrize(
+    "slots, message",
+    [
+        ({"down0": {"op": "attn3d", "count": 2, "heads": 4}}, "not a choice of this slot"),
+        ({"sideways": {"op": "none"}}, "slot 'sideways' is not in space"),
+    ],
+)
 def test_architecture_that_does_not_fit_its_space(cli, tiny_space, write_yaml, slots, message):
     data = {"space": "tiny", "slots": {**{s: {"op": "none"} for s in tiny_space.slot_names}, **slots}}
     path = write_yaml(data, "arch.yaml")
@@ -127,9 +136,9 @@ def test_unknown_named_architecture(cli):
 def test_console_script_prints_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("op: attn1d", "op: attn9d"))
-    result = subprocess.run([sys.executable, "-m", "nas", "build", str(bad)], capture_output=True, text=True,
-                            cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "nas", "build", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"nas: error: {bad}: slot down0: unknown temporal op 'attn9d' (known: attn1d, attn3d, conv1d, conv3d, none)"]
+        f"nas: error: {bad}: slot down0: unknown temporal op 'attn9d' (known: attn1d, attn3d, conv1d, conv3d, none)"
+    ]

@@ -8,8 +8,24 @@ from tests.conftest import ROOT
 
 CLI = ROOT / "nas" / "cli"
 MODULES = sorted(CLI.glob("*.py"))
-LIGHT = {"argparse", "json", "os", "shlex", "sys", "warnings", "pathlib", "typing", "__future__",
-         "nas", "nas.cli", "nas.cli.aliases", "nas.cli.format", "nas.errors", "nas.quiet"}
+LIGHT = {
+    "argparse",
+    "collections.abc",
+    "json",
+    "os",
+    "shlex",
+    "sys",
+    "warnings",
+    "pathlib",
+    "typing",
+    "__future__",
+    "nas",
+    "nas.cli",
+    "nas.cli.aliases",
+    "nas.cli.format",
+    "nas.errors",
+    "nas.quiet",
+}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
@@ -46,6 +62,10 @@ def test_handlers_are_thin():
                 continue
             where = f"{group.__name__}.{node.name}"
             assert not any(isinstance(n, ast.Try) for n in ast.walk(node)), f"{where} translates errors itself"
-            api = [alias.name for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
-                   and n.module not in ("nas.options", "nas.cli.format") for alias in n.names]
+            api = [
+                alias.name
+                for n in ast.walk(node)
+                if isinstance(n, ast.ImportFrom) and n.module not in ("nas.options", "nas.cli.format")
+                for alias in n.names
+            ]
             assert len(api) <= 3, f"{where} imports {api}: give the API one function for this command"

@@ -20,29 +20,46 @@ def program(model):
 def const_dtypes(model) -> set[str]:
     return {
         MIL_pb2.DataType.Name(out.type.tensorType.dataType)
-        for op in program(model) if op.type == "const"
-        for out in op.outputs if out.type.WhichOneof("type") == "tensorType"
+        for op in program(model)
+        if op.type == "const"
+        for out in op.outputs
+        if out.type.WhichOneof("type") == "tensorType"
     }
 
 
-@pytest.mark.parametrize("op, attention, expected", [
-    ("none", "split_einsum", "identity"),
-    ("conv1d", "split_einsum", "conv"),
-    ("conv3d", "split_einsum", "conv"),
-    ("attn1d", "split_einsum", "einsum"),
-    ("attn3d", "split_einsum", "einsum"),
-    ("attn1d", "sdpa", "scaled_dot_product_attention"),
-    ("attn3d", "sdpa", "scaled_dot_product_attention"),
-])
+@pytest.mark.parametrize(
+    "op, attention, expected",
+    [
+        ("none", "split_einsum", "identity"),
+        ("conv1d", "split_einsum", "conv"),
+        ("conv3d", "split_einsum", "conv"),
+        ("attn1d", "split_einsum", "einsum"),
+        ("attn3d", "split_einsum", "einsum"),
+        ("attn1d", "sdpa", "scaled_dot_product_attention"),
+        ("attn3d", "sdpa", "scaled_dot_product_attention"),
+    ],
+)
 def test_op_converts_to_an_fp16_ml_program(tiny_space, op, attention, expected):
     slot = tiny_space.slots[1]
-    model = convert_op(op, slot.channels, tiny_space.video.frames, slot.height, slot.width, PARAMS[op],
-                       norm_groups=tiny_space.backbone["norm_num_groups"], attention=attention)
+    model = convert_op(
+        op,
+        slot.channels,
+        tiny_space.video.frames,
+        slot.height,
+        slot.width,
+        PARAMS[op],
+        norm_groups=tiny_space.backbone["norm_num_groups"],
+        attention=attention,
+    )
     spec = model.get_spec()
     assert spec.WhichOneof("Type") == "mlProgram"
     assert expected in [o.type for o in program(model)]
     assert list(spec.description.input[0].type.multiArrayType.shape) == [
-        tiny_space.video.frames, slot.channels, slot.height, slot.width]
+        tiny_space.video.frames,
+        slot.channels,
+        slot.height,
+        slot.width,
+    ]
     if op != "none":
         dtypes = const_dtypes(model)
         assert "FLOAT16" in dtypes and "FLOAT32" not in dtypes

@@ -9,13 +9,13 @@ import torch
 
 from nas.cost.cost_model import CostModel
 from nas.cost.memory import slot_context_bytes
-from nas.ops.memory_tracker import MemoryTracker
 from nas.cost.plan import choice_key, spatial_key, table_plan
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import COLUMNS, CostTable, validate_rows
 from nas.errors import NasError, NasWarning
 from nas.model import VideoUNet
 from nas.ops import OpKey, TemporalOp, register_op
+from nas.ops.memory_tracker import MemoryTracker
 from nas.space import Architecture, SearchSpace
 from nas.space.yaml_io import read_yaml_mapping
 
@@ -120,8 +120,9 @@ class SquareOp(TemporalOp):
 
 def test_extrapolation_within_limits_is_flagged(tiny_space, table):
     model = CostModel(tiny_space, table)
-    key = choice_key(tiny_space, tiny_space.slot("down1"),
-                     next(c for c in tiny_space.slot("down1").choices if c.op == "conv1d"))
+    key = choice_key(
+        tiny_space, tiny_space.slot("down1"), next(c for c in tiny_space.slot("down1").choices if c.op == "conv1d")
+    )
     bigger = OpKey.of("conv1d", key.channels, key.frames, 12, 12, {"kernel": 3})  # 2.25x the largest (8x8) work
     biggest = OpKey.of("conv1d", key.channels, key.frames, 16, 16, {"kernel": 3})  # 4x: the limit
     assert model.key_cost(bigger).coverage == model.key_cost(biggest).coverage == "extrapolated"
@@ -173,7 +174,7 @@ def test_memory_tracker_counts_no_view_of_a_weight_or_input():
             y = torch.nn.functional.conv2d(x, weight[:, :, None, None])  # 16 KB output, the weight's view free
             y.add_(1)  # in place: no allocation
             del y
-        t = weight.t()  # a view: no allocation
+        _view = weight.t()  # a view: no allocation
     assert tracker.peak == 64 * 4 * 16 * 4
     assert tracker.live == 0
 
@@ -204,8 +205,21 @@ register_op(SquareOp)
 
 
 def user_table(rows, meta=None):
-    frame = pd.DataFrame([{**k.as_dict(), "latency_p50_ms": ms, "latency_p90_ms": ms, "memory_mb": mb, "samples": 3,
-                           "status": status, "message": ""} for k, ms, mb, status in rows], columns=COLUMNS)
+    frame = pd.DataFrame(
+        [
+            {
+                **k.as_dict(),
+                "latency_p50_ms": ms,
+                "latency_p90_ms": ms,
+                "memory_mb": mb,
+                "samples": 3,
+                "status": status,
+                "message": "",
+            }
+            for k, ms, mb, status in rows
+        ],
+        columns=COLUMNS,
+    )
     frame = frame.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v))
     return CostTable(validate_rows(frame, "t.csv"), {"precision": "fp32", **(meta or {})})
 
@@ -245,18 +259,27 @@ def test_keys_carry_every_op_parameter(tiny_space):
 
 def test_a_larger_row_that_ran_overrides_a_smaller_failure(tiny_space):
     # 2x2 failed (say a flaky oom), 8x8 ran: 4x4 lies below a shape that ran, so it is priced, not infeasible.
-    rows = [(square_key(2), math.nan, math.nan, "oom"), (square_key(3), 3.0, true_mb(square_key(3)), "ok"),
-            (square_key(8), 8.0, true_mb(square_key(8)), "ok")]
+    rows = [
+        (square_key(2), math.nan, math.nan, "oom"),
+        (square_key(3), 3.0, true_mb(square_key(3)), "ok"),
+        (square_key(8), 8.0, true_mb(square_key(8)), "ok"),
+    ]
     model = CostModel(tiny_space, user_table(rows))
     assert model.key_cost(square_key(4)).runs
     # beyond every row that ran, the nearest failure below decides, not the first failed row in the file
-    rows = [(square_key(2), 2.0, true_mb(square_key(2)), "ok"), (square_key(3), math.nan, math.nan, "unsupported"),
-            (square_key(4), math.nan, math.nan, "timeout")]
+    rows = [
+        (square_key(2), 2.0, true_mb(square_key(2)), "ok"),
+        (square_key(3), math.nan, math.nan, "unsupported"),
+        (square_key(4), math.nan, math.nan, "timeout"),
+    ]
     cost = CostModel(tiny_space, user_table(rows)).key_cost(square_key(5))
     assert not cost.runs and cost.status == "timeout" and cost.coverage == "extrapolated"
     # error rows (the measurement failed) are not evidence either way; the exact key keeps its message
-    rows = [(square_key(2), 2.0, true_mb(square_key(2)), "ok"), (square_key(3), math.nan, math.nan, "error"),
-            (square_key(4), 4.0, true_mb(square_key(4)), "ok")]
+    rows = [
+        (square_key(2), 2.0, true_mb(square_key(2)), "ok"),
+        (square_key(3), math.nan, math.nan, "error"),
+        (square_key(4), 4.0, true_mb(square_key(4)), "ok"),
+    ]
     table = user_table(rows)
     table.rows.loc[1, "message"] = "ValueError: bug in my op"
     model = CostModel(tiny_space, table)
@@ -268,8 +291,17 @@ def test_a_larger_row_that_ran_overrides_a_smaller_failure(tiny_space):
 def test_fixed_parts_count_in_peak_memory(tiny_space, table):
     arch = tiny_space.architecture("reference")
     base = CostModel(tiny_space, table).predict(arch)
-    rows = pd.concat([table.rows, user_table([(OpKey("vae_decode", 4, 4, 16, 16), 30.0, 300.0, "ok"),
-                                              (OpKey("text_encoder", 32, 1, 77, 1), 5.0, 200.0, "ok")]).rows])
+    rows = pd.concat(
+        [
+            table.rows,
+            user_table(
+                [
+                    (OpKey("vae_decode", 4, 4, 16, 16), 30.0, 300.0, "ok"),
+                    (OpKey("text_encoder", 32, 1, 77, 1), 5.0, 200.0, "ok"),
+                ]
+            ).rows,
+        ]
+    )
     fixed = CostTable(rows.reset_index(drop=True), dict(table.meta))
     model = CostModel(tiny_space, fixed)
     p = model.predict(arch)
@@ -296,7 +328,7 @@ def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
     old = CostTable(legacy, {**table.meta, "space": "tiny"})
     assert CostModel(tiny_space, old).spatial.runs
     with pytest.raises(NasError, match="first table format"):
-        CostModel(other, old).spatial
+        CostModel(other, old).spatial  # noqa: B018 (reading the property raises)
 
 
 def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, tmp_path):

@@ -46,8 +46,20 @@ def exported(tiny_model, tmp_path_factory):
     out = root / "tiny.mlpackage"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["export", "coreml", "--model", str(root / "run"), "-o", str(out),
-                     "--compute-units", "CPU_AND_NE", "--runs", "1"])
+        code = main(
+            [
+                "export",
+                "coreml",
+                "--model",
+                str(root / "run"),
+                "-o",
+                str(out),
+                "--compute-units",
+                "CPU_AND_NE",
+                "--runs",
+                "1",
+            ]
+        )
     return json.loads(out.with_suffix(".json").read_text()), out, code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -62,7 +74,11 @@ def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny
     assert out.is_dir() and out.with_suffix(".json").is_file()
     (package,) = summary["packages"]
     text = [1, 77, tiny_space.cross_attention_dim]
-    assert names_and_shapes(package["inputs"]) == [("sample", latent), ("timestep", [1]), ("encoder_hidden_states", text)]
+    assert names_and_shapes(package["inputs"]) == [
+        ("sample", latent),
+        ("timestep", [1]),
+        ("encoder_hidden_states", text),
+    ]
     assert names_and_shapes(package["outputs"]) == [("noise_pred", latent)]
     assert package["ops"] > 500 and package["max_rank"] <= 5 and not summary["problems"]
     # Neural Engine form by default (split_einsum): attention as per-head einsums, linears as 1x1 convs
@@ -121,18 +137,34 @@ def test_run_chain_feeds_each_part_what_came_before():
         def predict(values):
             calls.append(sorted(values))
             return {out_name: fn(values)}
+
         return predict
 
-    values = run_chain([(["x"], part("h", lambda v: v["x"] + 1)),
-                        (["h", "t"], part("y", lambda v: v["h"] * v["t"]))], {"x": 1, "t": 3})
+    values = run_chain(
+        [(["x"], part("h", lambda v: v["x"] + 1)), (["h", "t"], part("y", lambda v: v["h"] * v["t"]))], {"x": 1, "t": 3}
+    )
     assert values["y"] == 6 and calls == [["x"], ["h", "t"]]
 
 
 @pytest.mark.heavy
 def test_cli_exports_palettized_and_chunked_for_ios17(cli, tmp_path):
     out = tmp_path / "m.mlpackage"
-    code, stdout, err = cli("export", "coreml", "--space", TINY, "-o", out, "--palettize", "8",
-                            "--palettize-mode", "uniform", "--chunks", "2", "--target", "iOS17")
+    code, stdout, err = cli(
+        "export",
+        "coreml",
+        "--space",
+        TINY,
+        "-o",
+        out,
+        "--palettize",
+        "8",
+        "--palettize-mode",
+        "uniform",
+        "--chunks",
+        "2",
+        "--target",
+        "iOS17",
+    )
     assert code == 0, err
     summary = json.loads((tmp_path / "m.json").read_text())
     assert [p["path"] for p in summary["packages"]] == [str(tmp_path / f"m_chunk{i}.mlpackage") for i in (1, 2)]
@@ -165,8 +197,9 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
     # a second model in the same folder, split in two chunks (as --chunks 2 writes it)
     parts = split_package(made / "tiny.mlpackage", 2, made / "split")
     capsys.readouterr()  # coremltools' progress bars are not the commands' output
-    write_model_kit(made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(),
-                    space_path=TINY)
+    write_model_kit(
+        made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(), space_path=TINY
+    )
     export = tmp_path / "elsewhere" / "kit"
     shutil.copytree(made, export)  # copied alone: no checkout, no absolute path to follow
     shutil.rmtree(made)
@@ -185,11 +218,15 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
 
     # The timing logic with a stand-in runtime: each chunk gets the model inputs and what the chunks
     # before it made (the stand-in refuses any other feed), warm-up + repeats, p50/p90, placement merged.
-    stand_in = StandInCoreMLRuntime(sleep_ms=3.0, growth_mb=20.0,
-                                    placement=lambda path: "cpu" if path.name == "split_chunk2.mlpackage" else "ne")
+    stand_in = StandInCoreMLRuntime(
+        sleep_ms=3.0, growth_mb=20.0, placement=lambda path: "cpu" if path.name == "split_chunk2.mlpackage" else "ne"
+    )
     time_packages(export, "CPU_AND_NE", warmup=1, repeats=3, runtime=stand_in, progress=False)
-    assert [name for name, _ in stand_in.loads] == ["tiny.mlpackage", "split_chunk1.mlpackage",
-                                                     "split_chunk2.mlpackage"]
+    assert [name for name, _ in stand_in.loads] == [
+        "tiny.mlpackage",
+        "split_chunk1.mlpackage",
+        "split_chunk2.mlpackage",
+    ]
     assert stand_in.calls == 3 * (1 + 3)
     results = pd.read_csv(export / "results.csv", keep_default_na=False).set_index("model")
     assert (results["samples"] == 3).all() and (results["status"] == "ok").all()
@@ -214,13 +251,16 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
     assert code == 2 and "model 'other' is not in the export's manifest" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--space", TINY, "-o", "x.onnx"], "must be a NAME.mlpackage"),
-    (["--space", TINY, "-o", "x.mlpackage", "--chunks", "3"], "power of two"),
-    (["--model", "no/such/run", "-o", "x.mlpackage"], "not a VideoUNet folder"),
-    (["--model", TINY.parent, "--arch", "reference", "-o", "x.mlpackage"], "goes with --space"),
-    (["--space", TINY, "-o", "x.mlpackage", "--compute-units", "NPU"], "--compute-units must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--space", TINY, "-o", "x.onnx"], "must be a NAME.mlpackage"),
+        (["--space", TINY, "-o", "x.mlpackage", "--chunks", "3"], "power of two"),
+        (["--model", "no/such/run", "-o", "x.mlpackage"], "not a VideoUNet folder"),
+        (["--model", TINY.parent, "--arch", "reference", "-o", "x.mlpackage"], "goes with --space"),
+        (["--space", TINY, "-o", "x.mlpackage", "--compute-units", "NPU"], "--compute-units must be one of"),
+    ],
+)
 def test_bad_export_arguments_fail_in_one_line(cli, args, message):
     code, _, err = cli("export", "coreml", *args)
     assert code == 2 and message in err and err.strip().count("\n") == 0
@@ -243,8 +283,9 @@ def test_paper_scale_reference_fits_the_neural_engine_at_6_bits(cli, tmp_path):
     from tests.conftest import DEFAULT
 
     out = tmp_path / "ref.mlpackage"
-    code, _, err = cli("export", "coreml", "--space", DEFAULT, "-o", out, "--palettize", "6",
-                       "--palettize-mode", "uniform")
+    code, _, err = cli(
+        "export", "coreml", "--space", DEFAULT, "-o", out, "--palettize", "6", "--palettize-mode", "uniform"
+    )
     assert code == 0, err
     (package,) = json.loads(out.with_suffix(".json").read_text())["packages"]
     assert package["warnings"] == [] and package["max_rank"] <= 5
@@ -257,7 +298,9 @@ def test_default_palettize_mode_works_without_scikit_learn(monkeypatch):
     from nas.export.compress import check_palettize, default_mode
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else find_spec(name, *a)
+    )
     mode, note = default_mode()
     assert mode == "uniform" and "scikit-learn is not installed" in note
     check_palettize(6, mode)  # the default path needs nothing extra

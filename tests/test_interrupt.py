@@ -21,8 +21,14 @@ TABLE = ROOT / "latency_tables" / "cpu_tiny.csv"
 def interrupt(args, ready, timeout=400):
     """Run ``nas ARGS``, send SIGINT once ``ready()`` holds; returns (exit code, stderr lines that are not progress)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "nas", *map(str, args)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nas", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None and not ready():
         time.sleep(0.1)
@@ -40,30 +46,48 @@ def finished(db):
                 return connection.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
         except sqlite3.Error:
             return 0
+
     return count
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.heavy)])
 def test_interrupted_search_is_one_line_naming_what_is_kept(tmp_path, workers):
     out = tmp_path / "run"
-    args = ["search", TINY, "--table", TABLE, "--trials", "100000", "--out", out, "--proxy", "gradnorm",
-            "--workers", workers]
+    args = [
+        "search",
+        TINY,
+        "--table",
+        TABLE,
+        "--trials",
+        "100000",
+        "--out",
+        out,
+        "--proxy",
+        "gradnorm",
+        "--workers",
+        workers,
+    ]
     count = finished(out / "study.db")
     code, lines = interrupt(args, lambda: count() >= 2)
     assert code == 130 and len(lines) == 1, lines
     kept = count()
-    assert lines[0] == (f"nas: interrupted: {kept} finished trials of study 'tiny-cpu_tiny' are kept in "
-                        f"sqlite:///{out.resolve() / 'study.db'}; re-run the same command to resume")
+    assert lines[0] == (
+        f"nas: interrupted: {kept} finished trials of study 'tiny-cpu_tiny' are kept in "
+        f"sqlite:///{out.resolve() / 'study.db'}; re-run the same command to resume"
+    )
     assert kept >= 2
 
 
 def test_interrupted_profile_is_one_line_and_keeps_its_rows(tmp_path):
     table = tmp_path / "cpu.csv"
     # ~1 s per key, so the interrupt lands mid-run: tiny keys at a few repeats finish within one poll
-    code, lines = interrupt(["profile", TINY, "-o", table, "--repeats", "1000", "--budget", "1"],
-                            lambda: table.exists() and len(table.read_text().splitlines()) >= 3)
+    code, lines = interrupt(
+        ["profile", TINY, "-o", table, "--repeats", "1000", "--budget", "1"],
+        lambda: table.exists() and len(table.read_text().splitlines()) >= 3,
+    )
     rows = pd.read_csv(table)
-    assert code == 130 and lines == [f"nas: interrupted: {len(rows)} measured rows are kept in {table}; "
-                                     "re-run the same command to resume"], lines
+    assert code == 130 and lines == [
+        f"nas: interrupted: {len(rows)} measured rows are kept in {table}; re-run the same command to resume"
+    ], lines
     planned = yaml.safe_load(table.with_suffix(".yaml").read_text())["rows"]
     assert len(rows) >= 2 and planned > len(rows)  # the sidecar says the table is partial: a re-run resumes

@@ -61,8 +61,10 @@ def package_imports(package: Path = PACKAGE) -> list[Import]:
                     anchor = module.split(".")[: len(module.split(".")) - node.level + is_package]
                     base = ".".join(anchor + ([base] if base else []))
                 # ``from nas import plugins`` names a module; ``from nas.ops import get_op`` a name in one
-                targets = [f"{base}.{alias.name}" if _is_module(package, f"{base}.{alias.name}") else base
-                           for alias in node.names]
+                targets = [
+                    f"{base}.{alias.name}" if _is_module(package, f"{base}.{alias.name}") else base
+                    for alias in node.names
+                ]
             else:
                 continue
             found += [Import(module, node.lineno, t) for t in dict.fromkeys(targets) if t.split(".")[0] == package.name]
@@ -89,8 +91,10 @@ def problems(imports: list[Import], layers=LAYERS) -> list[str]:
         edges.setdefault(source, set()).add(target)
         if rank[target] >= rank[source]:
             way = "up" if rank[target] > rank[source] else "sideways"
-            out.append(f"{item.module} (line {item.line}) imports {item.target}: {way}, from layer "
-                       f"{'/'.join(layers[rank[source]])} to {'/'.join(layers[rank[target]])}")
+            out.append(
+                f"{item.module} (line {item.line}) imports {item.target}: {way}, from layer "
+                f"{'/'.join(layers[rank[source]])} to {'/'.join(layers[rank[target]])}"
+            )
     out += [f"import cycle: {' -> '.join(cycle)}" for cycle in _cycles(edges)]
     return out
 
@@ -102,7 +106,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     def visit(unit: str, path: list[str]) -> None:
         for target in sorted(edges.get(unit, ())):
             if target in path:
-                cycle = path[path.index(target):] + [target]
+                cycle = path[path.index(target) :] + [target]
                 if not set(cycle) <= done:
                     cycles.append(cycle)
                     done.update(cycle)
@@ -135,10 +139,13 @@ def test_the_check_names_an_upward_import_and_a_cycle(tmp_path):
     assert Import("nas.cost.roofline", 5, "nas.profile.workload") in imports
     assert Import("nas.profile", 1, "nas.profile.workload") in imports  # relative, resolved
     found = problems(imports, LAYERS)
-    assert "nas.cost.roofline (line 5) imports nas.profile.workload: up, from layer cost/pipeline to profile/search" \
+    assert (
+        "nas.cost.roofline (line 5) imports nas.profile.workload: up, from layer cost/pipeline to profile/search"
         in found
+    )
     assert "nas.tools: in no layer (add it to LAYERS in tests/test_layers.py and to README)" in found
     assert "import cycle: cost -> profile -> cost" in found
     siblings = problems([Import("nas.search.job", 3, "nas.profile.runner")])
-    assert siblings == ["nas.search.job (line 3) imports nas.profile.runner: sideways, from layer profile/search "
-                        "to profile/search"]
+    assert siblings == [
+        "nas.search.job (line 3) imports nas.profile.runner: sideways, from layer profile/search to profile/search"
+    ]

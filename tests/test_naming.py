@@ -32,8 +32,9 @@ def _parse(argv):
     return args, [str(w.message) for w in caught if issubclass(w.category, NasWarning)]
 
 
-@pytest.mark.parametrize("argv, old, new, text, value", DEPRECATED_FLAGS,
-                         ids=[f"{a[0]} {o}" for a, o, *_ in DEPRECATED_FLAGS])
+@pytest.mark.parametrize(
+    "argv, old, new, text, value", DEPRECATED_FLAGS, ids=[f"{a[0]} {o}" for a, o, *_ in DEPRECATED_FLAGS]
+)
 def test_deprecated_flag_sets_the_new_option_and_warns_once(argv, old, new, text, value):
     dest = new.lstrip("-").replace("-", "_")
     args, messages = _parse([*argv, old, text])
@@ -52,7 +53,9 @@ def test_deprecated_flag_prints_one_line_on_the_command_line(cli, tmp_path):
 def test_renamed_keys_moves_old_keys_and_warns_once():
     with pytest.warns(NasWarning, match="where: sample_steps is deprecated; use sampling_steps") as caught:
         assert renamed_keys({"sample_steps": 2, "lr": 1}, {"sample_steps": "sampling_steps"}, "where") == {
-            "lr": 1, "sampling_steps": 2}
+            "lr": 1,
+            "sampling_steps": 2,
+        }
     assert len(caught) == 1
     with pytest.raises(NasError, match="give only sampling_steps"):
         renamed_keys({"sample_steps": 2, "sampling_steps": 3}, {"sample_steps": "sampling_steps"}, "where")
@@ -122,7 +125,9 @@ def test_adversarial_config_reads_its_old_steps_key_as_sampling_steps(tmp_path):
         assert load_config(AdversarialConfig, old, {}).sampling_steps == 2
     assert len(caught) == 1
     with pytest.warns(NasWarning, match="--set: steps is deprecated; use sampling_steps"):
-        assert load_config(AdversarialConfig, None, {"init": "i", "data": "d", "out": "o", "steps": 3}).sampling_steps == 3
+        assert (
+            load_config(AdversarialConfig, None, {"init": "i", "data": "d", "out": "o", "steps": 3}).sampling_steps == 3
+        )
 
 
 def test_distill_proxy_reads_its_old_steps_option_as_train_steps():

@@ -20,8 +20,12 @@ def test_every_op_at_every_slot_shape_runs_forward_and_backward(tiny_space, op_n
     frames = tiny_space.video.frames
     for slot in tiny_space.slots:
         torch.manual_seed(0)
-        layer = op_cls(slot.channels, frames, tiny_space.backbone["norm_num_groups"], **op_cls.defaults | {"heads": 4}
-                       if "heads" in op_cls.defaults else {})
+        layer = op_cls(
+            slot.channels,
+            frames,
+            tiny_space.backbone["norm_num_groups"],
+            **op_cls.defaults | {"heads": 4} if "heads" in op_cls.defaults else {},
+        )
         x = torch.randn(2 * frames, slot.channels, slot.height, slot.width, requires_grad=True)
         y = layer(x, frames)
         assert y.shape == x.shape, slot.name

@@ -19,8 +19,14 @@ def front(rows):
 
 
 def test_picks_are_the_best_the_knee_and_the_fastest():
-    table = front([["fast", 10, 10, 0.1, True], ["knee", 12, 11, 0.9, True], ["best", 40, 40, 1.0, True],
-                   ["broken", 1, 1, 5.0, False]])
+    table = front(
+        [
+            ["fast", 10, 10, 0.1, True],
+            ["knee", 12, 11, 0.9, True],
+            ["best", 40, 40, 1.0, True],
+            ["broken", 1, 1, 5.0, False],
+        ]
+    )
     picks = {role: table.loc[i, "arch_id"] for role, i in pick_rows(table).items()}
     assert picks == {"best_quality": "best", "knee": "knee", "fastest": "fast"}
 
@@ -66,4 +72,3 @@ def test_study_opens_with_optuna_and_names_its_metrics(cli, tmp_path):
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert study.metric_names == ["latency_ms", "memory_mb", "quality"]
     assert {"values_latency_ms", "values_memory_mb", "values_quality"} <= set(study.trials_dataframe().columns)
-

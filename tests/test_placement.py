@@ -36,10 +36,13 @@ class Sandwich(nn.Module):
         return self.b(y[:, :, 0] if self.three_d else y)
 
 
-@pytest.mark.parametrize("middle, three_d, rule", [
-    (nn.Conv3d(8, 8, (3, 3, 3), padding=1), True, "conv3d"),
-    (nn.Conv2d(8, 8, (1, 15), padding=(0, 7)), False, "kernel>13"),
-])
+@pytest.mark.parametrize(
+    "middle, three_d, rule",
+    [
+        (nn.Conv3d(8, 8, (3, 3, 3), padding=1), True, "conv3d"),
+        (nn.Conv2d(8, 8, (1, 15), padding=(0, 7)), False, "kernel>13"),
+    ],
+)
 def test_ops_the_rules_name_fall_back_and_cost_their_transfers(middle, three_d, rule):
     x = torch.empty(1, 8, 4, 16)
     mixed = run(Sandwich(middle, three_d), x)
@@ -87,8 +90,15 @@ def test_estimate_marks_and_prices_rows_the_neural_engine_cannot_run(long_clip_s
     path = table.save(tmp_path / "t.csv")
     assert path.read_text().splitlines()[0].endswith(",status,message,placement")
     loaded = CostTable.load(path)
-    arch = Architecture.from_dict(long_clip_space, {"slots": {"down0": {"op": "attn3d", "count": 1, "heads": 4},
-                                                              "down3": {"op": "attn1d", "count": 1, "heads": 4}}})
+    arch = Architecture.from_dict(
+        long_clip_space,
+        {
+            "slots": {
+                "down0": {"op": "attn3d", "count": 1, "heads": 4},
+                "down3": {"op": "attn1d", "count": 1, "heads": 4},
+            }
+        },
+    )
     prediction = CostModel(long_clip_space, loaded).predict(arch)
     assert prediction.placement == {"ne": 2, "cpu": 1}  # spatial + attn1d on the NE, attn3d on the CPU
     assert [r["placement"] for r in prediction.slots] == ["cpu", "ne"]
@@ -117,8 +127,9 @@ def test_calibration_names_its_points_and_the_hold_out_error(tiny_space):
     points = {p["point"]: p for p in calibration["holdout"]}
     assert {"sd21-iphone14promax", "sd21-iphone13promax", "sd21-ipadpro-m2", f"tiny/{arch.id}"} == set(points)
     for p in points.values():
-        assert p["error_pct"] == pytest.approx(100 * (p["predicted_ms"] - p["published_ms"]) / p["published_ms"],
-                                               rel=1e-3, abs=0.2)
+        assert p["error_pct"] == pytest.approx(
+            100 * (p["predicted_ms"] - p["published_ms"]) / p["published_ms"], rel=1e-3, abs=0.2
+        )
     assert calibration["holdout_mean_abs_error_pct"] >= 0
     # the fitted efficiency reproduces the calibration point
     assert CostModel(tiny_space, table).predict(arch, 4).latency_ms == pytest.approx(200.0, rel=1e-3)

@@ -35,7 +35,7 @@ def measured(tmp_path_factory):
 
 def small_plan(tiny_space, tmp_path, n=3):
     path = tmp_path / "plan.csv"
-    plan_frame(table_plan(tiny_space)[1:1 + n]).to_csv(path, index=False)
+    plan_frame(table_plan(tiny_space)[1 : 1 + n]).to_csv(path, index=False)
     return path
 
 
@@ -56,8 +56,10 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     out = tmp_path / "t.csv"
     header = "op,channels,frames,height,width,heads,kernel,latency_p50_ms,latency_p90_ms,memory_mb,samples,status\n"
     first = table_plan(tiny_space)[1]
-    done = f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel}," \
-           "123.0,124.0,1.0,3,ok\n"
+    done = (
+        f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel},"
+        "123.0,124.0,1.0,3,ok\n"
+    )
     original = header + done + "conv3d,32,4,16"  # first table format, killed mid-line
     out.write_text(original)
     code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
@@ -72,10 +74,24 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
 
 def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
     out = tmp_path / "t.csv"
-    args = [sys.executable, "-m", "nas", "profile", str(TINY), "-o", str(out), "--warmup", "1", "--repeats", "3",
-            "--budget", "0.3"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "nas",
+        "profile",
+        str(TINY),
+        "-o",
+        str(out),
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--budget",
+        "0.3",
+    ]
+    process = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
         time.sleep(0.2)
@@ -86,15 +102,19 @@ def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
     subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
     after = CostTable.load(out).rows
     assert len(after) == len(table_plan(tiny_space))
-    pd.testing.assert_frame_equal(after.iloc[: len(before)].reset_index(drop=True)[before.columns[:7]],
-                                  before[before.columns[:7]], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        after.iloc[: len(before)].reset_index(drop=True)[before.columns[:7]],
+        before[before.columns[:7]],
+        check_dtype=False,
+    )
     assert list(after["latency_p50_ms"][: len(before)]) == pytest.approx(list(before["latency_p50_ms"]))
 
 
 def test_time_limit_records_timeouts_and_goes_on(cli, tiny_space, tmp_path):
     out = tmp_path / "t.csv"
-    code, _, err = cli("profile", TINY, "-o", out, "--plan", small_plan(tiny_space, tmp_path), "--time-limit",
-                       "0.000001", *FAST)
+    code, _, err = cli(
+        "profile", TINY, "-o", out, "--plan", small_plan(tiny_space, tmp_path), "--time-limit", "0.000001", *FAST
+    )
     assert code == 0, err
     assert set(CostTable.load(out).rows["status"]) == {"timeout"}
 
@@ -111,12 +131,21 @@ def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
 
 
 def test_check_reports_prediction_accuracy(cli, measured):
-    code, out, err = cli("table", "check", TINY, "--table", measured, "--samples", "4", "--warmup", "1", "--repeats", "10",
-                         "--json")
+    code, out, err = cli(
+        "table", "check", TINY, "--table", measured, "--samples", "4", "--warmup", "1", "--repeats", "10", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
-    for key in ("within_10pct", "mape", "kendall_tau", "mean_ratio", "memory_within_10pct", "memory_mape",
-                "memory_kendall_tau", "memory_mean_ratio"):
+    for key in (
+        "within_10pct",
+        "mape",
+        "kendall_tau",
+        "mean_ratio",
+        "memory_within_10pct",
+        "memory_mape",
+        "memory_kendall_tau",
+        "memory_mean_ratio",
+    ):
         assert key in report
     # Memory is deterministic: the model of weights + largest working set must hold.
     assert report["memory_within_10pct"] == 1.0
@@ -141,7 +170,8 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     manifest = pd.read_csv(export / "manifest.csv", keep_default_na=False)
     assert len(manifest) == len(table_plan(tiny_space))
     assert (export / "space.yaml").is_file() and "/" not in yaml.safe_load((export / "export.yaml").read_text())[
-        "space_path"]
+        "space_path"
+    ]
     assert str(tmp_path) not in (export / "manifest.csv").read_text() + (export / "export.yaml").read_text()
     for row in manifest.to_dict("records"):
         if row["status"] == "ok":
@@ -176,8 +206,9 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
 
     # No footprint from the OS: memory is written as unmeasured (never the input bytes), and the cost
     # model prices it with the estimated working set and says so in the coverage.
-    time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=StandInCoreMLRuntime(growth_mb=None),
-                  progress=False)
+    time_packages(
+        export, "CPU_AND_NE", warmup=0, repeats=3, runtime=StandInCoreMLRuntime(growth_mb=None), progress=False
+    )
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
     assert code == 0, err
     table = CostTable.load(tmp_path / "mac2.csv")
@@ -195,11 +226,13 @@ def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(
     plan_frame(keys).to_csv(plan, index=False)
     out = tmp_path / "t.csv"
     good, bad = keys
-    out.write_text("op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,"
-                   "message\n"
-                   f"{good.op},{good.channels},{good.frames},{good.height},{good.width},{good.params},1,1,1,3,ok,\n"
-                   f"{bad.op},{bad.channels},{bad.frames},{bad.height},{bad.width},{bad.params},,,,0,error,"
-                   "\"ValueError: bug, in my op\"\n")
+    out.write_text(
+        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,"
+        "message\n"
+        f"{good.op},{good.channels},{good.frames},{good.height},{good.width},{good.params},1,1,1,3,ok,\n"
+        f"{bad.op},{bad.channels},{bad.frames},{bad.height},{bad.width},{bad.params},,,,0,error,"
+        '"ValueError: bug, in my op"\n'
+    )
     meta = {**TorchProfiler(tiny_space, probe_ms=1.234).metadata(), "space": "tiny", "rows": 2}
     out.with_suffix(".yaml").write_text(yaml.safe_dump(meta))
     code, stdout, err = cli("table", "validate", out)

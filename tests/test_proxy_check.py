@@ -11,8 +11,16 @@ import pytest
 from tests.conftest import ROOT
 
 WORLD = ROOT / "search_spaces" / "world.yaml"
-SMALL_REFERENCE = ["--reference-option", "eval_timesteps=3", "--reference-option", "sampling_steps=2",
-                   "--reference-option", "samples_per_caption=1", "--reference-option", "batch=2"]
+SMALL_REFERENCE = [
+    "--reference-option",
+    "eval_timesteps=3",
+    "--reference-option",
+    "sampling_steps=2",
+    "--reference-option",
+    "samples_per_caption=1",
+    "--reference-option",
+    "batch=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +28,25 @@ def world(tmp_path_factory):
     from nas.cli import main
 
     folder = tmp_path_factory.mktemp("world") / "w"
-    assert main(["world", "make", str(folder), "--space", str(WORLD), "--clips", "8", "--test-clips", "2",
-                 "--backbone-train-steps", "6", "--json"]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "make",
+                str(folder),
+                "--space",
+                str(WORLD),
+                "--clips",
+                "8",
+                "--test-clips",
+                "2",
+                "--backbone-train-steps",
+                "6",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return folder
 
 
@@ -45,10 +70,29 @@ def test_world_is_trained_and_reproducible_in_its_record(world, cli):
 
 
 def test_proxy_check_against_independent_ground_truth(world, cli, tmp_path):
-    code, out, err = cli("proxy", "check", "--world", world, "--samples", 4, "--train-steps", 1,
-                         "--reference-train-steps", 10,
-                         "--proxy", "params", "--proxy", "tsens", "--proxy", "distill", "--cache", "none",
-                         *SMALL_REFERENCE, "--out", tmp_path / "check")
+    code, out, err = cli(
+        "proxy",
+        "check",
+        "--world",
+        world,
+        "--samples",
+        4,
+        "--train-steps",
+        1,
+        "--reference-train-steps",
+        10,
+        "--proxy",
+        "params",
+        "--proxy",
+        "tsens",
+        "--proxy",
+        "distill",
+        "--cache",
+        "none",
+        *SMALL_REFERENCE,
+        "--out",
+        tmp_path / "check",
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "check" / "check.json").read_text())
     assert report["reference"]["kind"] == "ground-truth" and report["reference"]["steps"] == 10
@@ -67,8 +111,26 @@ def test_proxy_check_against_independent_ground_truth(world, cli, tmp_path):
 
 
 def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
-    code, out, _ = cli("proxy", "check", "--world", world, "--samples", 4, "--train-steps", 1, "--reference", "replay",
-                       "--proxy", "params", "--proxy", "distill", "--cache", "none", "--out", tmp_path / "replay")
+    code, out, _ = cli(
+        "proxy",
+        "check",
+        "--world",
+        world,
+        "--samples",
+        4,
+        "--train-steps",
+        1,
+        "--reference",
+        "replay",
+        "--proxy",
+        "params",
+        "--proxy",
+        "distill",
+        "--cache",
+        "none",
+        "--out",
+        tmp_path / "replay",
+    )
     assert code == 0 and "not independent" in out
     report = json.loads((tmp_path / "replay" / "check.json").read_text())
     assert report["independence_problems"]
@@ -76,18 +138,22 @@ def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
         assert_independent(report)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--proxy-option", "train_steps=-1"], "train_steps=-1: expected a positive whole number"),
-    (["--proxy-option", "clips=1"], "clips must be >= 2"),
-    (["--proxy-option", "bogus=1"], "none of the checked proxies"),
-    (["--proxy", "vibes"], "unknown proxy 'vibes'"),
-    (["--train-steps", "a,b"], "expected comma-separated step counts"),
-    (["--reference-option", "bogus=1"], "the ground truth takes lr, batch"),
-    (["--reference-option", "lr=fast"], "lr must be a number, got 'fast'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--proxy-option", "train_steps=-1"], "train_steps=-1: expected a positive whole number"),
+        (["--proxy-option", "clips=1"], "clips must be >= 2"),
+        (["--proxy-option", "bogus=1"], "none of the checked proxies"),
+        (["--proxy", "vibes"], "unknown proxy 'vibes'"),
+        (["--train-steps", "a,b"], "expected comma-separated step counts"),
+        (["--reference-option", "bogus=1"], "the ground truth takes lr, batch"),
+        (["--reference-option", "lr=fast"], "lr must be a number, got 'fast'"),
+    ],
+)
 def test_bad_check_options_are_one_line_errors(world, cli, tmp_path, args, message):
-    code, _, err = cli("proxy", "check", "--world", world, "--samples", 4, "--proxy", "synflow", *args,
-                       "--out", tmp_path)
+    code, _, err = cli(
+        "proxy", "check", "--world", world, "--samples", 4, "--proxy", "synflow", *args, "--out", tmp_path
+    )
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 

@@ -19,7 +19,15 @@ from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.prune import prune_unet
 from nas.space import SearchSpace
-from tests.prune_models import BACKBONE, HOLDOUT, TEACHER, mse_to_teacher, train_teacher, write_frames, write_image_space
+from tests.prune_models import (
+    BACKBONE,
+    HOLDOUT,
+    TEACHER,
+    mse_to_teacher,
+    train_teacher,
+    write_frames,
+    write_image_space,
+)
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +44,15 @@ def pruned_chain(tmp_path_factory):
     pruned = UNet2DConditionModel.from_pretrained(root / "pruned", use_safetensors=True, local_files_only=True)
     torch.manual_seed(1)
     random = UNet2DConditionModel(**SearchSpace.load(space).backbone)
-    return {"root": root, "teacher_dir": teacher_dir, "space": space, "frames": frames, "teacher": teacher,
-            "mse_pruned": mse_to_teacher(teacher, pruned), "mse_random": mse_to_teacher(teacher, random)}
+    return {
+        "root": root,
+        "teacher_dir": teacher_dir,
+        "space": space,
+        "frames": frames,
+        "teacher": teacher,
+        "mse_pruned": mse_to_teacher(teacher, pruned),
+        "mse_random": mse_to_teacher(teacher, random),
+    }
 
 
 def test_inherited_weights_start_at_least_2x_closer_to_the_teacher_than_random_init(pruned_chain):
@@ -53,21 +68,49 @@ def test_report_has_sizes_levels_and_function_against_random(pruned_chain):
     assert f["mse_pruned"] < f["mse_random"] and f["cosine_pruned"] > f["cosine_random"]
     # BK-SDM depth: the first layer of each down block; first and last of each up block
     assert {(lay["block"], lay["target"], lay["source"]) for lay in report["layers"]} >= {
-        ("down_blocks.0", 0, 0), ("up_blocks.0", 0, 0), ("up_blocks.0", 1, 2)}
+        ("down_blocks.0", 0, 0),
+        ("up_blocks.0", 0, 0),
+        ("up_blocks.0", 1, 2),
+    }
 
 
 def test_recovery_distillation_halves_the_distance_again(pruned_chain, cli):
     root = pruned_chain["root"]
-    code, out, err = cli("train", "distill", "--space", pruned_chain["space"], "--data", pruned_chain["frames"],
-                         "--teacher", root / "sd", "--spatial-weights", root / "pruned", "--out", root / "run",
-                         "--max-steps", 50, "--batch-size", 4, "--lr", 1e-3, "--set", "ema_decay=null",
-                         "--set", f"holdout={HOLDOUT}", "--set", "checkpoint_every=1000")
+    code, out, err = cli(
+        "train",
+        "distill",
+        "--space",
+        pruned_chain["space"],
+        "--data",
+        pruned_chain["frames"],
+        "--teacher",
+        root / "sd",
+        "--spatial-weights",
+        root / "pruned",
+        "--out",
+        root / "run",
+        "--max-steps",
+        50,
+        "--batch-size",
+        4,
+        "--lr",
+        1e-3,
+        "--set",
+        "ema_decay=null",
+        "--set",
+        f"holdout={HOLDOUT}",
+        "--set",
+        "checkpoint_every=1000",
+    )
     assert code == 0, err
-    recovered = UNet2DConditionModel.from_pretrained(root / "run" / "spatial", use_safetensors=True,
-                                                     local_files_only=True)
+    recovered = UNet2DConditionModel.from_pretrained(
+        root / "run" / "spatial", use_safetensors=True, local_files_only=True
+    )
     mse = mse_to_teacher(pruned_chain["teacher"], recovered)
-    print(f"output MSE to the teacher: random init {pruned_chain['mse_random']:.4f}, pruned "
-          f"{pruned_chain['mse_pruned']:.4f}, recovered {mse:.4f}")
+    print(
+        f"output MSE to the teacher: random init {pruned_chain['mse_random']:.4f}, pruned "
+        f"{pruned_chain['mse_pruned']:.4f}, recovered {mse:.4f}"
+    )
     assert mse * 2 <= pruned_chain["mse_pruned"], (mse, pruned_chain["mse_pruned"])
     # the video stages start from the recovered backbone: its spatial/ folder, the run's model/ or the run itself
     space = SearchSpace.load(pruned_chain["space"])
@@ -88,8 +131,15 @@ def test_mid_block_removal_and_single_file_source(pruned_chain, tmp_path):
     """A single .safetensors file + its config; a target without a mid block; Taylor importance."""
     file = pruned_chain["teacher_dir"] / "diffusion_pytorch_model.safetensors"
     config = pruned_chain["teacher_dir"] / "config.json"
-    model, report = prune_unet(file, {**BACKBONE, "mid_block_type": None}, tmp_path / "out", config=config,
-                               importance="taylor", calibration_batches=1, sample_size=(8, 8))
+    model, report = prune_unet(
+        file,
+        {**BACKBONE, "mid_block_type": None},
+        tmp_path / "out",
+        config=config,
+        importance="taylor",
+        calibration_batches=1,
+        sample_size=(8, 8),
+    )
     assert model.mid_block is None and report["function"]["mse_pruned"] < report["function"]["mse_random"]
     assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").is_file()
 
@@ -122,14 +172,22 @@ def test_bad_sources_are_one_line_errors_naming_the_file(pruned_chain, cli, tmp_
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"block_out_channels": [40, 48]}, "wider"),
-    ({"layers_per_block": 3}, "deeper"),
-    ({"down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-      "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-      "block_out_channels": [24, 48, 48]}, "levels"),
-    ({"norm_num_groups": 8}, "groups"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"block_out_channels": [40, 48]}, "wider"),
+        ({"layers_per_block": 3}, "deeper"),
+        (
+            {
+                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                "block_out_channels": [24, 48, 48],
+            },
+            "levels",
+        ),
+        ({"norm_num_groups": 8}, "groups"),
+    ],
+)
 def test_targets_the_source_cannot_give_are_one_line_errors(pruned_chain, cli, tmp_path, change, message):
     space = write_image_space(tmp_path, **change)
     if "levels" == message:  # the space needs slots for its third level; a plain config is the target then
@@ -144,9 +202,21 @@ def test_unpruned_weights_end_with_one_line_naming_nas_prune(pruned_chain, cli, 
     space = pruned_chain["space"]
     err = one_line_error(cli, "build", space, "--arch", "reference", "--spatial-weights", pruned_chain["teacher_dir"])
     assert "nas prune" in err and str(space) in err and "test teacher" in err
-    err = one_line_error(cli, "train", "distill", "--space", space, "--data", pruned_chain["frames"],
-                         "--teacher", pruned_chain["teacher_dir"], "--spatial-weights", pruned_chain["teacher_dir"],
-                         "--out", tmp_path / "run")
+    err = one_line_error(
+        cli,
+        "train",
+        "distill",
+        "--space",
+        space,
+        "--data",
+        pruned_chain["frames"],
+        "--teacher",
+        pruned_chain["teacher_dir"],
+        "--spatial-weights",
+        pruned_chain["teacher_dir"],
+        "--out",
+        tmp_path / "run",
+    )
     assert "nas prune" in err
 
 

@@ -13,8 +13,19 @@ from tests.conftest import DEFAULT, ROOT
 @pytest.mark.heavy
 def test_sd15_prunes_to_snapgen_v_and_builds_576m(tmp_path):
     results = tmp_path / "results.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prune_sd15.py"), "--work", str(tmp_path),
-                    "--space", str(DEFAULT), "--results", str(results)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "prune_sd15.py"),
+            "--work",
+            str(tmp_path),
+            "--space",
+            str(DEFAULT),
+            "--results",
+            str(results),
+        ],
+        check=True,
+    )
     data = json.loads(results.read_text())
     assert data["prune"]["returncode"] == 0 and data["build"]["returncode"] == 0, data
     assert data["params_total_built"] == 576_323_332

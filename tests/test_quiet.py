@@ -29,7 +29,8 @@ def test_third_party_noise_is_one_line_and_ours_is_shown(capsys):
     assert dict(hidden) == {"coremltools": 2, "torch": 1}
     assert "ours" in err and "deprecated inside" not in err and "a conversion detail" not in err
     assert [line for line in err.splitlines() if line.startswith("nas: ")] == [
-        "nas: 3 third-party warning(s) hidden (coremltools 2, torch 1); nas -v shows them"]
+        "nas: 3 third-party warning(s) hidden (coremltools 2, torch 1); nas -v shows them"
+    ]
 
 
 def test_verbose_shows_everything(capsys):

@@ -54,14 +54,17 @@ def test_readme_recipe_runs_as_written_to_a_video_and_a_core_ml_package(recipe_d
     search = json.loads((recipe_dir / "runs/tiny/search/summary.json").read_text())
     knee = next(p for p in search["picks"] if p["role"] == "knee")
     trained = json.loads((recipe_dir / "runs/tiny/adversarial/model/config.json").read_text())
-    assert trained["architecture"] == __import__("yaml").safe_load(
-        (recipe_dir / "runs/tiny/search/picks/knee.yaml").read_text())["slots"]
+    assert (
+        trained["architecture"]
+        == __import__("yaml").safe_load((recipe_dir / "runs/tiny/search/picks/knee.yaml").read_text())["slots"]
+    )
     assert knee["arch_id"] in (recipe_dir / "runs/tiny/search/pareto.csv").read_text()
 
 
 def test_readme_pipeline_snippet_runs_and_matches_nas_generate(recipe_dir, monkeypatch):
-    from nas.cli import main
     from safetensors.torch import load_file
+
+    from nas.cli import main
 
     (snippet,) = python_blocks("VideoPipeline.from_pretrained")
     monkeypatch.chdir(recipe_dir)
@@ -70,11 +73,30 @@ def test_readme_pipeline_snippet_runs_and_matches_nas_generate(recipe_dir, monke
     frames = scope["frames"]
     assert frames.shape == (4, 128, 128, 3) and 0 <= frames.min() and frames.max() <= 1
     # the same seed through `nas generate`: identical latents, and the same frames up to H.264
-    assert main(["generate", "--model", "runs/tiny/adversarial", "--text-encoder", "models/tiny", "--prompt",
-                 "a red square moving left", "--latents-only", "-o", "latents.safetensors"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "runs/tiny/adversarial",
+                "--text-encoder",
+                "models/tiny",
+                "--prompt",
+                "a red square moving left",
+                "--latents-only",
+                "-o",
+                "latents.safetensors",
+            ]
+        )
+        == 0
+    )
     pipe = scope["pipe"]
-    latents = pipe("a red square moving left", num_inference_steps=4, generator=torch.Generator().manual_seed(0),
-                   output_type="latent").frames
+    latents = pipe(
+        "a red square moving left",
+        num_inference_steps=4,
+        generator=torch.Generator().manual_seed(0),
+        output_type="latent",
+    ).frames
     assert torch.equal(latents, load_file("latents.safetensors")["latents"])
     from nas.data.media import read_video, write_video
 
@@ -88,8 +110,9 @@ def test_diffusers_loader_opens_a_run_folder(recipe_dir):
     from nas.pipeline import VideoPipeline
 
     assert VideoPipeline.from_pretrained.__func__ is DiffusionPipeline.from_pretrained.__func__  # not rewritten
-    pipe = VideoPipeline.from_pretrained(recipe_dir / "runs/tiny/adversarial", local_files_only=True,
-                                         use_safetensors=True)
+    pipe = VideoPipeline.from_pretrained(
+        recipe_dir / "runs/tiny/adversarial", local_files_only=True, use_safetensors=True
+    )
     assert pipe.vae is None and pipe.model.config.frames == 4 and pipe.scheduler.config.timestep_spacing == "trailing"
 
 
@@ -103,6 +126,14 @@ def test_readme_api_snippet_runs(tmp_path, monkeypatch):
 
 
 def test_tiny_models_bad_input_is_one_line(cli, tmp_path):
-    code, _, err = cli("data", "tiny-models", "--space", ROOT / "search_spaces" / "tiny.yaml", "--calibrate",
-                       tmp_path / "missing", "-o", tmp_path / "m")
+    code, _, err = cli(
+        "data",
+        "tiny-models",
+        "--space",
+        ROOT / "search_spaces" / "tiny.yaml",
+        "--calibrate",
+        tmp_path / "missing",
+        "-o",
+        tmp_path / "m",
+    )
     assert code == 2 and err.count("\n") == 1 and "no such folder" in err

@@ -15,10 +15,26 @@ from nas.search.proxies import PROXY_REGISTRY, get_proxy, list_proxies, register
 # noun: kind (in messages), registry, the module and public functions users' plugins call, a built-in name
 POINTS = {
     "op": ("temporal op", OP_REGISTRY, "nas.ops", "register_op", register_op, get_op, list_ops, "conv1d"),
-    "proxy": ("proxy", PROXY_REGISTRY, "nas.search.proxies", "register_proxy", register_proxy, get_proxy,
-              list_proxies, "params"),
-    "profiler": ("profiler", PROFILER_REGISTRY, "nas.profile.base", "register_profiler", register_profiler,
-                 get_profiler, list_profilers, "torch"),
+    "proxy": (
+        "proxy",
+        PROXY_REGISTRY,
+        "nas.search.proxies",
+        "register_proxy",
+        register_proxy,
+        get_proxy,
+        list_proxies,
+        "params",
+    ),
+    "profiler": (
+        "profiler",
+        PROFILER_REGISTRY,
+        "nas.profile.base",
+        "register_profiler",
+        register_profiler,
+        get_profiler,
+        list_profilers,
+        "torch",
+    ),
 }
 
 
@@ -37,8 +53,10 @@ def test_a_taken_name_is_refused_in_one_line_and_the_same_object_may_register_ag
     clash = type("Clash", (), {"name": builtin, "__module__": "user_code"})
     with pytest.raises(NasError) as refused:
         register(clash)  # refused whether or not the built-in was imported yet
-    assert str(refused.value) == (f"{kind} {builtin!r} is already registered by built-in "
-                                  f"{registry.builtins[builtin]}; register user_code:Clash under another name")
+    assert str(refused.value) == (
+        f"{kind} {builtin!r} is already registered by built-in "
+        f"{registry.builtins[builtin]}; register user_code:Clash under another name"
+    )
     assert isinstance(refused.value, ValueError)  # what register_op raised before
     assert register(get(builtin)) is get(builtin)
 
@@ -61,19 +79,24 @@ def test_an_unknown_name_lists_the_known_ones_in_one_line(point):
 def write_plugin(folder, module: str, point, name: str) -> None:
     """A user's module that registers a class through the public decorator when imported."""
     _, kind, _, api, register_name, *_ = point
-    (folder / f"{module}.py").write_text(f'"""A user\'s {kind}."""\nfrom {api} import {register_name}\n\n\n'
-                                         f'@{register_name}\nclass Plugged:\n    name = "{name}"\n')
+    (folder / f"{module}.py").write_text(
+        f'"""A user\'s {kind}."""\nfrom {api} import {register_name}\n\n\n'
+        f'@{register_name}\nclass Plugged:\n    name = "{name}"\n'
+    )
 
 
 def test_an_installed_packages_entry_points_are_discovered(point, tmp_path, monkeypatch):
     noun, kind, registry, _, _, _, get, names, _ = point
     module, name = f"registry_test_ep_{noun}", f"ep_{noun}"
-    (tmp_path / f"{module}.py").write_text(f'class Plugged:\n    """A {kind} of an installed package."""\n\n'
-                                           f'    name = "{name}"\n')
+    (tmp_path / f"{module}.py").write_text(
+        f'class Plugged:\n    """A {kind} of an installed package."""\n\n    name = "{name}"\n'
+    )
     write_plugin(tmp_path, f"{module}_registers", point, f"{name}_registered")
     monkeypatch.syspath_prepend(str(tmp_path))
-    found = [EntryPoint(name, f"{module}:Plugged", registry.group),  # a class
-             EntryPoint("mine", f"{module}_registers", registry.group)]  # a module that registers its class
+    found = [
+        EntryPoint(name, f"{module}:Plugged", registry.group),  # a class
+        EntryPoint("mine", f"{module}_registers", registry.group),
+    ]  # a module that registers its class
     monkeypatch.setattr(nas.registry, "entry_points", lambda group: found if group == registry.group else [])
     assert {name, f"{name}_registered"} <= set(names())
     assert get(name).__module__ == module and get(f"{name}_registered").__module__ == f"{module}_registers"
@@ -99,9 +122,11 @@ def test_a_plugin_taking_a_builtin_name_ends_the_command_in_one_line(point, tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("NAS_PLUGINS", "")
     code, _, err = cli("--plugin", module, "ops")
-    assert code == 2 and err.splitlines() == [f"nas: error: {kind} {builtin!r} is already registered by built-in "
-                                              f"{registry.builtins[builtin]}; register {module}:Plugged under "
-                                              "another name"]
+    assert code == 2 and err.splitlines() == [
+        f"nas: error: {kind} {builtin!r} is already registered by built-in "
+        f"{registry.builtins[builtin]}; register {module}:Plugged under "
+        "another name"
+    ]
 
 
 def test_builtin_op_defaults_are_read_only():
@@ -118,9 +143,14 @@ def test_builtin_op_defaults_are_read_only():
     assert dict(get_op("conv1d").defaults) == {"kernel": 3} and dict(get_op("none").defaults) == {}
 
 
-@pytest.mark.parametrize("command, noun, header", [("ops", "op", ["op", "defaults", "source", "doc"]),
-                                                   ("proxies", "proxy", ["proxy", "source", "doc"]),
-                                                   ("profilers", "profiler", ["profiler", "source", "doc"])])
+@pytest.mark.parametrize(
+    "command, noun, header",
+    [
+        ("ops", "op", ["op", "defaults", "source", "doc"]),
+        ("proxies", "proxy", ["proxy", "source", "doc"]),
+        ("profilers", "profiler", ["profiler", "source", "doc"]),
+    ],
+)
 def test_nas_lists_each_plug_in_point_with_source_and_description(cli, command, noun, header):
     code, out, err = cli(command, "--json")
     assert code == 0, err

@@ -58,8 +58,9 @@ def test_exhaustive_front_is_exact(small_space, table_path, tmp_path):
 
     cost = CostModel(space, CostTable.load(table_path))
     lat = np.median([cost.predict(a, passes=4).latency_ms for a in space.enumerate()])
-    summary = search(small_space, table_path, tmp_path, latency_budget=lat, sampler="exhaustive", proxy="params",
-                     progress=False)
+    summary = search(
+        small_space, table_path, tmp_path, latency_budget=lat, sampler="exhaustive", proxy="params", progress=False
+    )
     front = pd.read_csv(tmp_path / "pareto.csv")
     expected = brute_force_front(space, cost, get_proxy("params")(space), lat, float("inf"))
     assert set(front["arch_id"]) == expected
@@ -68,8 +69,20 @@ def test_exhaustive_front_is_exact(small_space, table_path, tmp_path):
 
 
 def test_nsga2_search_writes_every_output(cli, table_path, tmp_path):
-    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "40", "--out", tmp_path, "--passes", "4",
-                         "--latency-budget", "1000000")
+    code, out, err = cli(
+        "search",
+        TINY,
+        "--table",
+        table_path,
+        "--trials",
+        "40",
+        "--out",
+        tmp_path,
+        "--passes",
+        "4",
+        "--latency-budget",
+        "1000000",
+    )
     assert code == 0, err
     for name in ("pareto.csv", "trials.csv", "pareto.png", "pareto.html", "summary.json"):
         assert (tmp_path / name).is_file(), name
@@ -77,14 +90,16 @@ def test_nsga2_search_writes_every_output(cli, table_path, tmp_path):
     assert list(pareto.columns[:5]) == ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
     assert len(pd.read_csv(tmp_path / "trials.csv")) == 40
     first = pareto["arch_id"].iloc[0]
-    code, out, err = cli("build", TINY, "--arch", tmp_path / "architectures" / f"{first}.yaml", "--device", "meta",
-                         "--json")
+    code, out, err = cli(
+        "build", TINY, "--arch", tmp_path / "architectures" / f"{first}.yaml", "--device", "meta", "--json"
+    )
     assert code == 0, err
 
 
 def test_budgets_no_architecture_meets(cli, table_path, tmp_path):
-    code, out, err = cli("search", TINY, "--table", table_path, "--trials", "15", "--out", tmp_path,
-                         "--memory-budget", "0.001")
+    code, out, err = cli(
+        "search", TINY, "--table", table_path, "--trials", "15", "--out", tmp_path, "--memory-budget", "0.001"
+    )
     last = err.strip().splitlines()[-1]  # above it: the progress bar
     assert code == 2 and last.startswith("nas: error: ") and "no architecture meets the budgets" in last
     pareto = pd.read_csv(tmp_path / "pareto.csv")
@@ -105,17 +120,31 @@ def completed(storage_url: str) -> list:
 
     storage = open_storage(storage_url)
     name = optuna.get_all_study_names(storage)[0]
-    return optuna.load_study(study_name=name, storage=storage).get_trials(
-        states=(optuna.trial.TrialState.COMPLETE,))
+    return optuna.load_study(study_name=name, storage=storage).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
 def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
     TRIALS = 60  # killed after >= 10: enough left to be cut mid-run, few for the re-run to finish
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "nas", "search", str(TINY), "--table", str(table_path), "--trials", str(TRIALS),
-            "--out", str(out), "--latency-budget", "1e9", "--json"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "nas",
+        "search",
+        str(TINY),
+        "--table",
+        str(table_path),
+        "--trials",
+        str(TRIALS),
+        "--out",
+        str(out),
+        "--latency-budget",
+        "1e9",
+        "--json",
+    ]
+    process = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"sqlite:///{out.resolve() / 'study.db'}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -148,18 +177,22 @@ def test_two_workers_share_a_journal_study(table_path, tmp_path):
 def test_gradnorm_ranks_architectures(tiny_space):
     proxy = get_proxy("gradnorm")(tiny_space)
     none = tiny_space.architecture("reference").__class__(
-        "tiny", tuple((s, tiny_space.slot(s).choices[0]) for s in tiny_space.slot_names))
+        "tiny", tuple((s, tiny_space.slot(s).choices[0]) for s in tiny_space.slot_names)
+    )
     assert proxy.score(none) == 0.0
     scores = {proxy.score(tiny_space.sample(seed)) for seed in range(3)}
     assert len(scores) == 3 and all(s > 0 for s in scores)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--proxy", "vibes"], "unknown proxy 'vibes'"),
-    (["--sampler", "annealing"], "--sampler must be one of"),
-    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open"),
-    (["--workers", "2", "--storage", "memory"], "needs a shared --storage"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--proxy", "vibes"], "unknown proxy 'vibes'"),
+        (["--sampler", "annealing"], "--sampler must be one of"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open"),
+        (["--workers", "2", "--storage", "memory"], "needs a shared --storage"),
+    ],
+)
 def test_bad_search_input(cli, table_path, tmp_path, args, message):
     code, _, err = cli("search", TINY, "--table", table_path, "--trials", "5", "--out", tmp_path, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -176,29 +209,42 @@ def test_table_that_does_not_cover_the_space(cli, table_path, tmp_path):
     assert code == 2 and "no conv3d rows" in err
 
 
-@pytest.mark.skipif(not os.environ.get("NAS_TEST_POSTGRES"),
-                    reason="NAS_TEST_POSTGRES is unset: .ci/run starts a PostgreSQL server on loopback and sets it")
+@pytest.mark.skipif(
+    not os.environ.get("NAS_TEST_POSTGRES"),
+    reason="NAS_TEST_POSTGRES is unset: .ci/run starts a PostgreSQL server on loopback and sets it",
+)
 def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
     url = os.environ["NAS_TEST_POSTGRES"]
     study = f"ci-{os.getpid()}-{time.time_ns()}"
-    search(TINY, table_path, tmp_path, trials=24, workers=2, storage=url, study=study, progress=False,
-           latency_budget=1e9)
+    search(
+        TINY, table_path, tmp_path, trials=24, workers=2, storage=url, study=study, progress=False, latency_budget=1e9
+    )
     from nas.search.storage import open_storage
 
     done = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(
-        states=(optuna.trial.TrialState.COMPLETE,))
+        states=(optuna.trial.TrialState.COMPLETE,)
+    )
     assert len(done) == 24 and len({t.number for t in done}) == 24
 
 
 def test_distill_proxy_learns_and_reports_its_curve(tiny_space, table_path, tmp_path):
     proxy = get_proxy("distill")(tiny_space, train_steps=6, report_every=3, clips=4)
     arch = tiny_space.architecture("reference")
-    assert proxy.score(arch) > proxy._held_out(
-        VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
+    assert proxy.score(arch) > proxy._held_out(VideoUNet.from_space(tiny_space, arch, freeze_spatial=True))
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    summary = search(TINY, table_path, tmp_path, trials=6, proxy="distill", progress=False, latency_budget=1e9,
-                     storage=url, study="d", pruner="halving",
-                     proxy_options={"train_steps": 2, "report_every": 1, "clips": 4})
+    summary = search(
+        TINY,
+        table_path,
+        tmp_path,
+        trials=6,
+        proxy="distill",
+        progress=False,
+        latency_budget=1e9,
+        storage=url,
+        study="d",
+        pruner="halving",
+        proxy_options={"train_steps": 2, "report_every": 1, "clips": 4},
+    )
     curves = optuna.load_study(study_name="d:curves", storage=url).get_trials()
     assert summary["pareto"] >= 1 and summary["pruner"] == "halving"
     assert len(curves) == 6 and all(sorted(t.intermediate_values) in ([1], [1, 2]) for t in curves)
@@ -226,8 +272,19 @@ class SteppedProxy(QualityProxy):
 @pytest.mark.parametrize("pruner, pruned", [("median", True), ("hyperband", True), ("none", False)])
 def test_pruner_stops_weak_proxy_runs(table_path, tmp_path, pruner, pruned):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    search(TINY, table_path, tmp_path, trials=24, proxy="stepped-test", progress=False, latency_budget=1e9,
-           storage=url, study="s", pruner=pruner, sampler="random")
+    search(
+        TINY,
+        table_path,
+        tmp_path,
+        trials=24,
+        proxy="stepped-test",
+        progress=False,
+        latency_budget=1e9,
+        storage=url,
+        study="s",
+        pruner=pruner,
+        sampler="random",
+    )
     trials = optuna.load_study(study_name="s", storage=url).get_trials()
     curves = optuna.load_study(study_name="s:curves", storage=url).get_trials()
     states = {t.state for t in trials}
@@ -240,9 +297,13 @@ def test_pruner_stops_weak_proxy_runs(table_path, tmp_path, pruner, pruned):
     for t in curves:  # a pruned run was weak and headed for a dominated point: someone as cheap did better
         if t.state == optuna.trial.TrialState.PRUNED:
             step = max(t.intermediate_values)
-            assert any(o.number != t.number and o.intermediate_values.get(step, -np.inf) >= t.intermediate_values[step]
-                       and o.user_attrs["latency_ms"] <= t.user_attrs["latency_ms"]
-                       and o.user_attrs["memory_mb"] <= t.user_attrs["memory_mb"] for o in curves)
+            assert any(
+                o.number != t.number
+                and o.intermediate_values.get(step, -np.inf) >= t.intermediate_values[step]
+                and o.user_attrs["latency_ms"] <= t.user_attrs["latency_ms"]
+                and o.user_attrs["memory_mb"] <= t.user_attrs["memory_mb"]
+                for o in curves
+            )
             if pruner == "median":
                 earlier = [d.value for d in curves if d.state.name == "COMPLETE" and d.number < t.number]
                 assert t.intermediate_values[step] < np.median(earlier)
@@ -264,24 +325,33 @@ def test_a_weak_run_is_pruned_only_when_a_cheaper_one_did_better():
     assert [t.state.name for t in curves.study.get_trials()][-2:] == ["COMPLETE", "PRUNED"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes train_steps, lr, clips"),
-    (["--proxy-option", "steps"], "--proxy-option steps: expected KEY=VALUE"),
-    (["--proxy-option", "train_steps=0"], "steps and report_every must be >= 1"),
-    (["--proxy-option", "data=/nonexistent"], "/nonexistent: no manifest.json"),
-    (["--pruner", "patience"], "--pruner must be one of median, halving, hyperband, none"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--proxy-option", "stepz=4"], "--proxy-option stepz: the distill proxy takes train_steps, lr, clips"),
+        (["--proxy-option", "steps"], "--proxy-option steps: expected KEY=VALUE"),
+        (["--proxy-option", "train_steps=0"], "steps and report_every must be >= 1"),
+        (["--proxy-option", "data=/nonexistent"], "/nonexistent: no manifest.json"),
+        (["--pruner", "patience"], "--pruner must be one of median, halving, hyperband, none"),
+    ],
+)
 def test_bad_proxy_options(cli, table_path, tmp_path, args, message):
-    code, _, err = cli("search", TINY, "--table", table_path, "--trials", "2", "--out", tmp_path, "--proxy", "distill",
-                       *args)
+    code, _, err = cli(
+        "search", TINY, "--table", table_path, "--trials", "2", "--out", tmp_path, "--proxy", "distill", *args
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_search_own_device_example_runs_end_to_end(tmp_path):
     """The example profiles in a spawned worker, which re-imports the script: it must run as written."""
     out = tmp_path / "example"
-    result = subprocess.run([sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "40"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pareto architectures under" in result.stdout and (out / "model" / "config.json").is_file()
     assert pd.read_csv(out / "my_device.csv")["op"].ne("op").all()  # one header: the worker did not re-run it

@@ -14,10 +14,9 @@ from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import CostTable
 from nas.errors import NasError
-from nas.search import search
+from nas.search import screening, search
 from nas.search.proxies import get_proxy
 from nas.search.resume import setup_record
-from nas.search import screening
 from nas.search.screening import TableScreen
 from nas.search.study import Budgets, SearchSetup
 from nas.space import SearchSpace
@@ -36,11 +35,13 @@ def test_resume_refuses_another_setup_and_resumes_the_same(table_path, tmp_path)
     shutil.copy(table_path, table), shutil.copy(table_path.with_suffix(".yaml"), table.with_suffix(".yaml"))
     out = tmp_path / "run"
     search(TINY, table, out, trials=4, progress=False, latency_budget=1e9)
-    for change, message in [({"proxy": "flops"}, "proxy params -> flops"),
-                            ({"latency_budget": 500.0}, "latency_budget_ms 1e+09 -> 500"),
-                            ({"memory_budget": 100.0}, "memory_budget_mb 512 -> 100"),
-                            ({"passes": 8}, "passes 4 -> 8"),
-                            ({"seed": 3}, "seed 0 -> 3")]:
+    for change, message in [
+        ({"proxy": "flops"}, "proxy params -> flops"),
+        ({"latency_budget": 500.0}, "latency_budget_ms 1e+09 -> 500"),
+        ({"memory_budget": 100.0}, "memory_budget_mb 512 -> 100"),
+        ({"passes": 8}, "passes 4 -> 8"),
+        ({"seed": 3}, "seed 0 -> 3"),
+    ]:
         with pytest.raises(NasError, match="was run with another setup") as error:
             search(TINY, table, out, trials=6, progress=False, **{"latency_budget": 1e9, **change})
         assert message in str(error.value) and "use another --out (or --study NAME)" in str(error.value)
@@ -88,8 +89,7 @@ def unsupported_table(tiny_space, table_path, tmp_path_factory):
 
 
 def test_unsupported_architecture_is_a_status_and_the_fallback_is_least_violating(unsupported_table, tmp_path):
-    summary = search(TINY, unsupported_table, tmp_path, trials=30, sampler="random", latency_budget=1.0,
-                     progress=False)
+    summary = search(TINY, unsupported_table, tmp_path, trials=30, sampler="random", latency_budget=1.0, progress=False)
     assert not summary["feasible_front"]
     trials = pd.read_csv(tmp_path / "trials.csv")
     unsupported = trials[trials["status"] != "ok"]
@@ -107,11 +107,18 @@ def test_unsupported_architecture_is_a_status_and_the_fallback_is_least_violatin
 
 
 def _trials(space: SearchSpace, rows: list[list[int]], values=(1.0, 1.0, 1.0)) -> list:
-    distributions = {s.name: optuna.distributions.CategoricalDistribution([c.label for c in s.choices])
-                     for s in space.slots}
-    trials = [optuna.trial.create_trial(
-        params={s.name: s.choices[i].label for s, i in zip(space.slots, row)}, distributions=distributions,
-        values=list(values), user_attrs={"feasible": True, "quality_evaluated": True}) for row in rows]
+    distributions = {
+        s.name: optuna.distributions.CategoricalDistribution([c.label for c in s.choices]) for s in space.slots
+    }
+    trials = [
+        optuna.trial.create_trial(
+            params={s.name: s.choices[i].label for s, i in zip(space.slots, row)},
+            distributions=distributions,
+            values=list(values),
+            user_attrs={"feasible": True, "quality_evaluated": True},
+        )
+        for row in rows
+    ]
     for number, trial in enumerate(trials):
         trial.number = number
     return trials
@@ -146,9 +153,21 @@ def test_an_architecture_proposed_twice_costs_one_proxy_run(table_path, tmp_path
     distill = get_proxy("distill")
     runs = []
     real = distill.score
-    monkeypatch.setattr(distill, "score", lambda self, arch, curve=None: runs.append(arch.id) or real(self, arch, curve))
-    search(space, table, tmp_path / "run", trials=8, proxy="distill", sampler="random", pruner="none",
-           latency_budget=1e9, progress=False, proxy_options={"train_steps": 1, "clips": 2, "report_every": 1})
+    monkeypatch.setattr(
+        distill, "score", lambda self, arch, curve=None: runs.append(arch.id) or real(self, arch, curve)
+    )
+    search(
+        space,
+        table,
+        tmp_path / "run",
+        trials=8,
+        proxy="distill",
+        sampler="random",
+        pruner="none",
+        latency_budget=1e9,
+        progress=False,
+        proxy_options={"train_steps": 1, "clips": 2, "report_every": 1},
+    )
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert trials["arch_id"].duplicated().any()
     assert sorted(runs) == sorted(trials["arch_id"].unique())  # one proxy run per architecture
@@ -178,7 +197,11 @@ def test_proxy_options_are_coerced_to_the_declared_types():
 
     distill = get_proxy("distill")
     assert check_options(distill, {"lr": "1e-3", "train_steps": "40", "clips": 4, "data": "d"}) == {
-        "lr": 1e-3, "train_steps": 40, "clips": 4, "data": "d"}
+        "lr": 1e-3,
+        "train_steps": 40,
+        "clips": 4,
+        "data": "d",
+    }
     for bad in ({"lr": "fast"}, {"train_steps": 1.5}, {"train_steps": True}, {"clips": [2]}):
         with pytest.raises(NasError, match=f"--proxy-option {next(iter(bad))}="):
             check_options(distill, bad)
@@ -186,9 +209,27 @@ def test_proxy_options_are_coerced_to_the_declared_types():
 
 def test_search_takes_lr_written_as_1e_3(cli, table_path, tmp_path):
     """YAML reads 1e-3 as a string; the first distill trial used to crash on it."""
-    code, _, err = cli("search", TINY, "--table", table_path, "--trials", "1", "--out", tmp_path, "--proxy", "distill",
-                       "--proxy-option", "lr=1e-3", "--proxy-option", "train_steps=1", "--proxy-option", "clips=2",
-                       "--latency-budget", "1e9", "--json")
+    code, _, err = cli(
+        "search",
+        TINY,
+        "--table",
+        table_path,
+        "--trials",
+        "1",
+        "--out",
+        tmp_path,
+        "--proxy",
+        "distill",
+        "--proxy-option",
+        "lr=1e-3",
+        "--proxy-option",
+        "train_steps=1",
+        "--proxy-option",
+        "clips=2",
+        "--latency-budget",
+        "1e9",
+        "--json",
+    )
     assert code == 0, err
 
 
@@ -203,8 +244,22 @@ def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli
 
     monkeypatch.setattr(check, "proxy_check", fake_check)
     monkeypatch.setattr(check, "write_outputs", lambda report, out: {})
-    code, _, err = cli("proxy", "check", TINY, "--proxy", "distill", "--reference", "replay", "--proxy-option",
-                       "train_steps=7", "--proxy-option", "lr=1e-3", "--json", "--out", tmp_path)
+    code, _, err = cli(
+        "proxy",
+        "check",
+        TINY,
+        "--proxy",
+        "distill",
+        "--reference",
+        "replay",
+        "--proxy-option",
+        "train_steps=7",
+        "--proxy-option",
+        "lr=1e-3",
+        "--json",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     # the proxy's one length, 7 steps; the reference's (None) is then 10x the longest proxy run
     assert seen["steps"] == (7,) and seen["reference_steps"] is None

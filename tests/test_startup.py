@@ -21,8 +21,13 @@ print(json.dumps({{"code": code, "heavy": [m for m in {heavy!r} if m in sys.modu
 
 
 def modules_after(*argv: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=list(argv), heavy=HEAVY)], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=list(argv), heavy=HEAVY)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -33,7 +38,15 @@ def test_light_commands_import_no_torch_diffusers_optuna(argv):
 
 
 def test_import_nas_is_light_and_the_names_still_resolve():
-    done = subprocess.run([sys.executable, "-c", "import sys, nas; assert 'torch' not in sys.modules; "
-                           "from nas import SearchSpace, VideoUNet, register_op; print(VideoUNet.__name__)"],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, nas; assert 'torch' not in sys.modules; "
+            "from nas import SearchSpace, VideoUNet, register_op; print(VideoUNet.__name__)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "VideoUNet", done.stderr

@@ -72,16 +72,31 @@ def replace_field(line: str, column: str, value: str) -> str:
     return ",".join(cells)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda l: [l[0].replace(",memory_mb", ",mem")] + [",".join(r.split(",")) for r in l[1:]], "missing column(s) memory_mb"),
-    (lambda l: [l[0], replace_field(l[1], "channels", "wide")] + l[2:], "row 2: channels must be a number, got 'wide'"),
-    (lambda l: [l[0], l[1], replace_field(l[2], "latency_p50_ms", "-1")] + l[3:], "row 3: latency_p50_ms must be a finite"),
-    (lambda l: [l[0], l[1], replace_field(l[2], "latency_p50_ms", "nan")] + l[3:], "row 3: latency_p50_ms must be a finite"),
-    (lambda l: l + [replace_field(l[2], "latency_p90_ms", "999")], "duplicate key"),
-    (lambda l: [l[0], replace_field(l[1], "op", "warp")] + l[2:], "row 2: unknown temporal op 'warp'"),
-    (lambda l: [l[0], replace_field(l[1], "status", "crashed")] + l[2:], "row 2: status must be one of"),
-    (lambda l: [l[0], replace_field(l[1], "channels", "3.5")] + l[2:], "row 2: channels must be an integer"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda l: [l[0].replace(",memory_mb", ",mem")] + [",".join(r.split(",")) for r in l[1:]],
+            "missing column(s) memory_mb",
+        ),
+        (
+            lambda l: [l[0], replace_field(l[1], "channels", "wide")] + l[2:],
+            "row 2: channels must be a number, got 'wide'",
+        ),
+        (
+            lambda l: [l[0], l[1], replace_field(l[2], "latency_p50_ms", "-1")] + l[3:],
+            "row 3: latency_p50_ms must be a finite",
+        ),
+        (
+            lambda l: [l[0], l[1], replace_field(l[2], "latency_p50_ms", "nan")] + l[3:],
+            "row 3: latency_p50_ms must be a finite",
+        ),
+        (lambda l: l + [replace_field(l[2], "latency_p90_ms", "999")], "duplicate key"),
+        (lambda l: [l[0], replace_field(l[1], "op", "warp")] + l[2:], "row 2: unknown temporal op 'warp'"),
+        (lambda l: [l[0], replace_field(l[1], "status", "crashed")] + l[2:], "row 2: status must be one of"),
+        (lambda l: [l[0], replace_field(l[1], "channels", "3.5")] + l[2:], "row 2: channels must be an integer"),
+    ],
+)
 def test_bad_table_is_one_line_naming_file_and_row(cli, table_copy, mutate, message):
     lines, write = table_copy
     path = write(mutate(list(lines)))
@@ -105,11 +120,14 @@ def test_missing_sidecar(cli, table_copy):
     assert code == 2 and "sidecar t.yaml is missing" in err
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"rows": 3}, "says 3 rows but the CSV has"),
-    ({"provenance": "guessed"}, "provenance must be one of"),
-    ({"device": None}, "missing key(s) device"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"rows": 3}, "says 3 rows but the CSV has"),
+        ({"provenance": "guessed"}, "provenance must be one of"),
+        ({"device": None}, "missing key(s) device"),
+    ],
+)
 def test_sidecar_that_does_not_match(cli, table_copy, change, message):
     lines, write = table_copy
     meta = yaml.safe_load(write(lines).with_suffix(".yaml").read_text())
@@ -125,8 +143,9 @@ def test_sidecar_that_does_not_match(cli, table_copy, change, message):
 
 def test_failed_rows_may_leave_values_empty(table_copy):
     lines, write = table_copy
-    failed = replace_field(replace_field(replace_field(lines[4], "status", "oom"), "latency_p50_ms", ""),
-                           "latency_p90_ms", "")
+    failed = replace_field(
+        replace_field(replace_field(lines[4], "status", "oom"), "latency_p50_ms", ""), "latency_p90_ms", ""
+    )
     table = CostTable.load(write([lines[0]] + lines[1:4] + [failed] + lines[5:]))
     assert table.rows.loc[3, "status"] == "oom"
     with pytest.raises(NasError):

@@ -78,15 +78,37 @@ def test_runs_hold_no_pickles(chain):
     files = [p for run in ("run1", "run2") for p in (chain["root"] / run).rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
     checkpoint = chain["root"] / "run2" / "checkpoints" / "step_000030"
-    assert {"generator.safetensors", "discriminator_heads.safetensors", "optimizer_generator.safetensors",
-            "optimizer_discriminator.safetensors", "ema_generator.safetensors", "rng.safetensors",
-            "state.json"} <= {p.name for p in checkpoint.iterdir()}
+    assert {
+        "generator.safetensors",
+        "discriminator_heads.safetensors",
+        "optimizer_generator.safetensors",
+        "optimizer_discriminator.safetensors",
+        "ema_generator.safetensors",
+        "rng.safetensors",
+        "state.json",
+    } <= {p.name for p in checkpoint.iterdir()}
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(chain, cli):
     root = chain["root"]
-    common = ["train", "distill", "--space", chain["space"], "--data", root / "latents", "--max-steps", 6,
-              "--batch-size", 2, "--set", "checkpoint_every=100", "--set", "ema_decay=0.9", "--set", "warmup_steps=2"]
+    common = [
+        "train",
+        "distill",
+        "--space",
+        chain["space"],
+        "--data",
+        root / "latents",
+        "--max-steps",
+        6,
+        "--batch-size",
+        2,
+        "--set",
+        "checkpoint_every=100",
+        "--set",
+        "ema_decay=0.9",
+        "--set",
+        "warmup_steps=2",
+    ]
     assert cli(*common, "--out", root / "whole")[0] == 0
     assert cli(*common, "--out", root / "parts", "--stop-after", 3)[0] == 0
     assert not (root / "parts" / "model").exists() and summary(root / "parts")["step"] == 3
@@ -104,10 +126,38 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(chain, cli):
 def test_data_parallel_processes_train_the_same_weights(chain):
     root = chain["root"]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29513",
-           "-m", "nas", "train", "distill", "--space", str(chain["space"]), "--data", str(root / "latents"),
-           "--out", str(root / "ddp"), "--max-steps", "3", "--batch-size", "2", "--set", "ema_decay=null"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29513",
+        "-m",
+        "nas",
+        "train",
+        "distill",
+        "--space",
+        str(chain["space"]),
+        "--data",
+        str(root / "latents"),
+        "--out",
+        str(root / "ddp"),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--set",
+        "ema_decay=null",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = summary(root / "ddp")
@@ -132,11 +182,22 @@ def test_train_input_errors_are_one_line(chain, cli, tmp_path):
     bad.write_text("lr: fast\n")
     code, _, err = cli("train", "distill", "--config", bad)
     assert code == 2 and "lr must be float" in err
-    code, _, err = cli("train", "adversarial", "--init", tmp_path, "--data", chain["root"] / "latents",
-                       "--out", tmp_path / "r2")
+    code, _, err = cli(
+        "train", "adversarial", "--init", tmp_path, "--data", chain["root"] / "latents", "--out", tmp_path / "r2"
+    )
     assert code == 2 and "not a finished distill run" in err
-    code, _, err = cli("generate", "--model", tmp_path, "--text-encoder", chain["root"] / "clip", "--prompt", "x",
-                       "--latents-only", "-o", tmp_path / "x.safetensors")
+    code, _, err = cli(
+        "generate",
+        "--model",
+        tmp_path,
+        "--text-encoder",
+        chain["root"] / "clip",
+        "--prompt",
+        "x",
+        "--latents-only",
+        "-o",
+        tmp_path / "x.safetensors",
+    )
     assert code == 2 and "no model/ folder" in err
 
 
@@ -147,14 +208,41 @@ def test_feature_distillation_from_a_unet_motion_model_teacher(chain, cli):
 
     root = chain["root"]
     torch.manual_seed(0)
-    UNetMotionModel(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8,
-                    down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
-                    up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * 3, cross_attention_dim=32,
-                    num_attention_heads=4, motion_num_attention_heads=2, motion_max_seq_length=8,
-                    ).save_pretrained(root / "motion_teacher")
-    code, _, err = cli("train", "distill", "--space", chain["space"], "--data", root / "latents", "--out",
-                       root / "student", "--teacher", root / "motion_teacher", "--max-steps", 20, "--batch-size", 2,
-                       "--lr", "1e-3", "--set", "loss_denoise=0", "--set", "log_every=1", "--set", "ema_decay=null")
+    UNetMotionModel(
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
+        up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * 3,
+        cross_attention_dim=32,
+        num_attention_heads=4,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=8,
+    ).save_pretrained(root / "motion_teacher")
+    code, _, err = cli(
+        "train",
+        "distill",
+        "--space",
+        chain["space"],
+        "--data",
+        root / "latents",
+        "--out",
+        root / "student",
+        "--teacher",
+        root / "motion_teacher",
+        "--max-steps",
+        20,
+        "--batch-size",
+        2,
+        "--lr",
+        "1e-3",
+        "--set",
+        "loss_denoise=0",
+        "--set",
+        "log_every=1",
+        "--set",
+        "ema_decay=null",
+    )
     assert code == 0, err
     log = pd.read_csv(root / "student" / "log.csv").dropna(subset=["loss_feature"])
     assert log["loss_feature"].tail(5).mean() < 0.6 * log["loss_feature"].head(5).mean()
@@ -169,13 +257,43 @@ def test_distill_proxy_searches_on_encoded_latents(chain, cli, tmp_path):
     from nas.space import SearchSpace
 
     estimate_table(SearchSpace.load(chain["space"]), CHIPS["a18-pro-ne"]).save(tmp_path / "table.csv")
-    code, out, err = cli("search", chain["space"], "--table", tmp_path / "table.csv", "--latency-budget", "1e9",
-                         "--trials", "3", "--proxy", "distill", "--proxy-option", f"data={chain['root'] / 'latents'}",
-                         "--proxy-option", "train_steps=2", "--proxy-option", "clips=4", "--out", tmp_path / "run", "--json")
+    code, out, err = cli(
+        "search",
+        chain["space"],
+        "--table",
+        tmp_path / "table.csv",
+        "--latency-budget",
+        "1e9",
+        "--trials",
+        "3",
+        "--proxy",
+        "distill",
+        "--proxy-option",
+        f"data={chain['root'] / 'latents'}",
+        "--proxy-option",
+        "train_steps=2",
+        "--proxy-option",
+        "clips=4",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["proxy_options"]["data"] == str(chain["root"] / "latents") and summary["pareto"] >= 1
     # the tiny space at its own 128 px does not fit these 64 px latents: one line naming the manifest
-    code, _, err = cli("search", TINY, "--table", tmp_path / "table.csv", "--trials", "1", "--proxy", "distill",
-                       "--proxy-option", f"data={chain['root'] / 'latents'}", "--out", tmp_path / "bad")
+    code, _, err = cli(
+        "search",
+        TINY,
+        "--table",
+        tmp_path / "table.csv",
+        "--trials",
+        "1",
+        "--proxy",
+        "distill",
+        "--proxy-option",
+        f"data={chain['root'] / 'latents'}",
+        "--out",
+        tmp_path / "bad",
+    )
     assert code == 2 and "manifest.json: data does not fit space tiny" in err

@@ -61,7 +61,9 @@ def test_trained_temporal_layers_change_the_output(tiny_space):
         torch.nn.init.normal_(p, std=0.05)
     sample, timesteps, text = clip_inputs(tiny_space)
     with torch.no_grad():
-        assert not torch.allclose(model(sample, timesteps, text).sample, per_frame(model.spatial, sample, timesteps, text))
+        assert not torch.allclose(
+            model(sample, timesteps, text).sample, per_frame(model.spatial, sample, timesteps, text)
+        )
 
 
 def test_frozen_spatial_part_gets_no_gradients(tiny_space):
@@ -85,8 +87,9 @@ def test_save_and_load_give_identical_outputs(tiny_space, tmp_path):
     loaded = VideoUNet.from_pretrained(tmp_path / "m").eval()
     sample, timesteps, text = clip_inputs(tiny_space)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(sample, timesteps, text).sample, model(sample, timesteps, text).sample,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded(sample, timesteps, text).sample, model(sample, timesteps, text).sample, rtol=0, atol=0
+        )
     read_back = Architecture.from_dict(tiny_space, {"slots": loaded.config.architecture})
     assert dict(read_back.choices) == dict(tiny_space.sample(5).choices)
     assert (tmp_path / "m" / "diffusion_pytorch_model.safetensors").is_file()
@@ -119,8 +122,9 @@ def test_spatial_weights_load_from_a_diffusers_folder(tiny_space, tmp_path):
     model = VideoUNet.from_space(tiny_space, tiny_space.architecture("reference"), spatial_weights=tmp_path / "unet")
     sample, timesteps, text = clip_inputs(tiny_space)
     with torch.no_grad():
-        torch.testing.assert_close(model(sample, timesteps, text).sample, per_frame(pretrained, sample, timesteps, text),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model(sample, timesteps, text).sample, per_frame(pretrained, sample, timesteps, text), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_spatial_weights_with_extra_layers_load_and_missing_ones_fail(tiny_space, tmp_path):
@@ -129,7 +133,9 @@ def test_spatial_weights_with_extra_layers_load_and_missing_ones_fail(tiny_space
     model = VideoUNet.from_space(tiny_space, tiny_space.architecture("reference"))
     from nas.model.spatial_weights import load_spatial_weights
 
-    assert load_spatial_weights(model.spatial, tmp_path / "extra.safetensors") == ["down_blocks.0.resnets.1.conv1.weight"]
+    assert load_spatial_weights(model.spatial, tmp_path / "extra.safetensors") == [
+        "down_blocks.0.resnets.1.conv1.weight"
+    ]
     state.pop("conv_in.weight")
     save_file(state, str(tmp_path / "short.safetensors"))
     with pytest.raises(NasError, match="missing, e.g. conv_in.weight"):

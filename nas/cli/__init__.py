@@ -15,11 +15,25 @@ import os
 import shlex
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from nas import plugins
-from nas.cli import (build, cost, data, export, generate, listing, profile, proxy, prune, search, space, table, train,
-                     world)
+from nas.cli import (
+    build,
+    cost,
+    data,
+    export,
+    generate,
+    listing,
+    profile,
+    proxy,
+    prune,
+    search,
+    space,
+    table,
+    train,
+    world,
+)
 from nas.errors import NasError, NasWarning
 from nas.quiet import third_party_quiet
 
@@ -58,10 +72,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: global options, then each group's subcommands in help order."""
     parser = argparse.ArgumentParser(prog="nas", description="Hardware-aware NAS for mobile video diffusion.")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first (it may register temporal ops, proxies, profilers); repeatable")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show third-party warnings as they come (default: one line counting them)")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (it may register temporal ops, proxies, profilers); repeatable",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show third-party warnings as they come (default: one line counting them)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_parser(commands)

@@ -19,11 +19,18 @@ class _Deprecated(argparse.Action):
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        warnings.warn(f"{option_string} is deprecated; use {self.new}", NasWarning)
+        warnings.warn(f"{option_string} is deprecated; use {self.new}", NasWarning, stacklevel=2)
         setattr(namespace, self.dest, values)
 
 
 def deprecated_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
     """Add ``old`` as a hidden alias of the option ``new`` (argparse's default dest of ``new``; pass its type)."""
-    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_Deprecated, new=new,
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+    parser.add_argument(
+        old,
+        dest=new.lstrip("-").replace("-", "_"),
+        action=_Deprecated,
+        new=new,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+        **kwargs,
+    )

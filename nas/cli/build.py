@@ -13,8 +13,9 @@ def add_parser(commands) -> None:
     build.add_argument("space", type=Path)
     build.add_argument("--arch", default="reference", help="a named architecture of the space or an ARCH.yaml")
     build.add_argument("--spatial-weights", type=Path, help="local diffusers UNet folder or .safetensors file")
-    build.add_argument("--device", default="cpu",
-                       help="where to build: cpu, cuda, mps, or meta (count only, allocates nothing)")
+    build.add_argument(
+        "--device", default="cpu", help="where to build: cpu, cuda, mps, or meta (count only, allocates nothing)"
+    )
     build.add_argument("-o", "--out", type=Path, help="save the built model here (save_pretrained)")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=cmd_build)
@@ -29,12 +30,26 @@ def cmd_build(args) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"arch {architecture.id} of {built.space.name}: {architecture.describe()}")
-    print(f"params_total {report['params_total']:,}  (spatial {report['params_spatial']:,}, "
-          f"temporal {report['params_temporal']:,})")
-    print(f"FLOPs per forward {si(report['flops_total'])}  (spatial {si(report['flops_spatial'])}, "
-          f"temporal {si(report['flops_temporal'])}) for one clip of {built.space.video.frames} frames")
-    print_table(["slot", "choice", "input (C,F,H,W)", "params", "FLOPs"],
-                [[r["slot"], r["choice"], f"{r['channels']},{r['frames']},{r['height']},{r['width']}",
-                  f"{r['params']:,}", si(r["flops"])] for r in report["slots"]])
+    print(
+        f"params_total {report['params_total']:,}  (spatial {report['params_spatial']:,}, "
+        f"temporal {report['params_temporal']:,})"
+    )
+    print(
+        f"FLOPs per forward {si(report['flops_total'])}  (spatial {si(report['flops_spatial'])}, "
+        f"temporal {si(report['flops_temporal'])}) for one clip of {built.space.video.frames} frames"
+    )
+    print_table(
+        ["slot", "choice", "input (C,F,H,W)", "params", "FLOPs"],
+        [
+            [
+                r["slot"],
+                r["choice"],
+                f"{r['channels']},{r['frames']},{r['height']},{r['width']}",
+                f"{r['params']:,}",
+                si(r["flops"]),
+            ]
+            for r in report["slots"]
+        ],
+    )
     if args.out:
         print(f"saved to {args.out}")

@@ -30,20 +30,40 @@ def cmd_cost(args) -> None:
     p, meta = report.prediction, report.table.meta
     print(f"arch {report.architecture.id} on {args.table} ({meta['provenance']}, {meta['device']})")
     if p.runs:
-        print(f"latency {p.latency_ms:,.1f} ms = {p.passes} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts")
-        fixed = (f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
-                 if p.fixed_parts else " (no fixed parts in the table: VAE decoder and text encoder not counted)")
-        print(f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
-              + fixed)
+        print(
+            f"latency {p.latency_ms:,.1f} ms = {p.passes} x {p.unet_ms:,.1f} ms UNet + {p.fixed_ms:,.1f} ms fixed parts"
+        )
+        fixed = (
+            f" + {p.fixed_mb:,.1f} MB fixed parts ({', '.join(p.fixed_parts)}: weights and working set, resident)"
+            if p.fixed_parts
+            else " (no fixed parts in the table: VAE decoder and text encoder not counted)"
+        )
+        print(
+            f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
+            + fixed
+        )
     else:
         print("the table says this architecture cannot run on the device (see status): no latency or memory")
     print("coverage: " + ", ".join(f"{v} {k}" for k, v in p.coverage.items()))
     print("placement: " + ", ".join(f"{v} {k}" for k, v in p.placement.items()))
-    print_table(["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status", "placement"],
-                [[r["slot"], r["choice"], f"{r['latency_ms']:.2f}" if r["status"] == "ok" else "-",
-                  f"{r['working_set_mb']:.1f}" if r["status"] == "ok" else "-", r["coverage"],
-                  r["status"], r.get("placement", "-") or "-"] for r in p.slots])
+    print_table(
+        ["slot", "choice", "latency_ms", "working_set_mb", "coverage", "status", "placement"],
+        [
+            [
+                r["slot"],
+                r["choice"],
+                f"{r['latency_ms']:.2f}" if r["status"] == "ok" else "-",
+                f"{r['working_set_mb']:.1f}" if r["status"] == "ok" else "-",
+                r["coverage"],
+                r["status"],
+                r.get("placement", "-") or "-",
+            ]
+            for r in p.slots
+        ],
+    )
     for r in p.slots:
         if r["status"] == "error":
-            print(f"{r['slot']}: {r['choice']} failed to measure: {r['message'] or 'no message'} "
-                  "(fix the op and re-run nas profile: error rows are measured again)")
+            print(
+                f"{r['slot']}: {r['choice']} failed to measure: {r['message'] or 'no message'} "
+                "(fix the op and re-run nas profile: error rows are measured again)"
+            )

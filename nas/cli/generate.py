@@ -26,7 +26,16 @@ def add_parser(commands) -> None:
 def cmd_generate(args) -> None:
     from nas.generate import generate
 
-    out = generate(args.model, args.prompt, args.text_encoder, args.out, vae=args.vae,
-                   sampling_steps=args.sampling_steps, seed=args.seed, fps=args.fps, latents_only=args.latents_only,
-                   device=args.device)
+    out = generate(
+        args.model,
+        args.prompt,
+        args.text_encoder,
+        args.out,
+        vae=args.vae,
+        sampling_steps=args.sampling_steps,
+        seed=args.seed,
+        fps=args.fps,
+        latents_only=args.latents_only,
+        device=args.device,
+    )
     print(f"wrote {out}")

@@ -9,8 +9,11 @@ from nas.cli.format import print_table
 
 
 def add_parser(commands) -> None:
-    for noun, func, what in (("ops", cmd_ops, "temporal op types"), ("proxies", cmd_proxies, "quality proxies"),
-                             ("profilers", cmd_profilers, "profiler backends")):
+    for noun, func, what in (
+        ("ops", cmd_ops, "temporal op types"),
+        ("proxies", cmd_proxies, "quality proxies"),
+        ("profilers", cmd_profilers, "profiler backends"),
+    ):
         listing = commands.add_parser(noun, help=f"list the registered {what}: name, source, description")
         listing.add_argument("--json", action="store_true")
         listing.set_defaults(func=func)
@@ -40,6 +43,7 @@ def show(noun: str, rows: list[dict[str, Any]], as_json: bool) -> None:
         print(json.dumps({row["name"]: {k: v for k, v in row.items() if k != "name"} for row in rows}, indent=2))
         return
     columns = [k for k in rows[0] if k != "name"] if rows else []
-    cells = [[row["name"], *(v if isinstance(v, str) else json.dumps(v) for v in (row[c] for c in columns))]
-             for row in rows]
+    cells = [
+        [row["name"], *(v if isinstance(v, str) else json.dumps(v) for v in (row[c] for c in columns))] for row in rows
+    ]
     print_table([noun, *columns], cells)

@@ -37,8 +37,19 @@ def cmd_profile(args) -> None:
         raise NasError("nas profile needs -o TABLE.csv (or --export-only DIR with --backend coreml)")
     from nas.profile.job import profile_space
 
-    table = profile_space(args.space, args.backend, args.out, plan=args.plan, device=args.device,
-                          precision=args.precision, compute_units=args.compute_units, warmup=args.warmup,
-                          repeats=args.repeats, budget_s=args.budget, time_limit_s=args.time_limit,
-                          memory_limit_mb=args.memory_limit, command=args.command_line)
+    table = profile_space(
+        args.space,
+        args.backend,
+        args.out,
+        plan=args.plan,
+        device=args.device,
+        precision=args.precision,
+        compute_units=args.compute_units,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        budget_s=args.budget,
+        time_limit_s=args.time_limit,
+        memory_limit_mb=args.memory_limit,
+        command=args.command_line,
+    )
     print(f"wrote {args.out}: {len(table.rows)} rows ({status_counts(table)})")

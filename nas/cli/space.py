@@ -21,7 +21,6 @@ def add_parser(commands) -> None:
     sample.set_defaults(func=cmd_space_sample)
 
 
-
 def cmd_space_show(args) -> None:
     from nas.space import SearchSpace
     from nas.space.choice import summarize_choices
@@ -33,10 +32,14 @@ def cmd_space_show(args) -> None:
         return
     video = summary["video"]
     print(f"space {space.name} ({space.source}): {space.num_architectures:,} architectures")
-    print(f"video {video['frames']} frames x {video['height']}x{video['width']} px "
-          f"(latent {video['latent_height']}x{video['latent_width']}); spatial backbone {space.params_spatial:,} params")
-    rows = [[s.name, s.path, s.level, s.position, s.channels, f"{s.height}x{s.width}", summarize_choices(s.choices)]
-            for s in space.slots]
+    print(
+        f"video {video['frames']} frames x {video['height']}x{video['width']} px "
+        f"(latent {video['latent_height']}x{video['latent_width']}); spatial backbone {space.params_spatial:,} params"
+    )
+    rows = [
+        [s.name, s.path, s.level, s.position, s.channels, f"{s.height}x{s.width}", summarize_choices(s.choices)]
+        for s in space.slots
+    ]
     print_table(["slot", "path", "level", "pos", "channels", "size", "choices"], rows)
     if space.architectures:
         print("named architectures:", ", ".join(space.architectures))

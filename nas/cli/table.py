@@ -11,7 +11,8 @@ from nas.cli.format import status_counts
 
 def add_parser(commands) -> None:
     table = commands.add_parser("table", help="device tables: plan, validate, check, import").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     plan = table.add_parser("plan", help="every key the space can need, once")
     plan.add_argument("space", type=Path)
     plan.add_argument("-o", "--out", type=Path, help="plan CSV to write (default: print)")
@@ -25,8 +26,12 @@ def add_parser(commands) -> None:
     check.add_argument("--samples", type=int, default=20)
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--warmup", type=int, default=5, help="untimed calls per architecture before timing")
-    check.add_argument("--repeats", type=int, default=100,
-                       help="timed calls per architecture (at least 3; spread over rounds when models are small)")
+    check.add_argument(
+        "--repeats",
+        type=int,
+        default=100,
+        help="timed calls per architecture (at least 3; spread over rounds when models are small)",
+    )
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_table_check)
     time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
@@ -68,8 +73,10 @@ def cmd_table_validate(args) -> None:
 
     for path, table in validate_tables(args.tables):
         meta = table.meta
-        print(f"ok  {path}: {len(table.rows)} rows ({status_counts(table)}), {meta['provenance']} on "
-              f"{meta['device']} ({meta['backend']}, {meta['precision']})")
+        print(
+            f"ok  {path}: {len(table.rows)} rows ({status_counts(table)}), {meta['provenance']} on "
+            f"{meta['device']} ({meta['backend']}, {meta['precision']})"
+        )
         for key, message in error_rows(table):
             print(f"    error {key.text()}: {message or 'no message'} (measured again by the next nas profile)")
 
@@ -77,16 +84,25 @@ def cmd_table_validate(args) -> None:
 def cmd_table_check(args) -> None:
     from nas.profile.check import check_table
 
-    report = check_table(args.space, args.table, args.samples, args.seed, warmup=args.warmup, repeats=args.repeats,
-                         progress=not args.json)
+    report = check_table(
+        args.space,
+        args.table,
+        args.samples,
+        args.seed,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{report['samples']} architectures of {report['space']} on {report['table']}")
     for what, prefix in (("latency", ""), ("memory", "memory_")):
-        print(f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "
-              f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}  "
-              f"predicted/measured: {report[prefix + 'mean_ratio']:.3f} on average")
+        print(
+            f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "
+            f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}  "
+            f"predicted/measured: {report[prefix + 'mean_ratio']:.3f} on average"
+        )
 
 
 def cmd_table_time(args) -> None:
@@ -107,8 +123,9 @@ def cmd_table_estimate(args) -> None:
     from nas.space import SearchSpace
 
     space = SearchSpace.load(args.space)
-    calibrate = None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.passes,
-                                                        args.calibrate_ms)
+    calibrate = (
+        None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.passes, args.calibrate_ms)
+    )
     table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
     table.save(args.out)
     note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
@@ -118,5 +135,7 @@ def cmd_table_estimate(args) -> None:
     for key, note in placement["off_ne"].items():
         print(f"  {key}: {note}")
     for point in (table.meta["calibration"] or {}).get("holdout", []):
-        print(f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
-              f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)")
+        print(
+            f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
+            f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)"
+        )

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 STAGES = {
-    "distill": ("stage 1: the searched architecture into a full video model (+ teacher distillation)",
-                ["space", "arch", "teacher", "spatial_weights"]),
+    "distill": (
+        "stage 1: the searched architecture into a full video model (+ teacher distillation)",
+        ["space", "arch", "teacher", "spatial_weights"],
+    ),
     "adversarial": ("stage 2: adversarial fine-tuning to a few-step generator", ["init"]),
 }
 COMMON = (("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("mixed_precision", str))
@@ -23,13 +25,26 @@ def add_parser(commands) -> None:
         if stage == "distill":
             sub.add_argument("--freeze-spatial", action="store_const", const=True, dest="freeze_spatial")
         for name, kind in COMMON:
-            sub.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
-                             help="overrides the config's value (examples/*.yaml list every key)")
-        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override any config key (VALUE read as YAML); repeatable")
+            sub.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                type=kind,
+                help="overrides the config's value (examples/*.yaml list every key)",
+            )
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override any config key (VALUE read as YAML); repeatable",
+        )
         sub.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-        sub.add_argument("--stop-after", type=int, metavar="STEP",
-                         help="checkpoint and stop after STEP (e.g. a time-limited job); --resume continues")
+        sub.add_argument(
+            "--stop-after",
+            type=int,
+            metavar="STEP",
+            help="checkpoint and stop after STEP (e.g. a time-limited job); --resume continues",
+        )
         sub.set_defaults(func=cmd_train, stage=stage, own=own)
 
 

@@ -10,9 +10,13 @@ from nas.cli.aliases import deprecated_flag
 
 def add_parser(commands) -> None:
     world = commands.add_parser("world", help="the tiny world proxies are checked on").add_subparsers(
-        dest="action", required=True)
-    wmake = world.add_parser("make", help="synthetic clips with known motion, tiny VAE + text encoder, latents, "
-                                          "and a spatial backbone trained as an image model")
+        dest="action", required=True
+    )
+    wmake = world.add_parser(
+        "make",
+        help="synthetic clips with known motion, tiny VAE + text encoder, latents, "
+        "and a spatial backbone trained as an image model",
+    )
     wmake.add_argument("out", type=Path, help="new folder")
     wmake.add_argument("--space", type=Path, default=Path("search_spaces/world.yaml"))
     wmake.add_argument("--clips", type=int, default=64, help="search-pool clips")
@@ -28,15 +32,18 @@ def cmd_world_make(args) -> None:
     from nas.data.world import WorldRecipe, make_world
     from nas.space import SearchSpace
 
-    recipe = WorldRecipe(clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_train_steps,
-                         seed=args.seed)
+    recipe = WorldRecipe(
+        clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_train_steps, seed=args.seed
+    )
     info = make_world(args.out, SearchSpace.load(args.space), recipe, progress=not args.json)
     if args.json:
         print(json.dumps(info, indent=2))
         return
     b, m = info["backbone"], info["motion_calibration"]
-    print(f"world {args.out}: {info['search_clips']} search clips, {info['test_clips']} test clips with unseen "
-          f"captions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
-          f"({b['steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
-          f"{m['mean_true_travel_latent_px']} latent px travel, direction cosine {m['direction_cosine']}; "
-          f"{info['seconds']} s")
+    print(
+        f"world {args.out}: {info['search_clips']} search clips, {info['test_clips']} test clips with unseen "
+        f"captions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
+        f"({b['steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
+        f"{m['mean_true_travel_latent_px']} latent px travel, direction cosine {m['direction_cosine']}; "
+        f"{info['seconds']} s"
+    )

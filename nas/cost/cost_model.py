@@ -87,20 +87,26 @@ class CostModel:
         self.max_extrapolation = max_extrapolation
         self._rows = table.lookup()
         # Rows whose memory was not measured (a Mac without a footprint figure): the estimated working set.
-        self.memory_estimated = sorted(k for k, r in self._rows.items()
-                                       if r["status"] == "ok" and math.isnan(float(r["memory_mb"])))
+        self.memory_estimated = sorted(
+            k for k, r in self._rows.items() if r["status"] == "ok" and math.isnan(float(r["memory_mb"]))
+        )
         for key in self.memory_estimated:
-            self._rows[key] = {**self._rows[key], "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes,
-                                                                                table.meta.get("attention"))}
+            self._rows[key] = {
+                **self._rows[key],
+                "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes, table.meta.get("attention")),
+            }
         self._cache: dict[OpKey, KeyCost] = {}
         # The attention form the rows ran in (Core ML tables and the roofline say; torch tables use the ops' default).
         self.attention = table.meta.get("attention")
         self._context_mb = {k: v / MB for k, v in slot_context_bytes(space, table.dtype_bytes).items()}
         made_for = table.meta.get("space")
         if made_for is not None and made_for != space.name:
-            warnings.warn(f"{self._where()}: made for space {made_for!r}, pricing {space.name!r} with it (its "
-                          "spatial row must match this backbone; temporal rows are matched by shape and params)",
-                          NasWarning, stacklevel=2)
+            warnings.warn(
+                f"{self._where()}: made for space {made_for!r}, pricing {space.name!r} with it (its "
+                "spatial row must match this backbone; temporal rows are matched by shape and params)",
+                NasWarning,
+                stacklevel=2,
+            )
 
     # ---------------------------------------------------------------- one key
     def key_cost(self, key: OpKey) -> KeyCost:
@@ -115,8 +121,11 @@ class CostModel:
         if row is not None:
             return _row_cost(row, EXACT)
         # Error rows say nothing about the device (the measurement itself failed): not a basis.
-        basis = [(k, r) for k, r in self._rows.items()
-                 if k.op == key.op and k.params == key.params and r["status"] != "error"]
+        basis = [
+            (k, r)
+            for k, r in self._rows.items()
+            if k.op == key.op and k.params == key.params and r["status"] != "error"
+        ]
         same_width = [(k, r) for k, r in basis if k.channels == key.channels]
         if key.op in WHOLE_MODEL_OPS or same_width:
             basis = same_width
@@ -126,8 +135,9 @@ class CostModel:
         ok = sorted(((self._work(k), k, r) for k, r in basis if r["status"] == "ok"), key=lambda t: t[0])
         # A shape too big for the device (oom, timeout, unsupported past an axis limit) makes every larger
         # shape fail too, unless a larger shape ran: then the failure was not about size.
-        failed = sorted(((self._work(k), r) for k, r in basis if r["status"] != "ok" and self._work(k) <= x),
-                        key=lambda t: t[0])
+        failed = sorted(
+            ((self._work(k), r) for k, r in basis if r["status"] != "ok" and self._work(k) <= x), key=lambda t: t[0]
+        )
         if failed and not (ok and ok[-1][0] >= x):
             nearest = failed[-1][1]
             return KeyCost(math.inf, math.inf, nearest["status"], EXTRAPOLATED, nearest.get("message", ""))
@@ -135,15 +145,22 @@ class CostModel:
             raise NasError(f"{self._where()}: no measured (status ok) row to price {key.text()}")
         xs = np.array([t[0] for t in ok], dtype=float)
         lat = np.maximum.accumulate(np.array([t[2]["latency_p50_ms"] for t in ok], dtype=float))
-        mem_x, mem = _sorted(np.array([self._working_set(t[1]) for t in ok], dtype=float),
-                             np.array([t[2]["memory_mb"] for t in ok], dtype=float))
+        mem_x, mem = _sorted(
+            np.array([self._working_set(t[1]) for t in ok], dtype=float),
+            np.array([t[2]["memory_mb"] for t in ok], dtype=float),
+        )
         coverage = INTERPOLATED
-        for what, value, lo, hi in (("work", x, xs[0], xs[-1]), ("working set", self._working_set(key), *mem_x[[0, -1]])):
+        for what, value, lo, hi in (
+            ("work", x, xs[0], xs[-1]),
+            ("working set", self._working_set(key), *mem_x[[0, -1]]),
+        ):
             if min(value, lo) <= 0:  # an op that allocates nothing: no axis to check on
                 continue
             if value < lo / self.max_extrapolation or value > hi * self.max_extrapolation:
-                raise NasError(f"{self._where()}: {key.text()} is far outside the measured range of {key.op} "
-                               f"({what} {value:.3g} vs measured {lo:.3g}..{hi:.3g}); measure it (nas profile)")
+                raise NasError(
+                    f"{self._where()}: {key.text()} is far outside the measured range of {key.op} "
+                    f"({what} {value:.3g} vs measured {lo:.3g}..{hi:.3g}); measure it (nas profile)"
+                )
             if not lo <= value <= hi:
                 coverage = EXTRAPOLATED
         return KeyCost(_loglog(x, xs, lat), _loglog(self._working_set(key), mem_x, mem), "ok", coverage)
@@ -169,15 +186,19 @@ class CostModel:
             return None
         made_for = self.table.meta.get("space")
         if made_for != self.space.name:
-            raise NasError(f"{self._where()}: its spatial row has no backbone fingerprint (first table format) and "
-                           f"the table was made for space {made_for!r}, not {self.space.name!r}: profile this "
-                           f"space's spatial row (nas profile {self.space.source} ...)")
+            raise NasError(
+                f"{self._where()}: its spatial row has no backbone fingerprint (first table format) and "
+                f"the table was made for space {made_for!r}, not {self.space.name!r}: profile this "
+                f"space's spatial row (nas profile {self.space.source} ...)"
+            )
         return row
 
     def _no_basis_hint(self, key: OpKey) -> str:
         if key.op == SPATIAL:
-            return (f"the table has no spatial row for this backbone (made for space "
-                    f"{self.table.meta.get('space', '?')!r}); profile it (nas profile {self.space.source} ...)")
+            return (
+                f"the table has no spatial row for this backbone (made for space "
+                f"{self.table.meta.get('space', '?')!r}); profile it (nas profile {self.space.source} ...)"
+            )
         width = f" at channels={key.channels}" if key.op in WHOLE_MODEL_OPS else ""
         return f"the table has no {key.op} rows with params {key.params or '(none)'}{width}"
 
@@ -225,14 +246,26 @@ class CostModel:
         for slot in self.space.slots:
             choice = architecture.choice(slot.name)
             key = choice_key(self.space, slot, choice)
-            row: dict[str, Any] = {"slot": slot.name, "choice": choice.label, "latency_ms": 0.0, "working_set_mb": 0.0,
-                                   "coverage": "-", "status": "ok", "message": ""}
+            row: dict[str, Any] = {
+                "slot": slot.name,
+                "choice": choice.label,
+                "latency_ms": 0.0,
+                "working_set_mb": 0.0,
+                "coverage": "-",
+                "status": "ok",
+                "message": "",
+            }
             if key is not None:
                 cost = self.key_cost(key)
                 params += choice_size(self.space, slot, choice).params
-                row.update(latency_ms=cost.latency_ms * choice.count, working_set_mb=cost.memory_mb,
-                           coverage=cost.coverage, status=cost.status, message=cost.message,
-                           placement=cost.placement)
+                row.update(
+                    latency_ms=cost.latency_ms * choice.count,
+                    working_set_mb=cost.memory_mb,
+                    coverage=cost.coverage,
+                    status=cost.status,
+                    message=cost.message,
+                    placement=cost.placement,
+                )
                 placement[cost.placement or "unknown"] = placement.get(cost.placement or "unknown", 0) + 1
                 unet_ms += cost.latency_ms * choice.count
                 activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.memory_mb)
@@ -327,10 +360,12 @@ def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, 
 
 def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:
     if row["status"] != "ok":
-        return KeyCost(math.inf, math.inf, row["status"], coverage, row.get("message", ""),
-                       str(row.get("placement", "")))
-    return KeyCost(float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage, "",
-                   str(row.get("placement", "")))
+        return KeyCost(
+            math.inf, math.inf, row["status"], coverage, row.get("message", ""), str(row.get("placement", ""))
+        )
+    return KeyCost(
+        float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage, "", str(row.get("placement", ""))
+    )
 
 
 def _sorted(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

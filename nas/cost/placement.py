@@ -34,9 +34,9 @@ ANE_MAX_AXIS = 16384
 ANE_MAX_KERNEL = 13
 RULES = {
     "conv3d": "3D convolution: never lowers to the Neural Engine (ane-guide; coremltools issue 2000; "
-              "ONNX Runtime Core ML EP supports 1D/2D conv only)",
+    "ONNX Runtime Core ML EP supports 1D/2D conv only)",
     "axis>16384": f"a tensor axis longer than {ANE_MAX_AXIS}: fails to compile for the Neural Engine "
-                  "(coremltools users' reports)",
+    "(coremltools users' reports)",
     "kernel>13": f"a convolution kernel over {ANE_MAX_KERNEL}: not run by the Neural Engine (ane-guide)",
 }
 PLACEMENTS = (ANE, "cpu", "gpu", "mixed")

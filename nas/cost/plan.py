@@ -23,16 +23,25 @@ def backbone_fingerprint(space: SearchSpace) -> str:
     Two backbones of the same first width are different rows; the same backbone in two spaces
     (say one with fewer choices) shares its row.
     """
-    spec = {"backbone": space.backbone, "text_tokens": space.text_tokens,
-            "latent_channels": space.video.latent_channels}
+    spec = {
+        "backbone": space.backbone,
+        "text_tokens": space.text_tokens,
+        "latent_channels": space.video.latent_channels,
+    }
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def spatial_key(space: SearchSpace) -> OpKey:
     """The spatial UNet over one clip; channels is the first block width, params the backbone's fingerprint."""
     v = space.video
-    return OpKey.of(SPATIAL, space.backbone["block_out_channels"][0], v.frames, v.latent_height, v.latent_width,
-                    {"backbone": backbone_fingerprint(space)})
+    return OpKey.of(
+        SPATIAL,
+        space.backbone["block_out_channels"][0],
+        v.frames,
+        v.latent_height,
+        v.latent_width,
+        {"backbone": backbone_fingerprint(space)},
+    )
 
 
 def choice_key(space: SearchSpace, slot: Slot, choice: Choice) -> OpKey | None:
@@ -70,7 +79,8 @@ def read_plan(path: str | Path) -> list[OpKey]:
     if list(frame.columns) != KEY_COLUMNS:
         raise NasError(f"{path}: a plan has the columns {', '.join(KEY_COLUMNS)}")
     try:
-        return [OpKey.of(op, c, f, h, w, parse_params(params))
-                for op, c, f, h, w, params in frame.itertuples(index=False)]
+        return [
+            OpKey.of(op, c, f, h, w, parse_params(params)) for op, c, f, h, w, params in frame.itertuples(index=False)
+        ]
     except ValueError as exc:
         raise NasError(f"{path}: {exc}") from None

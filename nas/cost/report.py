@@ -30,13 +30,20 @@ class CostReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (``nas cost --json``): infinities as None."""
-        return no_infinity({"arch_id": self.architecture.id, "table": str(self.table_path),
-                            "provenance": self.table.meta["provenance"], **self.prediction.as_dict()})
+        return no_infinity(
+            {
+                "arch_id": self.architecture.id,
+                "table": str(self.table_path),
+                "provenance": self.table.meta["provenance"],
+                **self.prediction.as_dict(),
+            }
+        )
 
 
 @renamed_kwargs(steps="passes")
-def price(space: str | Path | SearchSpace, table: str | Path, arch: str | Path = "reference",
-          passes: int | None = None) -> CostReport:
+def price(
+    space: str | Path | SearchSpace, table: str | Path, arch: str | Path = "reference", passes: int | None = None
+) -> CostReport:
     """Latency and memory of ``arch`` of ``space`` from the device table at ``table``.
 
     ``passes`` is UNet evaluations per generation (default: the space's).

@@ -16,9 +16,10 @@ device is at hand.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -50,9 +51,11 @@ class Chip:
     sources: tuple[str, ...] = field(default=())
 
 
-_FALLBACK_SOURCE = ("Fallback (ops the Neural Engine cannot run, on the CPU with CPU_AND_NE): 0.5 TFLOPS FP16 "
-                    "effective, 0.02 ms per op, 0.1 ms per hand-over between units: ASSUMED (Apple publishes no "
-                    "CPU FLOPS or unit-switch cost); rules of nas/cost/placement.py")
+_FALLBACK_SOURCE = (
+    "Fallback (ops the Neural Engine cannot run, on the CPU with CPU_AND_NE): 0.5 TFLOPS FP16 "
+    "effective, 0.02 ms per op, 0.1 ms per hand-over between units: ASSUMED (Apple publishes no "
+    "CPU FLOPS or unit-switch cost); rules of nas/cost/placement.py"
+)
 CHIPS = {
     "a18-pro-ne": Chip(
         name="a18-pro-ne",
@@ -77,8 +80,11 @@ CHIPS = {
         fp16_tflops=17.0,
         bandwidth_gbs=51.2,
         dispatch_ms=0.05,
-        sources=("Apple, iPhone 14 Pro launch (Sept 2022): A16 Neural Engine 17 trillion ops/s (FP16-era count)",
-                 "A16 LPDDR5-6400 on a 64-bit bus = 51.2 GB/s (press teardowns)", _FALLBACK_SOURCE),
+        sources=(
+            "Apple, iPhone 14 Pro launch (Sept 2022): A16 Neural Engine 17 trillion ops/s (FP16-era count)",
+            "A16 LPDDR5-6400 on a 64-bit bus = 51.2 GB/s (press teardowns)",
+            _FALLBACK_SOURCE,
+        ),
     ),
     "a15-ne": Chip(
         name="a15-ne",
@@ -87,8 +93,11 @@ CHIPS = {
         fp16_tflops=15.8,
         bandwidth_gbs=34.1,
         dispatch_ms=0.05,
-        sources=("Apple, iPhone 13 launch (Sept 2021): A15 Neural Engine 15.8 trillion ops/s",
-                 "A15 LPDDR4X-4266 on a 64-bit bus = 34.1 GB/s (press teardowns)", _FALLBACK_SOURCE),
+        sources=(
+            "Apple, iPhone 13 launch (Sept 2021): A15 Neural Engine 15.8 trillion ops/s",
+            "A15 LPDDR4X-4266 on a 64-bit bus = 34.1 GB/s (press teardowns)",
+            _FALLBACK_SOURCE,
+        ),
     ),
     "m2-ne": Chip(
         name="m2-ne",
@@ -97,17 +106,27 @@ CHIPS = {
         fp16_tflops=15.8,
         bandwidth_gbs=100.0,
         dispatch_ms=0.05,
-        sources=("Apple, M2 launch (June 2022): Neural Engine 15.8 trillion ops/s, 100 GB/s unified memory",
-                 _FALLBACK_SOURCE),
+        sources=(
+            "Apple, M2 launch (June 2022): Neural Engine 15.8 trillion ops/s, 100 GB/s unified memory",
+            _FALLBACK_SOURCE,
+        ),
     ),
 }
 
 # SD 2.1-base UNet (stabilityai/stable-diffusion-2-1-base config), as apple/ml-stable-diffusion converts it.
 SD21_BASE_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True, norm_num_groups=32)
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    norm_num_groups=32,
+)
 
 
 @dataclass(frozen=True)
@@ -124,12 +143,27 @@ class PublishedPoint:
 # apple/ml-stable-diffusion README (performance benchmark table): SD 2.1-base, 512x512, 6-bit palettized
 # weights, SPLIT_EINSUM_V2 attention, CPU_AND_NE; one iteration = one UNet call at batch 2 (CFG).
 SD21_POINTS = (
-    PublishedPoint("sd21-iphone14promax", "a16-ne", 1000 / 2.69, "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, "
-                   "one iteration (2.69 it/s)", "apple/ml-stable-diffusion README, iPhone 14 Pro Max"),
-    PublishedPoint("sd21-iphone13promax", "a15-ne", 1000 / 2.55, "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, "
-                   "one iteration (2.55 it/s)", "apple/ml-stable-diffusion README, iPhone 13 Pro Max"),
-    PublishedPoint("sd21-ipadpro-m2", "m2-ne", 1000 / 3.07, "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, "
-                   "one iteration (3.07 it/s)", "apple/ml-stable-diffusion README, iPad Pro M2"),
+    PublishedPoint(
+        "sd21-iphone14promax",
+        "a16-ne",
+        1000 / 2.69,
+        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (2.69 it/s)",
+        "apple/ml-stable-diffusion README, iPhone 14 Pro Max",
+    ),
+    PublishedPoint(
+        "sd21-iphone13promax",
+        "a15-ne",
+        1000 / 2.55,
+        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (2.55 it/s)",
+        "apple/ml-stable-diffusion README, iPhone 13 Pro Max",
+    ),
+    PublishedPoint(
+        "sd21-ipadpro-m2",
+        "m2-ne",
+        1000 / 3.07,
+        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (3.07 it/s)",
+        "apple/ml-stable-diffusion README, iPad Pro M2",
+    ),
 )
 
 
@@ -160,9 +194,16 @@ def workload_work(module: torch.nn.Module, inputs, fallback_unit: str, weight_by
     with torch.no_grad(), tracker, placement:
         module(*inputs)
     placement.finish()
-    return KeyWork(placement.units.get(ANE, UnitWork()), placement.units.get(fallback_unit, UnitWork()),
-                   float(weight_bytes), placement.transfer_bytes, placement.switches, float(tracker.peak),
-                   placement.placement, placement.notes)
+    return KeyWork(
+        placement.units.get(ANE, UnitWork()),
+        placement.units.get(fallback_unit, UnitWork()),
+        float(weight_bytes),
+        placement.transfer_bytes,
+        placement.switches,
+        float(tracker.peak),
+        placement.placement,
+        placement.notes,
+    )
 
 
 def key_work(space: SearchSpace, key: OpKey, chip: Chip, dtype_bytes: int = 2) -> KeyWork:
@@ -200,8 +241,11 @@ def sd21_work(fallback_unit: str = "cpu", weight_bits: int = 6) -> KeyWork:
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD21_BASE_UNET).to(torch.float16)
         unet.set_attn_processor(ChannelsFirstAttnProcessor("split_einsum"))
-        inputs = (torch.empty(2, 4, 64, 64, dtype=torch.float16), torch.full((2,), 500.0),
-                  torch.empty(2, 77, 1024, dtype=torch.float16))
+        inputs = (
+            torch.empty(2, 4, 64, 64, dtype=torch.float16),
+            torch.full((2,), 500.0),
+            torch.empty(2, 77, 1024, dtype=torch.float16),
+        )
         weights = sum(p.numel() for p in unet.parameters()) * weight_bits / 8
         return workload_work(_Positional(unet), inputs, fallback_unit, weights)
 
@@ -215,8 +259,13 @@ class _Positional(torch.nn.Module):
         return self.unet(sample, timestep, text, return_dict=False)[0]
 
 
-def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture, int, float] | None = None,
-                   command: str = "", holdout: bool = True) -> CostTable:
+def estimate_table(
+    space: SearchSpace,
+    chip: Chip,
+    calibrate: tuple[Architecture, int, float] | None = None,
+    command: str = "",
+    holdout: bool = True,
+) -> CostTable:
     """A table for every planned key of ``space`` on ``chip``; ``calibrate`` = (arch, UNet passes, total_ms).
 
     With ``calibrate`` and ``holdout``, the apple/ml-stable-diffusion SD 2.1 figures (other chips)
@@ -233,9 +282,18 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         rows = []
         for key, work in works.items():
             ms = roofline_ms(work, chip, efficiency)
-            rows.append({**key.as_dict(), "latency_p50_ms": ms, "latency_p90_ms": ms,
-                         "memory_mb": work.working_set_bytes / 2**20, "samples": 0, "status": "ok", "message": "",
-                         PLACEMENT: work.placement})
+            rows.append(
+                {
+                    **key.as_dict(),
+                    "latency_p50_ms": ms,
+                    "latency_p90_ms": ms,
+                    "memory_mb": work.working_set_bytes / 2**20,
+                    "samples": 0,
+                    "status": "ok",
+                    "message": "",
+                    PLACEMENT: work.placement,
+                }
+            )
         frame = pd.DataFrame(rows, columns=COLUMNS).astype(str)
         return CostTable(validate_rows(frame, f"estimate for {chip.name}"), {"precision": "fp16"})
 
@@ -244,9 +302,15 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         architecture, passes, total_ms = calibrate
         space_total = lambda e: CostModel(space, table_at(e)).predict(architecture, passes).latency_ms  # noqa: E731
         efficiency = _calibrate(space_total, total_ms)
-        calibration = {"fit_on": {"point": f"{space.name}/{architecture.id}", "chip": chip.name, "passes": passes,
-                                  "published_ms": total_ms},
-                       "efficiency": round(efficiency, 4)}
+        calibration = {
+            "fit_on": {
+                "point": f"{space.name}/{architecture.id}",
+                "chip": chip.name,
+                "passes": passes,
+                "published_ms": total_ms,
+            },
+            "efficiency": round(efficiency, 4),
+        }
         if holdout:
             calibration.update(_holdout(chip, efficiency, space_total, total_ms, f"{space.name}/{architecture.id}"))
     table = table_at(efficiency)
@@ -262,11 +326,13 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
         "provenance": "estimated",
         "attention": "split_einsum",
         "space": space.name,
-        "method": (f"per unit roofline: Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
-                   f"{efficiency:.3f}), bytes / {chip.bandwidth_gbs} GB/s) + {chip.dispatch_ms} ms per op with "
-                   f"FLOPs; ops off the Neural Engine on the {chip.fallback_unit} at {chip.fallback_tflops} TFLOPS + "
-                   f"{chip.fallback_dispatch_ms} ms per op; hand-overs copy the tensor (2 x bytes / bandwidth) + "
-                   f"{chip.switch_ms} ms; attention as split_einsum; counted on the meta device"),
+        "method": (
+            f"per unit roofline: Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
+            f"{efficiency:.3f}), bytes / {chip.bandwidth_gbs} GB/s) + {chip.dispatch_ms} ms per op with "
+            f"FLOPs; ops off the Neural Engine on the {chip.fallback_unit} at {chip.fallback_tflops} TFLOPS + "
+            f"{chip.fallback_dispatch_ms} ms per op; hand-overs copy the tensor (2 x bytes / bandwidth) + "
+            f"{chip.switch_ms} ms; attention as split_einsum; counted on the meta device"
+        ),
         "placement_rules": dict(RULES),
         "placement": {"rows_on_ne": sum(w.placement == ANE for w in works.values()), "off_ne": off_ne},
         "calibration": calibration,
@@ -276,8 +342,9 @@ def estimate_table(space: SearchSpace, chip: Chip, calibrate: tuple[Architecture
     return table
 
 
-def _holdout(chip: Chip, efficiency: float, space_total: Callable[[float], float], space_ms: float,
-             space_point: str) -> dict[str, Any]:
+def _holdout(
+    chip: Chip, efficiency: float, space_total: Callable[[float], float], space_ms: float, space_point: str
+) -> dict[str, Any]:
     """Predict the published figures the fit did not use, both ways, and give the errors."""
     sd21 = sd21_work(chip.fallback_unit)
     predictions = []
@@ -287,20 +354,43 @@ def _holdout(chip: Chip, efficiency: float, space_total: Callable[[float], float
     first = SD21_POINTS[0]
     try:
         reverse = _calibrate(lambda e: roofline_ms(sd21, CHIPS[first.chip], e), first.ms)
-        predictions.append(_compare(space_point, chip.name, space_ms, space_total(reverse),
-                                    f"fitted on {first.name} instead (efficiency {reverse:.4f})"))
+        predictions.append(
+            _compare(
+                space_point,
+                chip.name,
+                space_ms,
+                space_total(reverse),
+                f"fitted on {first.name} instead (efficiency {reverse:.4f})",
+            )
+        )
     except NasError:  # that figure is faster than the roofline allows at any efficiency
-        predictions.append(_compare(space_point, chip.name, space_ms, space_total(1.0),
-                                    f"fitted on {first.name} instead: unreachable, shown at efficiency 1"))
+        predictions.append(
+            _compare(
+                space_point,
+                chip.name,
+                space_ms,
+                space_total(1.0),
+                f"fitted on {first.name} instead: unreachable, shown at efficiency 1",
+            )
+        )
     errors = [abs(p["error_pct"]) for p in predictions]
-    return {"holdout": predictions, "holdout_mean_abs_error_pct": round(sum(errors) / len(errors), 1),
-            "note": "apple/ml-stable-diffusion used SPLIT_EINSUM_V2 (query chunks, 10-30% faster on mobile); "
-                    "the estimate models SPLIT_EINSUM"}
+    return {
+        "holdout": predictions,
+        "holdout_mean_abs_error_pct": round(sum(errors) / len(errors), 1),
+        "note": "apple/ml-stable-diffusion used SPLIT_EINSUM_V2 (query chunks, 10-30% faster on mobile); "
+        "the estimate models SPLIT_EINSUM",
+    }
 
 
 def _compare(name: str, chip_name: str, published: float, predicted: float, what: str) -> dict[str, Any]:
-    return {"point": name, "chip": chip_name, "published_ms": round(published, 1), "predicted_ms": round(predicted, 1),
-            "error_pct": round(100 * (predicted - published) / published, 1), "what": what}
+    return {
+        "point": name,
+        "chip": chip_name,
+        "published_ms": round(published, 1),
+        "predicted_ms": round(predicted, 1),
+        "error_pct": round(100 * (predicted - published) / published, 1),
+        "what": what,
+    }
 
 
 def _calibrate(total: Callable[[float], float], target_ms: float) -> float:
@@ -321,4 +411,3 @@ def chip(name: str) -> Chip:
     if name not in CHIPS:
         raise NasError(f"--chip: unknown chip {name!r} (known: {', '.join(CHIPS)})")
     return CHIPS[name]
-

@@ -91,8 +91,9 @@ class CostTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self.rows.reindex(columns=COLUMNS).fillna({"message": "", PLACEMENT: ""}).to_csv(tmp, index=False,
-                                                                                    float_format="%.6g")
+        self.rows.reindex(columns=COLUMNS).fillna({"message": "", PLACEMENT: ""}).to_csv(
+            tmp, index=False, float_format="%.6g"
+        )
         os.replace(tmp, path)
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
@@ -156,8 +157,11 @@ def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:
             defaults = {} if op.strip() in WHOLE_MODEL_OPS else op_defaults(op.strip())
         except KeyError:
             defaults = {}  # reported by validate_rows with the row number
-        params.append(";".join(f"{name}={value.strip()}" for name, value in (("heads", heads), ("kernel", kernel))
-                               if name in defaults))
+        params.append(
+            ";".join(
+                f"{name}={value.strip()}" for name, value in (("heads", heads), ("kernel", kernel)) if name in defaults
+            )
+        )
     return frame.drop(columns=["heads", "kernel"]).assign(params=params)
 
 
@@ -171,11 +175,10 @@ def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     seen: dict[tuple, tuple[int, tuple]] = {}
     status = VALUE_COLUMNS.index("status")
     for index, row in enumerate(typed.itertuples(index=False)):
-        key, values = tuple(row[: len(KEY_COLUMNS)]), tuple(row[len(KEY_COLUMNS):])
+        key, values = tuple(row[: len(KEY_COLUMNS)]), tuple(row[len(KEY_COLUMNS) :])
         if key in seen and seen[key][1][status] != "error":  # a retried error row is superseded
             if not _same_values(seen[key][1], values):
-                raise NasError(f"{path}: row {index + 2}: duplicate key {OpKey(*key).row_text()} "
-                               "with different values")
+                raise NasError(f"{path}: row {index + 2}: duplicate key {OpKey(*key).row_text()} with different values")
             continue
         seen[key] = (index, values)
     return typed.iloc[sorted(i for i, _ in seen.values())].reset_index(drop=True)
@@ -216,8 +219,9 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
         raise NasError(f"{where}: placement must be empty or one of {', '.join(PLACEMENTS[1:])}, got {placement!r}")
     row[PLACEMENT] = placement
     if status == "ok" and row["latency_p90_ms"] < row["latency_p50_ms"]:
-        raise NasError(f"{where}: latency_p90_ms ({row['latency_p90_ms']}) is below latency_p50_ms "
-                       f"({row['latency_p50_ms']})")
+        raise NasError(
+            f"{where}: latency_p90_ms ({row['latency_p90_ms']}) is below latency_p50_ms ({row['latency_p50_ms']})"
+        )
     return row
 
 
@@ -231,8 +235,9 @@ def _params(text: str, op: str, where: str) -> str:
         defaults = op_defaults(op)
         unknown = sorted(set(params) - set(defaults))
         if unknown:
-            raise NasError(f"{where}: {op} has no parameter {', '.join(unknown)} "
-                           f"(its parameters: {', '.join(defaults) or 'none'})")
+            raise NasError(
+                f"{where}: {op} has no parameter {', '.join(unknown)} (its parameters: {', '.join(defaults) or 'none'})"
+            )
         params = {**defaults, **params}
     return format_params(params)
 
@@ -257,8 +262,10 @@ def _number(text: str, column: str, where: str, integer: bool = False):
 
 
 def _same_values(a: tuple, b: tuple) -> bool:
-    return all((x == y) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
-               for x, y in zip(a, b))
+    return all(
+        (x == y) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(a, b)
+    )
 
 
 def sidecar_keys(meta: dict[str, Any]) -> tuple[str, ...]:
@@ -283,7 +290,9 @@ def _check_sidecar(side: Path, meta: dict[str, Any], rows: pd.DataFrame) -> None
     if meta["precision"] not in DTYPE_BYTES:
         raise NasError(f"{side}: precision must be one of {', '.join(DTYPE_BYTES)}, got {meta['precision']!r}")
     if "rows" in meta and meta["rows"] != len(rows):
-        raise NasError(f"{side}: says {meta['rows']} rows but the CSV has {len(rows)} "
-                       "(a partial profile? re-run its `nas profile` command to resume)")
+        raise NasError(
+            f"{side}: says {meta['rows']} rows but the CSV has {len(rows)} "
+            "(a partial profile? re-run its `nas profile` command to resume)"
+        )
     if not isinstance(meta["tools"], dict):
         raise NasError(f"{side}: tools must map tool names to versions")

@@ -7,8 +7,8 @@ failed with an error, which the next ``nas profile`` of that table measures agai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nas.cost.table import KEY_COLUMNS, CostTable
 from nas.errors import NasError

@@ -17,9 +17,9 @@ from torch import nn
 from nas.cost.plan import backbone_fingerprint
 from nas.cost.table import SPATIAL, WHOLE_MODEL_OPS
 from nas.errors import NasError
+from nas.model import VideoUNet
 from nas.ops import OpKey, get_op
 from nas.ops.base import OpGraph
-from nas.model import VideoUNet
 from nas.space import Architecture, SearchSpace
 from nas.space.choice import NONE, Choice
 
@@ -51,15 +51,21 @@ class SpatialGraph(nn.Module):
         return self.model(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
-def build_workload(space: SearchSpace, key: OpKey, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32, seed: int = 0) -> Workload:
+def build_workload(
+    space: SearchSpace,
+    key: OpKey,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Workload:
     torch.manual_seed(seed)
     if key.op in WHOLE_MODEL_OPS and key.op != SPATIAL:
         raise NasError(f"{key.op} rows are measured outside the toolkit's profilers (give them in the table)")
     if key.op == SPATIAL:
         if key.param_dict.get("backbone") not in (None, backbone_fingerprint(space)):
-            raise NasError(f"{key.text()}: a spatial row of another backbone than {space.name}'s "
-                           f"({backbone_fingerprint(space)})")
+            raise NasError(
+                f"{key.text()}: a spatial row of another backbone than {space.name}'s ({backbone_fingerprint(space)})"
+            )
         module = SpatialGraph(space)
         inputs = (
             torch.randn(1, space.video.latent_channels, key.frames, key.height, key.width),

@@ -27,10 +27,19 @@ from nas.space import SearchSpace
 MANIFEST = "manifest.json"
 
 
-def encode_dataset(source: str | Path, vae: str | Path, text_encoder: str | Path, out: str | Path,
-                   space: SearchSpace, captions: str | Path | None = None, stride: int = 1,
-                   clips_per_video: int = 1, shard_size: int = 256, batch_frames: int = 16,
-                   device: str = "cpu") -> dict[str, Any]:
+def encode_dataset(
+    source: str | Path,
+    vae: str | Path,
+    text_encoder: str | Path,
+    out: str | Path,
+    space: SearchSpace,
+    captions: str | Path | None = None,
+    stride: int = 1,
+    clips_per_video: int = 1,
+    shard_size: int = 256,
+    batch_frames: int = 16,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Encode every file listed in the captions CSV (default ``source/captions.csv``); returns the manifest."""
     source, out = Path(source), Path(out)
     if stride < 1 or clips_per_video < 1 or shard_size < 1 or batch_frames < 1:
@@ -40,11 +49,15 @@ def encode_dataset(source: str | Path, vae: str | Path, text_encoder: str | Path
     tokenizer, text_model = load_text_encoder(text_encoder)
     text_model.to(device)
     if text_model.config.hidden_size != space.cross_attention_dim:
-        raise NasError(f"{text_encoder}: text width {text_model.config.hidden_size}, but {space.source} "
-                       f"cross-attends to width {space.cross_attention_dim}")
+        raise NasError(
+            f"{text_encoder}: text width {text_model.config.hidden_size}, but {space.source} "
+            f"cross-attends to width {space.cross_attention_dim}"
+        )
     if vae_model.config.latent_channels != space.video.latent_channels:
-        raise NasError(f"{vae}: {vae_model.config.latent_channels} latent channels, {space.source} needs "
-                       f"{space.video.latent_channels}")
+        raise NasError(
+            f"{vae}: {vae_model.config.latent_channels} latent channels, {space.source} needs "
+            f"{space.video.latent_channels}"
+        )
     scaling, shift = vae_scale(vae_model)
     video = space.video
     out.mkdir(parents=True, exist_ok=True)
@@ -114,8 +127,10 @@ def _load_clips(path: Path, frames: int, height: int, width: int, stride: int, c
     video = read_video(path)
     starts = clip_starts(len(video), frames, stride, clips)
     if not starts:
-        raise ValueError(f"{len(video)} frames, a clip needs {(frames - 1) * stride + 1} (frames {frames}, stride {stride})")
-    return [(s, fit(video[s:s + (frames - 1) * stride + 1:stride], height, width)) for s in starts]
+        raise ValueError(
+            f"{len(video)} frames, a clip needs {(frames - 1) * stride + 1} (frames {frames}, stride {stride})"
+        )
+    return [(s, fit(video[s : s + (frames - 1) * stride + 1 : stride], height, width)) for s in starts]
 
 
 @torch.no_grad()
@@ -151,8 +166,9 @@ class _ShardWriter:
         name = f"{self.kind}-{len(self.shards):05d}.safetensors"
         latents, text, pooled = (torch.stack(t).half().contiguous() for t in zip(*self.pending))
         save_file({"latents": latents, "text": text, "text_pooled": pooled}, str(self.folder / name))
-        for sample in self.samples[-len(self.pending):]:
+        for sample in self.samples[-len(self.pending) :]:
             sample["shard"] = name
-        self.shards.append({"file": name, "kind": self.kind[:-1], "count": len(self.pending),
-                            "frames": latents.shape[2]})
+        self.shards.append(
+            {"file": name, "kind": self.kind[:-1], "count": len(self.pending), "frames": latents.shape[2]}
+        )
         self.pending = []

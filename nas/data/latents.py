@@ -43,11 +43,19 @@ class LatentDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def check_model(self, frames: int, channels: int, height: int, width: int, text_dim: int, text_tokens: int,
-                    what: str) -> None:
+    def check_model(
+        self, frames: int, channels: int, height: int, width: int, text_dim: int, text_tokens: int, what: str
+    ) -> None:
         """Fail early, with one line, when this data cannot feed a model of the given shape."""
         m = self.manifest
-        have = (m["frames"], m["latent_channels"], m["latent_height"], m["latent_width"], m["text_dim"], m["text_tokens"])
+        have = (
+            m["frames"],
+            m["latent_channels"],
+            m["latent_height"],
+            m["latent_width"],
+            m["text_dim"],
+            m["text_tokens"],
+        )
         need = (frames, channels, height, width, text_dim, text_tokens)
         if have != need:
             names = ("frames", "latent channels", "latent height", "latent width", "text width", "text tokens")
@@ -70,14 +78,17 @@ class LatentDataset:
         for n, i in enumerate(indices):
             sample = self.samples[i]
             handle = self._handle(sample["shard"])
-            x = handle.get_slice("latents")[sample["index"]:sample["index"] + 1]
+            x = handle.get_slice("latents")[sample["index"] : sample["index"] + 1]
             if frame is not None:
-                x = x[:, :, frame[n]:frame[n] + 1]
+                x = x[:, :, frame[n] : frame[n] + 1]
             latents.append(x)
-            text.append(handle.get_slice("text")[sample["index"]:sample["index"] + 1])
-            pooled.append(handle.get_slice("text_pooled")[sample["index"]:sample["index"] + 1])
-        return {"latents": torch.cat(latents).float(), "text": torch.cat(text).float(),
-                "text_pooled": torch.cat(pooled).float()}
+            text.append(handle.get_slice("text")[sample["index"] : sample["index"] + 1])
+            pooled.append(handle.get_slice("text_pooled")[sample["index"] : sample["index"] + 1])
+        return {
+            "latents": torch.cat(latents).float(),
+            "text": torch.cat(text).float(),
+            "text_pooled": torch.cat(pooled).float(),
+        }
 
     def draw(self, generator: torch.Generator, batch: int, kind: str, pool: list[int]):
         """Random (indices, frames) for :meth:`get`: ``kind`` "video" draws clips from ``pool`` (frames

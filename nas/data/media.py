@@ -68,7 +68,7 @@ def fit(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
     if size != (h, w):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return x[:, :, top:top + height, left:left + width].clamp(-1, 1)
+    return x[:, :, top : top + height, left : left + width].clamp(-1, 1)
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:

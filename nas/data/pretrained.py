@@ -31,7 +31,9 @@ def load_text_encoder(path: str | Path):
     try:
         tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
-        raise NasError(f"{tokenizer_dir}: no CLIP tokenizer here (vocab.json + merges.txt) ({_first_line(exc)})") from None
+        raise NasError(
+            f"{tokenizer_dir}: no CLIP tokenizer here (vocab.json + merges.txt) ({_first_line(exc)})"
+        ) from None
     model = load_pretrained(CLIPTextModel, model_dir)
     return tokenizer, model.eval().requires_grad_(False)
 

@@ -21,13 +21,20 @@ from nas.errors import NasError
 
 SHAPES = ("square", "triangle", "circle")
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (240, 220, 40)}
-MOTIONS = ("moving left", "moving right", "moving up", "moving down", "rotating clockwise",
-           "rotating counterclockwise")
+MOTIONS = ("moving left", "moving right", "moving up", "moving down", "rotating clockwise", "rotating counterclockwise")
 BACKGROUND = (20, 20, 28)
 
 
-def synth_dataset(out: str | Path, clips: int = 16, images: int = 4, frames: int = 16, height: int = 96,
-                  width: int = 128, fps: int = 8, seed: int = 0) -> Path:
+def synth_dataset(
+    out: str | Path,
+    clips: int = 16,
+    images: int = 4,
+    frames: int = 16,
+    height: int = 96,
+    width: int = 128,
+    fps: int = 8,
+    seed: int = 0,
+) -> Path:
     """Write ``clips`` videos, ``images`` stills and captions.csv into ``out``; returns the CSV path."""
     for name, value in (("clips", clips), ("frames", frames), ("height", height), ("width", width), ("fps", fps)):
         if value < 1:
@@ -44,14 +51,26 @@ def synth_dataset(out: str | Path, clips: int = 16, images: int = 4, frames: int
         start = (rng.uniform(0.35, 0.65) * width, rng.uniform(0.35, 0.65) * height)
         if index < clips:
             name = f"clip_{index:04d}.mp4"
-            video = np.stack([_draw(shape, COLOURS[colour], *_pose(motion, start, t / max(frames - 1, 1), width,
-                                                                    height), size, width, height)
-                              for t in range(frames)])
+            video = np.stack(
+                [
+                    _draw(
+                        shape,
+                        COLOURS[colour],
+                        *_pose(motion, start, t / max(frames - 1, 1), width, height),
+                        size,
+                        width,
+                        height,
+                    )
+                    for t in range(frames)
+                ]
+            )
             write_video(out / name, video, fps=fps)
             caption = f"a {colour} {shape} {motion}"
         else:
             name = f"image_{index - clips:04d}.png"
-            Image.fromarray(_draw(shape, COLOURS[colour], start, rng.uniform(0, 90), size, width, height)).save(out / name)
+            Image.fromarray(_draw(shape, COLOURS[colour], start, rng.uniform(0, 90), size, width, height)).save(
+                out / name
+            )
             caption = f"a {colour} {shape}"
         rows.append({"file": name, "caption": caption})
     csv = out / "captions.csv"
@@ -81,7 +100,12 @@ def _draw(shape: str, colour, centre, angle: float, size: float, width: int, hei
         draw.ellipse([sx - size / 4, sy - size / 4, sx + size / 4, sy + size / 4], fill=BACKGROUND)
     else:
         corners = 4 if shape == "square" else 3
-        points = [(cx + size * math.cos(math.radians(angle + 90 + 360 * k / corners)),
-                   cy + size * math.sin(math.radians(angle + 90 + 360 * k / corners))) for k in range(corners)]
+        points = [
+            (
+                cx + size * math.cos(math.radians(angle + 90 + 360 * k / corners)),
+                cy + size * math.sin(math.radians(angle + 90 + 360 * k / corners)),
+            )
+            for k in range(corners)
+        ]
         draw.polygon(points, fill=colour)
     return np.asarray(image)

@@ -22,8 +22,14 @@ from nas.errors import NasError
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 
 
-def write_tiny_models(out: str | Path, width: int, tokens: int = 77, latent_channels: int = 4,
-                      images: np.ndarray | None = None, seed: int = 0) -> Path:
+def write_tiny_models(
+    out: str | Path,
+    width: int,
+    tokens: int = 77,
+    latent_channels: int = 4,
+    images: np.ndarray | None = None,
+    seed: int = 0,
+) -> Path:
     """``out/vae``, ``out/text_encoder`` and ``out/tokenizer``; ``images`` (N, H, W, 3 uint8) set the VAE's scale."""
     out = Path(out)
     write_vae(out / "vae", images, latent_channels=latent_channels, seed=seed)
@@ -38,9 +44,17 @@ def write_vae(folder: str | Path, images: np.ndarray | None = None, latent_chann
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=latent_channels, layers_per_block=1,
-                        norm_num_groups=4, down_block_types=["DownEncoderBlock2D"] * 4,
-                        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 16, 16], sample_size=64)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[8, 8, 16, 16],
+        sample_size=64,
+    )
     if images is not None and len(images):
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
@@ -59,9 +73,17 @@ def write_text_encoder(folder: str | Path, width: int = 32, tokens: int = 77, se
         raise NasError(f"text encoder width must be a positive multiple of 4 (4 heads), got {width}")
     vocab = write_tokenizer(folder, tokens)
     torch.manual_seed(seed)
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                            num_attention_heads=4, max_position_embeddings=tokens, bos_token_id=vocab[SPECIAL[0]],
-                            eos_token_id=vocab[SPECIAL[1]], pad_token_id=vocab[SPECIAL[1]])
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=tokens,
+        bos_token_id=vocab[SPECIAL[0]],
+        eos_token_id=vocab[SPECIAL[1]],
+        pad_token_id=vocab[SPECIAL[1]],
+    )
     CLIPTextModel(config).save_pretrained(folder, safe_serialization=True)
     return Path(folder)
 
@@ -74,15 +96,26 @@ def write_tokenizer(folder: str | Path, tokens: int = 77) -> dict[str, int]:
     vocab = {tok: i for i, tok in enumerate(alphabet + [c + "</w>" for c in alphabet] + SPECIAL)}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "model_max_length": tokens, "bos_token": SPECIAL[0], "eos_token": SPECIAL[1], "pad_token": SPECIAL[1],
-        "unk_token": SPECIAL[1], "tokenizer_class": "CLIPTokenizer"}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "model_max_length": tokens,
+                "bos_token": SPECIAL[0],
+                "eos_token": SPECIAL[1],
+                "pad_token": SPECIAL[1],
+                "unk_token": SPECIAL[1],
+                "tokenizer_class": "CLIPTokenizer",
+            }
+        )
+    )
     return vocab
 
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP byte-level BPE alphabet: every byte as a printable character."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:
@@ -120,5 +153,11 @@ def tiny_models_for_space(out: str | Path, space, calibrate: str | Path | None =
     if video.latent_scale != 8:
         raise NasError(f"{space.source}: the tiny VAE downsamples 8x, the space's latent_scale is {video.latent_scale}")
     images = calibration_frames(calibrate, video.height, video.width) if calibrate else None
-    return write_tiny_models(out, width=space.cross_attention_dim, tokens=space.text_tokens,
-                             latent_channels=video.latent_channels, images=images, seed=seed)
+    return write_tiny_models(
+        out,
+        width=space.cross_attention_dim,
+        tokens=space.text_tokens,
+        latent_channels=video.latent_channels,
+        images=images,
+        seed=seed,
+    )

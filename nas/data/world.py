@@ -50,8 +50,8 @@ BACKGROUND = (20, 20, 28)
 class WorldRecipe:
     """Everything that determines a world: same recipe, same world (bit for bit on one machine)."""
 
-    clips: int = 64            # search-pool clips (proxies and the ground truth train on these)
-    test_clips: int = 16       # held-out clips, each with a caption no search clip has
+    clips: int = 64  # search-pool clips (proxies and the ground truth train on these)
+    test_clips: int = 16  # held-out clips, each with a caption no search clip has
     backbone_steps: int = 300  # image-model training steps of the spatial backbone
     backbone_batch: int = 16
     backbone_lr: float = 1e-3
@@ -63,8 +63,9 @@ def motions() -> list[str]:
     return [f"moving {d} {s}" for d in DIRECTIONS for s in SPEEDS] + list(ROTATIONS)
 
 
-def make_world(out: str | Path, space: SearchSpace, recipe: WorldRecipe | None = None,
-               progress: bool = True) -> dict[str, Any]:
+def make_world(
+    out: str | Path, space: SearchSpace, recipe: WorldRecipe | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Build the world in ``out`` (a new or empty folder); returns world.json's content."""
     recipe = recipe or WorldRecipe()
     out = Path(out)
@@ -109,8 +110,9 @@ def make_world(out: str | Path, space: SearchSpace, recipe: WorldRecipe | None =
 
 def _check_recipe(recipe: WorldRecipe, space: SearchSpace) -> None:
     if recipe.clips < 8 or recipe.test_clips < 2:
-        raise NasError(f"nas world make: needs at least 8 search clips and 2 test clips "
-                       f"(got {recipe.clips}, {recipe.test_clips})")
+        raise NasError(
+            f"nas world make: needs at least 8 search clips and 2 test clips (got {recipe.clips}, {recipe.test_clips})"
+        )
     combos = len(SHAPES) * len(COLOURS) * len(motions())
     if recipe.test_clips > combos // 2:
         raise NasError(f"nas world make: at most {combos // 2} test clips (one unseen caption each)")
@@ -119,8 +121,9 @@ def _check_recipe(recipe: WorldRecipe, space: SearchSpace) -> None:
     if not space.source or not Path(space.source).is_file():
         raise NasError(f"nas world make: the space must come from a YAML file (got {space.source!r})")
     if space.video.latent_channels != 4:
-        raise NasError(f"{space.source}: the world's VAE has 4 latent channels, the space needs "
-                       f"{space.video.latent_channels}")
+        raise NasError(
+            f"{space.source}: the world's VAE has 4 latent channels, the space needs {space.video.latent_channels}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ clips
@@ -129,7 +132,7 @@ def _write_clips(root: Path, space: SearchSpace, recipe: WorldRecipe) -> dict[st
     rng = random.Random(recipe.seed)
     combos = [(s, c, m) for s in SHAPES for c in COLOURS for m in motions()]
     rng.shuffle(combos)
-    test_combos, search_combos = combos[:recipe.test_clips], combos[recipe.test_clips:]
+    test_combos, search_combos = combos[: recipe.test_clips], combos[recipe.test_clips :]
     v = space.video
     split = {}
     for name, count, pool in (("search", recipe.clips, search_combos), ("test", recipe.test_clips, test_combos)):
@@ -141,8 +144,17 @@ def _write_clips(root: Path, space: SearchSpace, recipe: WorldRecipe) -> dict[st
             clip, shift = _render(shape, COLOURS[colour], motion, v.frames, v.height, v.width, rng)
             file = f"clip_{index:04d}.mp4"
             write_video(folder / file, clip)
-            rows.append({"file": file, "caption": f"a {colour} {shape} {motion}", "shape": shape, "colour": colour,
-                         "motion": motion, "dx_px": shift[0], "dy_px": shift[1]})
+            rows.append(
+                {
+                    "file": file,
+                    "caption": f"a {colour} {shape} {motion}",
+                    "shape": shape,
+                    "colour": colour,
+                    "motion": motion,
+                    "dx_px": shift[0],
+                    "dy_px": shift[1],
+                }
+            )
         split[name] = pd.DataFrame(rows)
         split[name].to_csv(folder / "captions.csv", index=False)
     return split
@@ -187,8 +199,10 @@ def _write_reference_latents(root: Path, space: SearchSpace) -> None:
         background = (vae.encode(blank).latent_dist.mean[0] - shift) * scaling
     tokenizer, text_model = load_text_encoder(root / "text_encoder")
     empty, _ = encode_text(tokenizer, text_model, [""], space.text_tokens)
-    save_file({"background": background.contiguous(), "empty_text": empty[0].contiguous()},
-              str(root / "reference.safetensors"))
+    save_file(
+        {"background": background.contiguous(), "empty_text": empty[0].contiguous()},
+        str(root / "reference.safetensors"),
+    )
 
 
 # ------------------------------------------------------------------------------------- backbone
@@ -234,8 +248,12 @@ def _train_backbone(root: Path, space: SearchSpace, recipe: WorldRecipe, progres
         optimizer.step()
         losses.append(loss.item())
     unet.save_pretrained(root / "backbone")
-    return {"held_out_loss_before": round(before, 4), "held_out_loss_after": round(held_out(), 4),
-            "train_loss_last_20": round(float(np.mean(losses[-20:])), 4), "steps": recipe.backbone_steps}
+    return {
+        "held_out_loss_before": round(before, 4),
+        "held_out_loss_after": round(held_out(), 4),
+        "train_loss_last_20": round(float(np.mean(losses[-20:])), 4),
+        "steps": recipe.backbone_steps,
+    }
 
 
 # ---------------------------------------------------------------------------------- using a world
@@ -306,12 +324,14 @@ class World:
         measured = self.trajectories(test.get(test.videos)["latents"])
         moving = truth.abs().sum((1, 2)) > 0
         error = (measured - truth).norm(dim=-1)[:, 1:]
-        return {"mean_true_travel_latent_px": round(float(truth[:, -1].norm(dim=-1)[moving].mean()), 3),
-                "mean_error_latent_px": round(float(error.mean()), 3),
-                "direction_cosine": round(float(torch.nn.functional.cosine_similarity(
-                    measured[moving, -1], truth[moving, -1], dim=-1).mean()), 3)}
+        return {
+            "mean_true_travel_latent_px": round(float(truth[:, -1].norm(dim=-1)[moving].mean()), 3),
+            "mean_error_latent_px": round(float(error.mean()), 3),
+            "direction_cosine": round(
+                float(torch.nn.functional.cosine_similarity(measured[moving, -1], truth[moving, -1], dim=-1).mean()), 3
+            ),
+        }
 
 
 def load_world(folder: str | Path) -> World:
     return World(folder)
-

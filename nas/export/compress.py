@@ -24,8 +24,9 @@ def default_mode() -> tuple[str, str | None]:
     """The mode used when none is given, and a note when it is not the better one (k-means)."""
     if importlib.util.find_spec("sklearn") is not None:
         return "kmeans", None
-    return "uniform", ("scikit-learn is not installed, so weights are palettized uniformly "
-                       "(pip install '.[kmeans]' for k-means)")
+    return "uniform", (
+        "scikit-learn is not installed, so weights are palettized uniformly (pip install '.[kmeans]' for k-means)"
+    )
 
 
 def check_palettize(nbits: int, mode: str) -> None:
@@ -35,8 +36,9 @@ def check_palettize(nbits: int, mode: str) -> None:
     if mode not in MODES:
         raise NasError(f"palettize: mode must be one of {MODES}, got {mode!r}")
     if mode == "kmeans" and importlib.util.find_spec("sklearn") is None:
-        raise NasError("palettize: kmeans mode needs scikit-learn (pip install scikit-learn kmeans1d), "
-                       "or use mode 'uniform'")
+        raise NasError(
+            "palettize: kmeans mode needs scikit-learn (pip install scikit-learn kmeans1d), or use mode 'uniform'"
+        )
 
 
 def palettize(mlmodel, nbits: int, mode: str = "kmeans"):

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from nas.ops import get_op
-from nas.ops.base import OpGraph
 from nas.ops.ane import ATTENTION_IMPLEMENTATIONS
+from nas.ops.base import OpGraph
 from nas.profile.coreml_convert import convert
 
 ATTENTIONS = ATTENTION_IMPLEMENTATIONS  # split_einsum (Neural Engine, the default) or sdpa (one fused op)
@@ -42,13 +42,21 @@ def video_unet_inputs(model: nn.Module, batch: int = 1, seed: int = 0) -> dict[s
     }
 
 
-def convert_video_unet(model: nn.Module, batch: int = 1, precision: str = "fp16", target: str = "iOS18",
-                       attention: str = "split_einsum"):
+def convert_video_unet(
+    model: nn.Module, batch: int = 1, precision: str = "fp16", target: str = "iOS18", attention: str = "split_einsum"
+):
     """Convert a whole VideoUNet at its configured clip shape; inputs as :func:`video_unet_inputs`, output
     ``noise_pred`` (the name apple/ml-stable-diffusion pipelines read)."""
     inputs = video_unet_inputs(model, batch)
-    return convert(VideoUNetGraph(model), list(inputs.values()), list(inputs), ["noise_pred"],
-                   precision=precision, target=target, attention=attention)
+    return convert(
+        VideoUNetGraph(model),
+        list(inputs.values()),
+        list(inputs),
+        ["noise_pred"],
+        precision=precision,
+        target=target,
+        attention=attention,
+    )
 
 
 def convert_op(
@@ -68,5 +76,6 @@ def convert_op(
     torch.manual_seed(seed)
     layer = get_op(op)(channels, frames, norm_groups, **(params or {}))
     example = torch.randn(frames, channels, height, width)
-    return convert(OpGraph(layer, frames), [example], ["hidden_states"], precision=precision, target=target,
-                   attention=attention)
+    return convert(
+        OpGraph(layer, frames), [example], ["hidden_states"], precision=precision, target=target, attention=attention
+    )

@@ -77,11 +77,18 @@ def export_coreml(
     if palettize:
         check_palettize(palettize, palettize_mode)
     summary: dict[str, Any] = {
-        "model": {"space": model.config.space_name, "architecture": dict(model.config.architecture),
-                  "params": sum(p.numel() for p in model.parameters())},
-        "target": target, "precision": precision,
-        "palettize": ({"nbits": palettize, "mode": palettize_mode, **({"note": mode_note} if mode_note else {})}
-                      if palettize else None),
+        "model": {
+            "space": model.config.space_name,
+            "architecture": dict(model.config.architecture),
+            "params": sum(p.numel() for p in model.parameters()),
+        },
+        "target": target,
+        "precision": precision,
+        "palettize": (
+            {"nbits": palettize, "mode": palettize_mode, **({"note": mode_note} if mode_note else {})}
+            if palettize
+            else None
+        ),
         "chunks": chunks,
         "attention": attention,
         "tools": _versions(),
@@ -117,8 +124,9 @@ def export_coreml(
     expected = _expected_io(model, batch)
     problems = [f"{Path(p['path']).name}: {problem}" for p in summary["packages"] for problem in p["problems"]]
     problems += verify.check_chain(summary["packages"], expected["inputs"], expected["outputs"])
-    summary["warnings"] = [f"temporal op {op['slots'][0]} ({op['op']}): {w}" for op in summary["temporal_ops"]
-                           for w in op["warnings"]]
+    summary["warnings"] = [
+        f"temporal op {op['slots'][0]} ({op['op']}): {w}" for op in summary["temporal_ops"] for w in op["warnings"]
+    ]
     summary["inputs"], summary["outputs"] = expected["inputs"], expected["outputs"]
     summary["weight_bytes"] = sum(p["weight_bytes"] for p in summary["packages"])
     summary["problems"] = problems
@@ -131,17 +139,20 @@ def export_coreml(
     inputs = {name: tensor.numpy().astype(dtypes[name]) for name, tensor in video_unet_inputs(model, batch).items()}
     write_model_kit(out.parent, stem.name, packages, inputs, model.to_json_string(), space_path, precision)
     if compute_units:
-        runtime = CoreMLRuntime(f"timing on {compute_units} needs macOS (the Core ML runtime); {packages[0]} was "
-                                f"written: copy {out.parent} alone to a Mac and run `nas table time {out.parent} "
-                                f"--compute-units {compute_units}`")
+        runtime = CoreMLRuntime(
+            f"timing on {compute_units} needs macOS (the Core ML runtime); {packages[0]} was "
+            f"written: copy {out.parent} alone to a Mac and run `nas table time {out.parent} "
+            f"--compute-units {compute_units}`"
+        )
         timing = time_chain(packages, inputs, compute_units, warmup=1, repeats=runs, runtime=runtime)
         summary["timing"] = {"compute_units": compute_units, **timing}
         _write(summary_path, summary)
     return summary
 
 
-def describe_temporal_ops(model, precision: str = "fp16", target: str = "iOS18",
-                          attention: str = "split_einsum") -> list[dict[str, Any]]:
+def describe_temporal_ops(
+    model, precision: str = "fp16", target: str = "iOS18", attention: str = "split_einsum"
+) -> list[dict[str, Any]]:
     """Convert each distinct temporal layer of ``model`` alone, at its slot's shape, and describe its program.
 
     Layers alike in op, parameters and input shape are converted once (``slots`` lists where
@@ -166,8 +177,14 @@ def describe_temporal_ops(model, precision: str = "fp16", target: str = "iOS18",
             seen[key]["slots"].append(name)
             continue
         layer = copy.deepcopy(model.temporal[name][0]).float()
-        mlmodel = convert(OpGraph(layer, frames), [torch.zeros(shape)], ["hidden_states"], precision=precision,
-                          target=target, attention=attention)
+        mlmodel = convert(
+            OpGraph(layer, frames),
+            [torch.zeros(shape)],
+            ["hidden_states"],
+            precision=precision,
+            target=target,
+            attention=attention,
+        )
         program = verify.describe_program(mlmodel.get_spec())
         warnings = []
         if program["max_rank"] > 4:
@@ -177,8 +194,14 @@ def describe_temporal_ops(model, precision: str = "fp16", target: str = "iOS18",
         if program["longest_axis"] > verify.ANE_MAX_AXIS:
             warnings.append(f"an axis of {program['longest_axis']} elements (> {verify.ANE_MAX_AXIS})")
         program.pop("dynamic")
-        seen[key] = {"slots": [name], "op": choice["op"], "params": params, "input_shape": shape, **program,
-                     "warnings": warnings}
+        seen[key] = {
+            "slots": [name],
+            "op": choice["op"],
+            "params": params,
+            "input_shape": shape,
+            **program,
+            "warnings": warnings,
+        }
     return list(seen.values())
 
 
@@ -197,8 +220,10 @@ def _check_arguments(out: Path, target: str, precision: str, batch: int, chunks:
 
 def _expected_io(model, batch: int) -> dict[str, list[dict[str, Any]]]:
     inputs = video_unet_inputs(model, batch)
-    return {"inputs": [{"name": n, "shape": list(t.shape)} for n, t in inputs.items()],
-            "outputs": [{"name": "noise_pred", "shape": list(inputs["sample"].shape)}]}
+    return {
+        "inputs": [{"name": n, "shape": list(t.shape)} for n, t in inputs.items()],
+        "outputs": [{"name": "noise_pred", "shape": list(inputs["sample"].shape)}],
+    }
 
 
 def _save(mlmodel, path: Path) -> None:
@@ -215,8 +240,12 @@ def _versions() -> dict[str, str]:
     import coremltools
     import torch
 
-    return {"coremltools": coremltools.__version__, "torch": torch.__version__,
-            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine()}
+    return {
+        "coremltools": coremltools.__version__,
+        "torch": torch.__version__,
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+    }
 
 
 def _first_line(exc: Exception) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_RANK = 5
-ANE_MAX_AXIS = 16384            # longer axes fail to compile for the Neural Engine (user reports)
+ANE_MAX_AXIS = 16384  # longer axes fail to compile for the Neural Engine (user reports)
 ANE_MAX_WEIGHT_BYTES = 1 << 30  # ~1 GB of weights per model; beyond it, chunk or palettize
 
 
@@ -30,8 +30,11 @@ def describe_package(path: str | Path) -> dict[str, Any]:
 
     def feature(f) -> dict[str, Any]:
         array = f.type.multiArrayType
-        return {"name": f.name, "shape": list(array.shape),
-                "dtype": FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType).lower()}
+        return {
+            "name": f.name,
+            "shape": list(array.shape),
+            "dtype": FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType).lower(),
+        }
 
     weights = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     weight_bytes = weights.stat().st_size if weights.is_file() else 0
@@ -44,8 +47,10 @@ def describe_package(path: str | Path) -> dict[str, Any]:
     if longest > ANE_MAX_AXIS:
         warnings.append(f"an axis of {longest} elements (> {ANE_MAX_AXIS}): will not compile for the Neural Engine")
     if weight_bytes > ANE_MAX_WEIGHT_BYTES:
-        warnings.append(f"{weight_bytes / 2**30:.2f} GiB of weights (> 1 GiB): too big for the Neural Engine; "
-                        "use --chunks or --palettize")
+        warnings.append(
+            f"{weight_bytes / 2**30:.2f} GiB of weights (> 1 GiB): too big for the Neural Engine; "
+            "use --chunks or --palettize"
+        )
     if program["conv3d"]:
         warnings.append(f"{program['conv3d']} rank-5 (3D) convolution(s): these do not run on the Neural Engine")
     return {

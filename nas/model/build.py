@@ -30,8 +30,13 @@ class Built:
     report: dict[str, Any]
 
 
-def build(space: str | Path | SearchSpace, arch: str | Path = "reference", spatial_weights: str | Path | None = None,
-          device: str = "cpu", out: str | Path | None = None) -> Built:
+def build(
+    space: str | Path | SearchSpace,
+    arch: str | Path = "reference",
+    spatial_weights: str | Path | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> Built:
     """Build ``arch`` of ``space`` on ``device`` (``meta``: count only); save it to ``out`` if given.
 
     The size report holds params and FLOPs per slot. ``out`` gets the model (save_pretrained) and
@@ -57,8 +62,9 @@ def build(space: str | Path | SearchSpace, arch: str | Path = "reference", spati
     return Built(model, space, architecture, report)
 
 
-def load_or_build(model: str | Path | None = None, space: str | Path | None = None,
-                  arch: str | Path | None = None) -> VideoUNet:
+def load_or_build(
+    model: str | Path | None = None, space: str | Path | None = None, arch: str | Path | None = None
+) -> VideoUNet:
     """A saved VideoUNet folder (``model``), or ``arch`` (default: reference) of ``space`` with random weights."""
     if space:
         space = SearchSpace.load(space)

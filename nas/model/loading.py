@@ -38,12 +38,14 @@ def load_pretrained(cls: type, folder: str | Path, **kwargs: Any):
     if not any(p.suffix == ".safetensors" for p in files):
         pickles = sorted(p.name for p in files if p.suffix in PICKLES)
         if pickles:
-            raise NasError(f"{folder}: weights only as pickles ({pickles[0]}), which nas never loads; "
-                           "save them as .safetensors (save_pretrained(safe_serialization=True))")
+            raise NasError(
+                f"{folder}: weights only as pickles ({pickles[0]}), which nas never loads; "
+                "save them as .safetensors (save_pretrained(safe_serialization=True))"
+            )
         raise NasError(f"{folder}: no .safetensors weights")
     try:
         return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, EnvironmentError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise NasError(f"{folder}: cannot load a {cls.__name__} ({_first_line(exc)})") from None
     except Exception as exc:  # safetensors raises its own SafetensorError for truncated or corrupt files
         if type(exc).__name__ != "SafetensorError":

@@ -30,8 +30,10 @@ def choice_size(space: SearchSpace, slot: Slot, choice: Choice) -> OpCost:
 def size_arrays(space: SearchSpace, column: str) -> list[np.ndarray]:
     """Per slot, ``column`` (params or flops) of each of its choices: a choice row
     (:meth:`SearchSpace.encode`) indexes them to size many architectures at once."""
-    return [np.array([getattr(choice_size(space, slot, choice), column) for choice in slot.choices], dtype=np.int64)
-            for slot in space.slots]
+    return [
+        np.array([getattr(choice_size(space, slot, choice), column) for choice in slot.choices], dtype=np.int64)
+        for slot in space.slots
+    ]
 
 
 def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str, Any]]:
@@ -40,16 +42,18 @@ def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str,
     for slot in space.slots:
         choice = architecture.choice(slot.name)
         cost = choice_size(space, slot, choice)
-        rows.append({
-            "slot": slot.name,
-            "choice": choice.label,
-            "channels": slot.channels,
-            "frames": space.video.frames,
-            "height": slot.height,
-            "width": slot.width,
-            "params": cost.params,
-            "flops": cost.flops,
-        })
+        rows.append(
+            {
+                "slot": slot.name,
+                "choice": choice.label,
+                "channels": slot.channels,
+                "frames": space.video.frames,
+                "height": slot.height,
+                "width": slot.width,
+                "params": cost.params,
+                "flops": cost.flops,
+            }
+        )
     return rows
 
 

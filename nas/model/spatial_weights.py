@@ -16,8 +16,11 @@ from torch import nn
 
 from nas.errors import NasError
 
-WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors",
-                "model/diffusion_pytorch_model.safetensors")
+WEIGHT_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.safetensors",
+    "model/diffusion_pytorch_model.safetensors",
+)
 VIDEO_PREFIX = "spatial."  # a VideoUNet's (a run's model/) backbone tensors
 
 
@@ -49,19 +52,27 @@ def load_spatial_weights(unet: nn.Module, path: str | Path, space=None) -> list[
     if any(k.startswith("model.diffusion_model.") for k in state):
         raise NasError(f"{file}: original (LDM) checkpoint layout; convert it to diffusers format first")
     if any(k.startswith(VIDEO_PREFIX) for k in state):
-        state = {k[len(VIDEO_PREFIX):]: v for k, v in state.items() if k.startswith(VIDEO_PREFIX)}
+        state = {k[len(VIDEO_PREFIX) :]: v for k, v in state.items() if k.startswith(VIDEO_PREFIX)}
     own = unet.state_dict()
     missing = [k for k in own if k not in state]
     mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if (missing or mismatched) and "conv_in.weight" in state:
         k = mismatched[0] if mismatched else missing[0]
-        what = f"{k} is {tuple(state[k].shape)}, the backbone needs {tuple(own[k].shape)}" if mismatched \
+        what = (
+            f"{k} is {tuple(state[k].shape)}, the backbone needs {tuple(own[k].shape)}"
+            if mismatched
             else f"it has no {k}"
+        )
         space_file = getattr(space, "source", None) or "SPACE.yaml"
-        origin = f" (the space's backbone is pruned from {space.prune_from['model']})" \
-            if getattr(space, "prune_from", None) else ""
-        raise NasError(f"{file}: a UNet of another shape than the backbone ({what}){origin}; prune it first: "
-                       f"nas prune {path} --space {space_file} -o PRUNED_DIR, then pass PRUNED_DIR")
+        origin = (
+            f" (the space's backbone is pruned from {space.prune_from['model']})"
+            if getattr(space, "prune_from", None)
+            else ""
+        )
+        raise NasError(
+            f"{file}: a UNet of another shape than the backbone ({what}){origin}; prune it first: "
+            f"nas prune {path} --space {space_file} -o PRUNED_DIR, then pass PRUNED_DIR"
+        )
     if missing:
         raise NasError(f"{file}: {len(missing)} backbone tensor(s) missing, e.g. {missing[0]}")
     with torch.no_grad():

@@ -11,8 +11,17 @@ import importlib
 from nas.ops.key import OpKey
 from nas.ops.registry import check_op_name, describe_ops, get_op, list_ops, op_defaults, register_op
 
-__all__ = ["OpCost", "OpKey", "TemporalOp", "check_op_name", "describe_ops", "get_op", "list_ops", "op_defaults",
-           "register_op"]
+__all__ = [
+    "OpCost",
+    "OpKey",
+    "TemporalOp",
+    "check_op_name",
+    "describe_ops",
+    "get_op",
+    "list_ops",
+    "op_defaults",
+    "register_op",
+]
 
 
 def __getattr__(name: str):

@@ -144,13 +144,22 @@ class ChannelsFirstAttnProcessor:
     def __init__(self, implementation: str = "split_einsum"):
         self.implementation = check_implementation(implementation)
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
-        if (attention_mask is not None or hidden_states.ndim != 3 or attn.spatial_norm is not None
-                or attn.group_norm is not None or attn.norm_cross or attn.residual_connection
-                or getattr(attn, "norm_q", None) is not None):
-            raise ValueError("ChannelsFirstAttnProcessor supports plain (cross-)attention of (B, S, C) tokens "
-                             "without mask, norms or residual, as in SD 1.x/2.x UNets")
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
+        if (
+            attention_mask is not None
+            or hidden_states.ndim != 3
+            or attn.spatial_norm is not None
+            or attn.group_norm is not None
+            or attn.norm_cross
+            or attn.residual_connection
+            or getattr(attn, "norm_q", None) is not None
+        ):
+            raise ValueError(
+                "ChannelsFirstAttnProcessor supports plain (cross-)attention of (B, S, C) tokens "
+                "without mask, norms or residual, as in SD 1.x/2.x UNets"
+            )
         x = hidden_states.transpose(1, 2)[:, :, None]
         context = None if encoder_hidden_states is None else encoder_hidden_states.transpose(1, 2)[:, :, None]
         return attend(attn, x, context, self.implementation)[:, :, 0].transpose(1, 2)

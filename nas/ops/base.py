@@ -80,8 +80,9 @@ class TemporalOp(nn.Module):
         return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[0]
 
     @classmethod
-    def working_set(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int],
-                    attention: str | None = None) -> int:
+    def working_set(
+        cls, channels: int, frames: int, height: int, width: int, params: dict[str, int], attention: str | None = None
+    ) -> int:
         return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())), attention)[1]
 
 

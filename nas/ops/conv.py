@@ -90,5 +90,5 @@ class Conv3d(TemporalConv):
         # Output frame i sums tap t of input frame i + t - pad (zero outside the clip).
         out = per_frame[:, :f, :c]
         for t in range(1, k):
-            out = out + per_frame[:, t:t + f, t * c:(t + 1) * c]
+            out = out + per_frame[:, t : t + f, t * c : (t + 1) * c]
         return out.permute(0, 2, 1, 3) + conv.bias[None, :, None, None]

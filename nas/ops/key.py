@@ -10,8 +10,9 @@ share one CSV schema.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -22,8 +23,11 @@ def format_params(params: Mapping[str, Any]) -> str:
     parts = []
     for name in sorted(params):
         value = params[name]
-        text = str(int(value)) if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()) \
+        text = (
+            str(int(value))
+            if isinstance(value, bool) or (isinstance(value, float) and value.is_integer())
             else str(value)
+        )
         if not _NAME.match(str(name)) or not _VALUE.match(text):
             raise ValueError(f"op parameter {name}={value!r} cannot be part of a table key")
         parts.append(f"{name}={text}")
@@ -57,8 +61,9 @@ class OpKey:
     params: str = ""
 
     @classmethod
-    def of(cls, op: str, channels: int, frames: int, height: int, width: int,
-           params: Mapping[str, Any] | None = None) -> OpKey:
+    def of(
+        cls, op: str, channels: int, frames: int, height: int, width: int, params: Mapping[str, Any] | None = None
+    ) -> OpKey:
         return cls(op, int(channels), int(frames), int(height), int(width), format_params(params or {}))
 
     @classmethod
@@ -84,8 +89,11 @@ class OpKey:
     def text(self) -> str:
         """Human form for messages: ``attn1d(channels=320, frames=16, 40x64, heads=8)``."""
         params = ", ".join(f"{k}={v}" for k, v in self.param_dict.items())
-        return (f"{self.op}(channels={self.channels}, frames={self.frames}, {self.height}x{self.width}"
-                + (f", {params}" if params else "") + ")")
+        return (
+            f"{self.op}(channels={self.channels}, frames={self.frames}, {self.height}x{self.width}"
+            + (f", {params}" if params else "")
+            + ")"
+        )
 
     def row_text(self) -> str:
         """The key as table columns, as sidecars and row errors name a row: ``op=attn1d channels=320 ...``

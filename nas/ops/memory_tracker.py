@@ -41,8 +41,9 @@ class MemoryTracker(TorchDispatchMode):
                 self.moved += value.numel() * value.element_size()
                 storage = value.untyped_storage()
                 if inputs is None:
-                    inputs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0]
-                              if isinstance(t, torch.Tensor)}
+                    inputs = {
+                        id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
+                    }
                 if id(storage) not in inputs:
                     self._track(storage)
         return out

@@ -21,14 +21,29 @@ ENTRY_POINT_GROUP = "nas.temporal_ops"
 
 # The built-in ops, imported on first use, so that reading a table or listing names does not pull
 # in torch and diffusers.
-BUILTIN = MappingProxyType({"none": "nas.ops.identity:NoTemporalOp", "conv1d": "nas.ops.conv:Conv1d",
-                            "conv3d": "nas.ops.conv:Conv3d", "attn1d": "nas.ops.attention:Attention1d",
-                            "attn3d": "nas.ops.attention:Attention3d"})
+BUILTIN = MappingProxyType(
+    {
+        "none": "nas.ops.identity:NoTemporalOp",
+        "conv1d": "nas.ops.conv:Conv1d",
+        "conv3d": "nas.ops.conv:Conv3d",
+        "attn1d": "nas.ops.attention:Attention1d",
+        "attn3d": "nas.ops.attention:Attention3d",
+    }
+)
 # Their parameters and defaults, kept here (the op classes take theirs from this) so that a table's
 # keys can be checked and completed without importing an op; read-only, as the classes share them.
-BUILTIN_DEFAULTS = MappingProxyType({name: MappingProxyType(defaults) for name, defaults in {
-    "none": {}, "conv1d": {"kernel": 3}, "conv3d": {"kernel": 3}, "attn1d": {"heads": 8}, "attn3d": {"heads": 8},
-}.items()})
+BUILTIN_DEFAULTS = MappingProxyType(
+    {
+        name: MappingProxyType(defaults)
+        for name, defaults in {
+            "none": {},
+            "conv1d": {"kernel": 3},
+            "conv3d": {"kernel": 3},
+            "attn1d": {"heads": 8},
+            "attn3d": {"heads": 8},
+        }.items()
+    }
+)
 
 
 def _identifier(name: str, cls: Any) -> None:

@@ -19,8 +19,11 @@ from nas.registry import Registry
 from nas.space import SearchSpace
 
 # The built-in backends, imported on first use (the coreml one pulls in coremltools).
-PROFILER_REGISTRY: Registry[type[Profiler]] = Registry("profiler", "nas.profilers", {
-    "torch": "nas.profile.torch_profiler:TorchProfiler", "coreml": "nas.profile.coreml_profiler:CoreMLProfiler"})
+PROFILER_REGISTRY: Registry[type[Profiler]] = Registry(
+    "profiler",
+    "nas.profilers",
+    {"torch": "nas.profile.torch_profiler:TorchProfiler", "coreml": "nas.profile.coreml_profiler:CoreMLProfiler"},
+)
 
 
 class Profiler:
@@ -28,8 +31,15 @@ class Profiler:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, space: SearchSpace, warmup: int = 3, repeats: int = 20, time_limit_s: float = 30.0,
-                 budget_s: float = 10.0, **options: Any):
+    def __init__(
+        self,
+        space: SearchSpace,
+        warmup: int = 3,
+        repeats: int = 20,
+        time_limit_s: float = 30.0,
+        budget_s: float = 10.0,
+        **options: Any,
+    ):
         self.space = space
         self.warmup = warmup
         self.repeats = repeats

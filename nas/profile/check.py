@@ -25,7 +25,6 @@ from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memor
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
-
 ROUND_ROBIN_MB = 2048  # below this much weight in all, keep every model and time them round-robin
 ROUNDS = 10
 
@@ -42,8 +41,15 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
     }
 
 
-def check_table(space_path: str | Path, table_path: str | Path, samples: int = 20, seed: int = 0,
-                warmup: int = 5, repeats: int = 100, progress: bool = True) -> dict[str, Any]:
+def check_table(
+    space_path: str | Path,
+    table_path: str | Path,
+    samples: int = 20,
+    seed: int = 0,
+    warmup: int = 5,
+    repeats: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Measure ``samples`` random architectures end to end and compare with the table's predictions."""
     if samples < 2:
         raise NasError(f"--samples must be at least 2, got {samples}")
@@ -52,16 +58,21 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
     space = SearchSpace.load(space_path)
     table = CostTable.load(table_path)
     if table.meta.get("backend") != "torch":
-        raise NasError(f"{table.path}: the check measures on the table's backend; "
-                       f"{table.meta.get('backend')!r} tables are checked where they were measured (torch only here)")
+        raise NasError(
+            f"{table.path}: the check measures on the table's backend; "
+            f"{table.meta.get('backend')!r} tables are checked where they were measured (torch only here)"
+        )
     device = torch.device(table.meta.get("torch_device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"{table.path}: measured on cuda, and no CUDA device is available here")
     threads = re.search(r"\((\d+) threads\)", str(table.meta.get("device", "")))
     if device.type == "cpu" and threads and int(threads.group(1)) != torch.get_num_threads():
-        warnings.warn(f"{table.path}: measured with {threads.group(1)} threads, checking with "
-                      f"{torch.get_num_threads()} (set OMP_NUM_THREADS={threads.group(1)} to compare like with like)",
-                      NasWarning)
+        warnings.warn(
+            f"{table.path}: measured with {threads.group(1)} threads, checking with "
+            f"{torch.get_num_threads()} (set OMP_NUM_THREADS={threads.group(1)} to compare like with like)",
+            NasWarning,
+            stacklevel=2,
+        )
     dtype = DTYPES[table.meta["precision"]]
     cost = CostModel(space, table)
     v = space.video
@@ -98,15 +109,29 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
             def run(model=model):
                 return model(sample, timestep, text, return_dict=False)
 
-            timing = time_call(run, warmup if round_index == 0 else min(1, warmup), max(3, repeats // rounds),
-                               time_limit_s=math.inf, sync=device_sync(device), probe=probe, probe_ms=probe_ms,
-                               evict=evict_caches if device.type == "cpu" else None)
+            timing = time_call(
+                run,
+                warmup if round_index == 0 else min(1, warmup),
+                max(3, repeats // rounds),
+                time_limit_s=math.inf,
+                sync=device_sync(device),
+                probe=probe,
+                probe_ms=probe_ms,
+                evict=evict_caches if device.type == "cpu" else None,
+            )
             round_p50[i].append(timing.p50_ms)
             if round_index == 0:
                 weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-                rows.append({"arch_id": architecture.id, "predicted_ms": prediction.unet_ms, "measured_ms": None,
-                             "predicted_mb": prediction.weights_mb + prediction.activation_mb, "measured_mb": weights_mb + peak_memory_mb(run),
-                             "coverage": prediction.coverage})
+                rows.append(
+                    {
+                        "arch_id": architecture.id,
+                        "predicted_ms": prediction.unet_ms,
+                        "measured_ms": None,
+                        "predicted_mb": prediction.weights_mb + prediction.activation_mb,
+                        "measured_mb": weights_mb + peak_memory_mb(run),
+                        "coverage": prediction.coverage,
+                    }
+                )
             if not together:
                 del models[i]
             bar.update()
@@ -117,6 +142,12 @@ def check_table(space_path: str | Path, table_path: str | Path, samples: int = 2
         raise NasError(f"{table.path}: fewer than 2 of {samples} sampled architectures can run per the table")
     pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
     pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
-    return {"space": space.name, "table": str(table.path), "samples": len(rows), "probe_ms": probe_ms,
-            **accuracy(pm, mm),
-            **accuracy(pb, mb, "memory_"), "architectures": rows}
+    return {
+        "space": space.name,
+        "table": str(table.path),
+        "samples": len(rows),
+        "probe_ms": probe_ms,
+        **accuracy(pm, mm),
+        **accuracy(pb, mb, "memory_"),
+        "architectures": rows,
+    }

@@ -8,7 +8,7 @@ keeps shape arithmetic out of the converted graph.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -18,24 +18,35 @@ import json
 import platform
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import (COLUMNS, KEY_COLUMNS, PLACEMENT, PLACEMENTS, STATUSES, CostTable, sidecar_keys,
-                            sidecar_path, table_columns, validate_rows)
+from nas.cost.table import (
+    COLUMNS,
+    KEY_COLUMNS,
+    PLACEMENT,
+    PLACEMENTS,
+    STATUSES,
+    CostTable,
+    sidecar_keys,
+    sidecar_path,
+    table_columns,
+    validate_rows,
+)
+from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.ops.key import parse_params
 from nas.profile.base import Profiler
 from nas.profile.coreml_convert import convert
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
-from nas.cost.workload import build_workload
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
@@ -47,26 +58,46 @@ OPS, MODELS = "ops", "models"  # export.yaml ``kind``; folders from before it ar
 # A models manifest row: the chain of packages (``;``-joined, in order), their inputs (name=path), the
 # copied space YAML (empty for a model exported from a folder) and the model's config.
 MODEL_COLUMNS = ["model", "packages", "inputs", "space", "config", "precision"]
-MODEL_RESULT_COLUMNS = ["model", "precision", "latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status",
-                        "message", PLACEMENT, "load_s"]
-MAC_NOTE = ("measured on this Mac's own Neural Engine/CPU/GPU, not on an iPhone; memory_mb = growth of the process "
-            "physical footprint during prediction, empty if unmeasured")
+MODEL_RESULT_COLUMNS = [
+    "model",
+    "precision",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "memory_mb",
+    "samples",
+    "status",
+    "message",
+    PLACEMENT,
+    "load_s",
+]
+MAC_NOTE = (
+    "measured on this Mac's own Neural Engine/CPU/GPU, not on an iPhone; memory_mb = growth of the process "
+    "physical footprint during prediction, empty if unmeasured"
+)
 
 
 def package_name(key: OpKey) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(str(v) for v in key.as_dict().values())) + ".mlpackage"
 
 
-def export_packages(space_path: str | Path, out_dir: str | Path, precision: str = "fp16", target: str = "iOS18",
-                    progress: bool = True, attention: str = "split_einsum") -> Path:
+def export_packages(
+    space_path: str | Path,
+    out_dir: str | Path,
+    precision: str = "fp16",
+    target: str = "iOS18",
+    progress: bool = True,
+    attention: str = "split_einsum",
+) -> Path:
     """Convert every planned key to DIR/<key>.mlpackage and write what a Mac needs to time them (resumable)."""
     import coremltools
 
     space = SearchSpace.load(space_path)
     out_dir = Path(out_dir)
     if _kind(out_dir) not in (None, OPS):
-        raise NasError(f"{out_dir}: holds another kind of folder (a model export or a foreign {MANIFEST}); "
-                       "write the op export elsewhere")
+        raise NasError(
+            f"{out_dir}: holds another kind of folder (a model export or a foreign {MANIFEST}); "
+            "write the op export elsewhere"
+        )
     (out_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, out_dir / SPACE_COPY)
     rows = []
@@ -77,8 +108,14 @@ def export_packages(space_path: str | Path, out_dir: str | Path, precision: str 
         if not path.exists():
             try:
                 workload = build_workload(space, key)
-                convert(workload.module, workload.inputs, workload.input_names, precision=precision,
-                        target=target, attention=attention).save(str(path))
+                convert(
+                    workload.module,
+                    workload.inputs,
+                    workload.input_names,
+                    precision=precision,
+                    target=target,
+                    attention=attention,
+                ).save(str(path))
             except (MemoryError, RuntimeError, ValueError) as exc:
                 status = "oom" if "memory" in str(exc).lower() else "unsupported"
         inputs = ""
@@ -86,24 +123,43 @@ def export_packages(space_path: str | Path, out_dir: str | Path, precision: str 
             workload = workload or build_workload(space, key)
             feed = {name: x.numpy().astype(np.float32) for name, x in zip(workload.input_names, workload.inputs)}
             inputs = save_inputs(out_dir, path.name.removesuffix(".mlpackage"), feed)
-        rows.append({**key.as_dict(), "package": path.name if status == "ok" else "", "inputs": inputs,
-                     "status": status})
+        rows.append(
+            {**key.as_dict(), "package": path.name if status == "ok" else "", "inputs": inputs, "status": status}
+        )
     pd.DataFrame(rows).to_csv(out_dir / MANIFEST, index=False)
-    write_yaml(out_dir / EXPORT_INFO, {"kind": OPS, "space": space.name, "space_path": SPACE_COPY,
-                                       "precision": precision, "target": target, "attention": attention,
-                                       "tools": {"coremltools": coremltools.__version__}})
+    write_yaml(
+        out_dir / EXPORT_INFO,
+        {
+            "kind": OPS,
+            "space": space.name,
+            "space_path": SPACE_COPY,
+            "precision": precision,
+            "target": target,
+            "attention": attention,
+            "tools": {"coremltools": coremltools.__version__},
+        },
+    )
     return out_dir / MANIFEST
 
 
 def check_model_folder(export_dir: str | Path) -> None:
     """Fail early where ``export_dir`` cannot take a model export (it holds an op export)."""
     if _kind(Path(export_dir)) not in (None, MODELS):
-        raise NasError(f"{export_dir}: holds another kind of folder (a per-op export or a foreign {MANIFEST}); "
-                       "write the model to another folder")
+        raise NasError(
+            f"{export_dir}: holds another kind of folder (a per-op export or a foreign {MANIFEST}); "
+            "write the model to another folder"
+        )
 
 
-def write_model_kit(export_dir: str | Path, name: str, packages: Sequence[str | Path], feed: Mapping[str, np.ndarray],
-                    config_json: str, space_path: str | Path | None = None, precision: str = "fp16") -> Path:
+def write_model_kit(
+    export_dir: str | Path,
+    name: str,
+    packages: Sequence[str | Path],
+    feed: Mapping[str, np.ndarray],
+    config_json: str,
+    space_path: str | Path | None = None,
+    precision: str = "fp16",
+) -> Path:
     """Make ``export_dir``, which holds ``packages`` (one model, chunks in order), a kit that times model ``name``.
 
     Writes ``inputs/<name>.<input>.npy``, ``<name>.config.json`` (the VideoUNet's config), a copy of
@@ -126,9 +182,16 @@ def write_model_kit(export_dir: str | Path, name: str, packages: Sequence[str | 
     if space_path is not None:
         space = f"{name}.space.yaml"
         shutil.copyfile(space_path, export_dir / space)
-    rows.append({"model": name, "packages": ";".join(Path(p).name for p in packages),
-                 "inputs": save_inputs(export_dir, name, feed), "space": space, "config": config,
-                 "precision": precision})
+    rows.append(
+        {
+            "model": name,
+            "packages": ";".join(Path(p).name for p in packages),
+            "inputs": save_inputs(export_dir, name, feed),
+            "space": space,
+            "config": config,
+            "precision": precision,
+        }
+    )
     pd.DataFrame(rows, columns=MODEL_COLUMNS).to_csv(export_dir / MANIFEST, index=False)
     write_yaml(export_dir / EXPORT_INFO, {"kind": MODELS, "tools": {"coremltools": coremltools.__version__}})
     return export_dir / MANIFEST
@@ -145,9 +208,16 @@ def save_inputs(export_dir: Path, stem: str, feed: Mapping[str, np.ndarray]) -> 
     return ";".join(items)
 
 
-def time_packages(export_dir: str | Path, compute_units: str = "CPU_AND_NE", warmup: int = 3, repeats: int = 20,
-                  time_limit_s: float = 30.0, budget_s: float = 10.0, runtime: CoreMLRuntime | None = None,
-                  progress: bool = True) -> Path:
+def time_packages(
+    export_dir: str | Path,
+    compute_units: str = "CPU_AND_NE",
+    warmup: int = 3,
+    repeats: int = 20,
+    time_limit_s: float = 30.0,
+    budget_s: float = 10.0,
+    runtime: CoreMLRuntime | None = None,
+    progress: bool = True,
+) -> Path:
     """On a Mac: time every package (ops) or chain of chunks (models) of an export folder.
 
     Writes ``results.csv`` and ``results.yaml`` in it. Needs only the folder. ``runtime``
@@ -156,11 +226,18 @@ def time_packages(export_dir: str | Path, compute_units: str = "CPU_AND_NE", war
     check_compute_units(compute_units)
     export_dir = Path(export_dir)
     manifest, info = read_export(export_dir)
-    runtime = runtime or CoreMLRuntime(f"{export_dir}: timing needs macOS (the Core ML runtime); copy this folder "
-                                       "alone to a Mac and run `nas table time` there")
+    runtime = runtime or CoreMLRuntime(
+        f"{export_dir}: timing needs macOS (the Core ML runtime); copy this folder "
+        "alone to a Mac and run `nas table time` there"
+    )
     models = info.get("kind", OPS) == MODELS
-    options = {"warmup": warmup, "repeats": repeats, "time_limit_s": time_limit_s, "budget_s": budget_s,
-               "runtime": runtime}
+    options = {
+        "warmup": warmup,
+        "repeats": repeats,
+        "time_limit_s": time_limit_s,
+        "budget_s": budget_s,
+        "runtime": runtime,
+    }
     rows = []
     for record in tqdm(manifest.to_dict("records"), desc="time coreml", unit="package", disable=not progress):
         if models:
@@ -170,18 +247,22 @@ def time_packages(export_dir: str | Path, compute_units: str = "CPU_AND_NE", war
             continue
         key = OpKey.of(*(record[c] for c in KEY_COLUMNS[:-1]), parse_params(str(record["params"])))
         if record["status"] != "ok":
-            values = {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0,
-                      "status": record["status"], PLACEMENT: ""}
+            values = {
+                "latency_p50_ms": "",
+                "latency_p90_ms": "",
+                "memory_mb": "",
+                "samples": 0,
+                "status": record["status"],
+                PLACEMENT: "",
+            }
         else:
             package = _inside(export_dir, record["package"], record["package"])
-            values = time_chain([package], read_inputs(export_dir, record, record["package"]), compute_units,
-                                **options)
+            values = time_chain([package], read_inputs(export_dir, record, record["package"]), compute_units, **options)
         rows.append({**key.as_dict(), **values})
     pd.DataFrame(rows, columns=MODEL_RESULT_COLUMNS if models else COLUMNS).to_csv(export_dir / RESULTS, index=False)
     precision = ",".join(sorted(set(manifest["precision"]))) if models else info["precision"]
     meta = Profiler.common_metadata()
-    meta.update(device=_mac_name(), backend="coreml", compute_units=compute_units, precision=precision,
-                note=MAC_NOTE)
+    meta.update(device=_mac_name(), backend="coreml", compute_units=compute_units, precision=precision, note=MAC_NOTE)
     write_yaml(export_dir / RESULTS_INFO, meta)
     return export_dir / RESULTS
 
@@ -213,13 +294,15 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
         raise NasError(f"{export_dir / RESULTS_INFO}: tools must map tool names to versions")
     meta["tools"] = {**info.get("tools", {}), **meta.get("tools", {})}
     if info.get("kind", OPS) == OPS:
-        table = CostTable(validate_rows(table_columns(frame, results), results),
-                             {**meta, "space": info["space"], "command": command})
+        table = CostTable(
+            validate_rows(table_columns(frame, results), results), {**meta, "space": info["space"], "command": command}
+        )
         table.save(out)
         return table
     spaces = sorted({_space_name(_inside(export_dir, c, c)) for c in manifest["config"]})
-    measured = MeasuredModels(_model_rows(frame, set(manifest["model"]), results),
-                              {**meta, "space": ",".join(spaces), "command": command})
+    measured = MeasuredModels(
+        _model_rows(frame, set(manifest["model"]), results), {**meta, "space": ",".join(spaces), "command": command}
+    )
     missing = [k for k in sidecar_keys(measured.meta) if k not in measured.meta]
     if missing:
         raise NasError(f"{export_dir / RESULTS_INFO}: missing key(s) {', '.join(missing)}")
@@ -266,8 +349,10 @@ def read_export(export_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The manifest and export.yaml of an export folder."""
     manifest = export_dir / MANIFEST
     if not manifest.is_file():
-        raise NasError(f"{manifest}: not an export folder (made by `nas profile --backend coreml --export-only` "
-                       "or `nas export coreml`)")
+        raise NasError(
+            f"{manifest}: not an export folder (made by `nas profile --backend coreml --export-only` "
+            "or `nas export coreml`)"
+        )
     info = read_yaml_mapping(export_dir / EXPORT_INFO)
     frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     columns = MODEL_COLUMNS if info.get("kind", OPS) == MODELS else ["package", "status"]
@@ -284,8 +369,9 @@ def read_inputs(export_dir: Path, record: dict[str, Any], what: str) -> dict[str
         name, _, relative = item.partition("=")
         feed[name] = np.load(_inside(export_dir, relative, what), allow_pickle=False)
     if not feed:
-        raise NasError(f"{export_dir / MANIFEST}: no inputs listed for {what} (export made before inputs were "
-                       "saved: export again)")
+        raise NasError(
+            f"{export_dir / MANIFEST}: no inputs listed for {what} (export made before inputs were saved: export again)"
+        )
     return feed
 
 

@@ -13,20 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from nas.cost.workload import build_workload
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.coreml_convert import convert
 from nas.profile.coreml_kit import package_name
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
-from nas.cost.workload import build_workload
 
 
 @register_profiler
 class CoreMLProfiler(Profiler):
     name = "coreml"
 
-    def __init__(self, space, compute_units: str = "CPU_AND_NE", precision: str = "fp16", target: str = "iOS18",
-                 **options: Any):
+    def __init__(
+        self, space, compute_units: str = "CPU_AND_NE", precision: str = "fp16", target: str = "iOS18", **options: Any
+    ):
         super().__init__(space, **options)
         self.compute_units, self.precision, self.target = check_compute_units(compute_units), precision, target
         self.runtime = CoreMLRuntime()
@@ -35,11 +36,20 @@ class CoreMLProfiler(Profiler):
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / package_name(key)
             workload = build_workload(self.space, key)
-            convert(workload.module, workload.inputs, workload.input_names, precision=self.precision,
-                    target=self.target).save(str(path))
+            convert(
+                workload.module, workload.inputs, workload.input_names, precision=self.precision, target=self.target
+            ).save(str(path))
             feed = {name: x.numpy().astype(np.float32) for name, x in zip(workload.input_names, workload.inputs)}
-            values = time_chain([path], feed, self.compute_units, self.warmup, self.repeats, self.time_limit_s,
-                                self.budget_s, self.runtime)
+            values = time_chain(
+                [path],
+                feed,
+                self.compute_units,
+                self.warmup,
+                self.repeats,
+                self.time_limit_s,
+                self.budget_s,
+                self.runtime,
+            )
             for extra in ("placement", "load_s"):  # the profile runner writes the required columns only
                 values.pop(extra)
             return values
@@ -48,7 +58,8 @@ class CoreMLProfiler(Profiler):
         import coremltools
 
         meta = self.common_metadata()
-        meta.update(device=platform.machine(), backend="coreml", compute_units=self.compute_units,
-                    precision=self.precision)
+        meta.update(
+            device=platform.machine(), backend="coreml", compute_units=self.compute_units, precision=self.precision
+        )
         meta["tools"]["coremltools"] = str(coremltools.__version__)
         return meta

@@ -13,16 +13,19 @@ import math
 import platform
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from nas.errors import NasError
 from nas.profile.timing import time_call
 
 # The Core ML compute units, the Neural Engine one (the default everywhere) first.
 COMPUTE_UNITS = ("CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY", "ALL")
-NEEDS_MACOS = ("timing Core ML packages needs macOS; here use --export-only DIR, then on a Mac "
-               "`nas table time DIR --compute-units UNITS` and `nas table import DIR -o TABLE.csv`")
+NEEDS_MACOS = (
+    "timing Core ML packages needs macOS; here use --export-only DIR, then on a Mac "
+    "`nas table time DIR --compute-units UNITS` and `nas table import DIR -o TABLE.csv`"
+)
 
 Predictor = tuple[Sequence[str], Callable[[dict], Mapping[str, Any]]]
 
@@ -58,9 +61,16 @@ def merged_placement(placements: Iterable[str]) -> str:
     return named.pop() if len(named) == 1 else "mixed"
 
 
-def time_chain(packages: Sequence[str | Path], feed: Mapping[str, Any], compute_units: str, warmup: int = 3,
-               repeats: int = 20, time_limit_s: float = math.inf, budget_s: float = math.inf,
-               runtime: CoreMLRuntime | None = None) -> dict[str, Any]:
+def time_chain(
+    packages: Sequence[str | Path],
+    feed: Mapping[str, Any],
+    compute_units: str,
+    warmup: int = 3,
+    repeats: int = 20,
+    time_limit_s: float = math.inf,
+    budget_s: float = math.inf,
+    runtime: CoreMLRuntime | None = None,
+) -> dict[str, Any]:
     """Load ``packages`` on ``compute_units`` and time ``repeats`` chained predictions after ``warmup``.
 
     Returns ``latency_p50_ms``, ``latency_p90_ms``, ``samples``, ``status`` (``ok`` or ``timeout``:
@@ -80,11 +90,25 @@ def time_chain(packages: Sequence[str | Path], feed: Mapping[str, Any], compute_
     with FootprintSampler(runtime) as sampler:
         timing = time_call(lambda: run_chain(chain, feed), warmup, repeats, time_limit_s, budget_s)
     if timing.timed_out:
-        return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout",
-                "placement": placement, "load_s": load_s}
+        return {
+            "latency_p50_ms": "",
+            "latency_p90_ms": "",
+            "memory_mb": "",
+            "samples": 0,
+            "status": "timeout",
+            "placement": placement,
+            "load_s": load_s,
+        }
     memory = "" if sampler.growth_bytes is None else sampler.growth_bytes / 2**20
-    return {"latency_p50_ms": timing.p50_ms, "latency_p90_ms": timing.p90_ms, "memory_mb": memory,
-            "samples": timing.samples, "status": "ok", "placement": placement, "load_s": load_s}
+    return {
+        "latency_p50_ms": timing.p50_ms,
+        "latency_p90_ms": timing.p90_ms,
+        "memory_mb": memory,
+        "samples": timing.samples,
+        "status": "ok",
+        "placement": placement,
+        "load_s": load_s,
+    }
 
 
 class CoreMLRuntime:
@@ -128,11 +152,29 @@ class CoreMLRuntime:
         import os
 
         class RusageInfoV2(ctypes.Structure):
-            _fields_ = [("uuid", ctypes.c_uint8 * 16)] + [(n, ctypes.c_uint64) for n in (
-                "user_time", "system_time", "pkg_idle_wkups", "interrupt_wkups", "pageins", "wired_size",
-                "resident_size", "phys_footprint", "proc_start_abstime", "proc_exit_abstime",
-                "child_user_time", "child_system_time", "child_pkg_idle_wkups", "child_interrupt_wkups",
-                "child_pageins", "child_elapsed_abstime", "diskio_bytesread", "diskio_byteswritten")]
+            _fields_ = [("uuid", ctypes.c_uint8 * 16)] + [
+                (n, ctypes.c_uint64)
+                for n in (
+                    "user_time",
+                    "system_time",
+                    "pkg_idle_wkups",
+                    "interrupt_wkups",
+                    "pageins",
+                    "wired_size",
+                    "resident_size",
+                    "phys_footprint",
+                    "proc_start_abstime",
+                    "proc_exit_abstime",
+                    "child_user_time",
+                    "child_system_time",
+                    "child_pkg_idle_wkups",
+                    "child_interrupt_wkups",
+                    "child_pageins",
+                    "child_elapsed_abstime",
+                    "diskio_bytesread",
+                    "diskio_byteswritten",
+                )
+            ]
 
         try:
             libc = ctypes.CDLL("/usr/lib/libSystem.B.dylib")

@@ -29,13 +29,37 @@ def backend_options(backend: str, **given: Any) -> dict[str, Any]:
     return {name: value for name, value in given.items() if name in takes and value is not None}
 
 
-def profile_space(space_path: str | Path, backend: str, out: str | Path, *, plan: str | Path | None = None,
-                  device: str | None = "cpu", precision: str | None = None, compute_units: str | None = "CPU_AND_NE",
-                  warmup: int = 3, repeats: int = 50, budget_s: float = 10.0, time_limit_s: float = 30.0,
-                  memory_limit_mb: float | None = None, command: str = "", progress: bool = True) -> CostTable:
+def profile_space(
+    space_path: str | Path,
+    backend: str,
+    out: str | Path,
+    *,
+    plan: str | Path | None = None,
+    device: str | None = "cpu",
+    precision: str | None = None,
+    compute_units: str | None = "CPU_AND_NE",
+    warmup: int = 3,
+    repeats: int = 50,
+    budget_s: float = 10.0,
+    time_limit_s: float = 30.0,
+    memory_limit_mb: float | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> CostTable:
     """Measure the keys of ``plan`` (a plan CSV; default: the whole space) into the table ``out``, resuming it."""
     keys = read_plan(plan) if plan else None
     options = backend_options(backend, device=device, precision=precision, compute_units=compute_units)
-    return profile(space_path, backend, out, keys=keys, memory_limit_mb=memory_limit_mb, command=command,
-                   progress=progress, warmup=warmup, repeats=repeats, budget_s=budget_s, time_limit_s=time_limit_s,
-                   **options)
+    return profile(
+        space_path,
+        backend,
+        out,
+        keys=keys,
+        memory_limit_mb=memory_limit_mb,
+        command=command,
+        progress=progress,
+        warmup=warmup,
+        repeats=repeats,
+        budget_s=budget_s,
+        time_limit_s=time_limit_s,
+        **options,
+    )

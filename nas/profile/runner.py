@@ -37,9 +37,16 @@ from nas.space.yaml_io import read_yaml_mapping, write_yaml
 STARTUP_S = 180.0  # importing torch and diffusers in a fresh worker
 
 
-def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[OpKey] | None = None,
-            memory_limit_mb: float | None = None, command: str = "", progress: bool = True,
-            **options: Any) -> CostTable:
+def profile(
+    space_path: str | Path,
+    backend: str,
+    out: str | Path,
+    keys: list[OpKey] | None = None,
+    memory_limit_mb: float | None = None,
+    command: str = "",
+    progress: bool = True,
+    **options: Any,
+) -> CostTable:
     """Measure every key of the space's plan (or ``keys``) missing from ``out``; returns the table."""
     from nas.profile.base import get_profiler
 
@@ -51,8 +58,7 @@ def profile(space_path: str | Path, backend: str, out: str | Path, keys: list[Op
     profiler_cls(space, **options)  # validate options here, before any worker starts
     out = Path(out)
     done = read_rows(out, allow_partial_tail=True) if out.exists() and out.stat().st_size else None
-    status = {} if done is None else {OpKey(*(r[c] for c in KEY_COLUMNS)): r["status"]
-                                      for r in done.to_dict("records")}
+    status = {} if done is None else {OpKey(*(r[c] for c in KEY_COLUMNS)): r["status"] for r in done.to_dict("records")}
     todo = [k for k in dict.fromkeys(keys or table_plan(space)) if status.get(k, "error") == "error"]
     if not todo and done is not None and sidecar_path(out).is_file():
         return CostTable.load(out)  # complete: nothing measured, nothing changed
@@ -112,15 +118,19 @@ def _prepare_to_append(out: Path, done) -> None:
         done[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
         os.replace(tmp, out)
         why = "its last line was cut off" if partial_tail(backup) else "it was in the first table format"
-        warnings.warn(f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning)
+        warnings.warn(
+            f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning, stacklevel=2
+        )
 
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
     """Rows of one table must come from one device, backend and precision."""
     for field in ("device", "backend", "torch_device", "compute_units", "precision"):
         if field in previous and previous[field] != meta.get(field):
-            raise NasError(f"{out}: its rows were measured with {field} {previous[field]!r}, this run has "
-                           f"{meta.get(field)!r}; profile into another file")
+            raise NasError(
+                f"{out}: its rows were measured with {field} {previous[field]!r}, this run has "
+                f"{meta.get(field)!r}; profile into another file"
+            )
 
 
 class _Worker:
@@ -210,16 +220,23 @@ def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_
             conn.send(("row", failure_row(exc)))
 
 
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-                "failed to allocate", "could not create a primitive")  # the last: oneDNN (CPU conv2d)
+OOM_MESSAGES = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "not enough memory",
+    "failed to allocate",
+    "could not create a primitive",
+)  # the last: oneDNN (CPU conv2d)
 
 
 def failure_row(exc: BaseException) -> dict[str, Any]:
     """The row of a measurement that raised: oom for the device running out of memory, unsupported for an
     op the backend does not implement, error (with the message) for anything else, so a bug is never
     taken for a fact about the device."""
-    message = " ".join(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                       .split())[:300]
+    message = " ".join(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".split())[
+        :300
+    ]
     if isinstance(exc, MemoryError) or any(text in str(exc).lower() for text in OOM_MESSAGES):
         return {**_failed("oom"), "message": message}
     if isinstance(exc, NotImplementedError):

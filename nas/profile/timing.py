@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -118,10 +118,17 @@ def evict_caches() -> None:
     _sweep.fill_(1.0)
 
 
-def time_call(run: Callable[[], object], warmup: int = 3, repeats: int = 20, time_limit_s: float = 30.0,
-              budget_s: float = 10.0, sync: Callable[[], None] = lambda: None,
-              probe: SpeedProbe | None = None, probe_ms: float | None = None,
-              evict: Callable[[], None] | None = None) -> Timing:
+def time_call(
+    run: Callable[[], object],
+    warmup: int = 3,
+    repeats: int = 20,
+    time_limit_s: float = 30.0,
+    budget_s: float = 10.0,
+    sync: Callable[[], None] = lambda: None,
+    probe: SpeedProbe | None = None,
+    probe_ms: float | None = None,
+    evict: Callable[[], None] | None = None,
+) -> Timing:
     """Warm up, then time up to ``repeats`` calls (at least 3, within ``budget_s`` once past 3).
 
     With ``probe`` and ``probe_ms``, each call is reported as ``call x probe_ms / probe``, the probe

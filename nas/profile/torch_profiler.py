@@ -20,8 +20,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchProfiler(Profiler):
     name = "torch"
 
-    def __init__(self, space, device: str = "cpu", precision: str = "fp32", probe_ms: float | None = None,
-                 **options: Any):
+    def __init__(
+        self, space, device: str = "cpu", precision: str = "fp32", probe_ms: float | None = None, **options: Any
+    ):
         super().__init__(space, **options)
         try:
             self.device = torch.device(device)
@@ -43,9 +44,17 @@ class TorchProfiler(Profiler):
 
     def measure(self, key: OpKey) -> dict[str, Any]:
         workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
-        timing = time_call(workload, self.warmup, self.repeats, self.time_limit_s, self.budget_s,
-                           device_sync(self.device), self.probe, self.probe_ms,
-                           evict_caches if self.device.type == "cpu" else None)
+        timing = time_call(
+            workload,
+            self.warmup,
+            self.repeats,
+            self.time_limit_s,
+            self.budget_s,
+            device_sync(self.device),
+            self.probe,
+            self.probe_ms,
+            evict_caches if self.device.type == "cpu" else None,
+        )
         if timing.timed_out:
             return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
         return {
@@ -64,8 +73,9 @@ class TorchProfiler(Profiler):
             torch.cuda.set_per_process_memory_fraction(min(1.0, (used + limit_mb * 2**20) / total), self.device)
         elif self.device.type == "mps":
             total = torch.mps.recommended_max_memory()
-            torch.mps.set_per_process_memory_fraction(min(2.0, (torch.mps.driver_allocated_memory()
-                                                                + limit_mb * 2**20) / total))
+            torch.mps.set_per_process_memory_fraction(
+                min(2.0, (torch.mps.driver_allocated_memory() + limit_mb * 2**20) / total)
+            )
         else:
             super().limit_memory(limit_mb)
 

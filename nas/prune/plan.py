@@ -19,8 +19,9 @@ widths and depths from the two configs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -78,8 +79,13 @@ class Plan:
             ra.width_s, ra.width_t = _same(self, ra, rb, "width_s"), _same(self, ra, rb, "width_t")
 
     # ------------------------------------------------------------ recipes
-    def take(self, target: str, source: str | Callable[[], torch.Tensor], dims: tuple[Any, ...],
-             head_scale: str | None = None) -> None:
+    def take(
+        self,
+        target: str,
+        source: str | Callable[[], torch.Tensor],
+        dims: tuple[Any, ...],
+        head_scale: str | None = None,
+    ) -> None:
         if target not in self.target_shapes:
             return  # e.g. a bias the target does not have
         if isinstance(source, str) and source not in self.source_shapes:
@@ -112,22 +118,36 @@ class Plan:
                     if any(s.width_s is None for s in spaces):
                         raise self.fail(f"{key}: a channel space of dimension {d} has no known width")
                     if sum(s.width_s for s in spaces) != shape_s[d]:
-                        raise self.fail(f"{key}: dimension {d} is {shape_s[d]} wide in the source, "
-                                        f"its parts add up to {sum(s.width_s for s in spaces)}")
+                        raise self.fail(
+                            f"{key}: dimension {d} is {shape_s[d]} wide in the source, "
+                            f"its parts add up to {sum(s.width_s for s in spaces)}"
+                        )
                     if sum(s.width_t for s in spaces) != self.target_shapes[key][d]:
-                        raise self.fail(f"{key}: dimension {d} is {self.target_shapes[key][d]} wide in the target, "
-                                        f"its parts add up to {sum(s.width_t for s in spaces)}")
+                        raise self.fail(
+                            f"{key}: dimension {d} is {self.target_shapes[key][d]} wide in the target, "
+                            f"its parts add up to {sum(s.width_t for s in spaces)}"
+                        )
                 elif dim is None and shape_s[d] != self.target_shapes[key][d]:
-                    raise self.fail(f"{key}: dimension {d} is {shape_s[d]} in the source and "
-                                    f"{self.target_shapes[key][d]} in the target (it cannot be pruned)")
+                    raise self.fail(
+                        f"{key}: dimension {d} is {shape_s[d]} in the source and "
+                        f"{self.target_shapes[key][d]} in the target (it cannot be pruned)"
+                    )
         for space in {id(self.root(n)): self.root(n) for n in self.spaces}.values():
             if space.width_t > space.width_s:
-                raise self.fail(f"the target is wider than the source ({space.name}: {space.width_t} > {space.width_s})")
-            if (space.width_s % space.groups_s or space.width_t % space.groups_t or space.groups_t > space.groups_s
-                    or space.width_t // space.groups_t > space.width_s // space.groups_s):
-                raise self.fail(f"{space.name}: {space.width_t} channels in {space.groups_t} groups do not fit "
-                                f"{space.width_s} channels in {space.groups_s} groups (each kept GroupNorm group or "
-                                "head must come from one source group)")
+                raise self.fail(
+                    f"the target is wider than the source ({space.name}: {space.width_t} > {space.width_s})"
+                )
+            if (
+                space.width_s % space.groups_s
+                or space.width_t % space.groups_t
+                or space.groups_t > space.groups_s
+                or space.width_t // space.groups_t > space.width_s // space.groups_s
+            ):
+                raise self.fail(
+                    f"{space.name}: {space.width_t} channels in {space.groups_t} groups do not fit "
+                    f"{space.width_s} channels in {space.groups_s} groups (each kept GroupNorm group or "
+                    "head must come from one source group)"
+                )
 
     def _source_shape(self, recipe: Recipe) -> tuple[int, ...]:
         if isinstance(recipe.source, str):
@@ -141,8 +161,10 @@ class Plan:
 def _same(plan: Plan, a: Space, b: Space, attr: str) -> int | None:
     x, y = getattr(a, attr), getattr(b, attr)
     if x is not None and y is not None and x != y:
-        raise plan.fail(f"{a.name} and {b.name} are joined by an identity shortcut but are {x} and {y} wide; "
-                        "keep equal widths where the source's are equal and vice versa")
+        raise plan.fail(
+            f"{a.name} and {b.name} are joined by an identity shortcut but are {x} and {y} wide; "
+            "keep equal widths where the source's are equal and vice versa"
+        )
     return x if x is not None else y
 
 
@@ -153,8 +175,8 @@ class Layout:
 
     widths: list[int]
     layers: list[int]
-    attention: list[bool]      # per level, down path
-    up_attention: list[bool]   # per level (index = level), up path
+    attention: list[bool]  # per level, down path
+    up_attention: list[bool]  # per level (index = level), up path
     heads: list[int]
     mid: str | None
     groups: int
@@ -167,12 +189,15 @@ class Layout:
         heads = config.get("num_attention_heads") or config.get("attention_head_dim", 8)
         down = list(config.get("down_block_types", ()))
         up = list(config.get("up_block_types", ()))
-        return cls(widths=widths, layers=per_level(config.get("layers_per_block", 2)),
-                   attention=["CrossAttn" in t for t in down],
-                   up_attention=["CrossAttn" in t for t in reversed(up)],
-                   heads=per_level(heads),
-                   mid=config.get("mid_block_type", "UNetMidBlock2DCrossAttn"),
-                   groups=config.get("norm_num_groups", 32))
+        return cls(
+            widths=widths,
+            layers=per_level(config.get("layers_per_block", 2)),
+            attention=["CrossAttn" in t for t in down],
+            up_attention=["CrossAttn" in t for t in reversed(up)],
+            heads=per_level(heads),
+            mid=config.get("mid_block_type", "UNetMidBlock2DCrossAttn"),
+            groups=config.get("norm_num_groups", 32),
+        )
 
 
 def up_source_layer(j: int, kept: int, source: int) -> int:
@@ -191,13 +216,17 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
     if n > len(src.widths):
         raise plan.fail(f"the target has {n} levels, the source only {len(src.widths)}")
     if n < len(src.widths):
-        raise plan.fail(f"the target has {n} levels, the source {len(src.widths)}: removing a whole level is not "
-                        "supported (prune depth within levels)")
+        raise plan.fail(
+            f"the target has {n} levels, the source {len(src.widths)}: removing a whole level is not "
+            "supported (prune depth within levels)"
+        )
     G, g = src.groups, tgt.groups
     for level in range(n):
         if tgt.layers[level] > src.layers[level]:
-            raise plan.fail(f"the target is deeper than the source at level {level} "
-                            f"({tgt.layers[level]} > {src.layers[level]} layers per block)")
+            raise plan.fail(
+                f"the target is deeper than the source at level {level} "
+                f"({tgt.layers[level]} > {src.layers[level]} layers per block)"
+            )
         if tgt.layers[level] < 1:
             raise plan.fail(f"level {level}: at least one layer per block is needed")
         for path, t_att, s_att in (("down", tgt.attention, src.attention), ("up", tgt.up_attention, src.up_attention)):
@@ -241,8 +270,9 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
     if tgt.mid is not None:
         _resnet(plan, "mid_block.resnets.0", "mid_block.resnets.0", [prev], prev, temb, G, g)
         if "CrossAttn" in tgt.mid:
-            _attention(plan, "mid_block.attentions.0", "mid_block.attentions.0", prev, src.heads[-1],
-                       tgt.heads[-1], G, g)
+            _attention(
+                plan, "mid_block.attentions.0", "mid_block.attentions.0", prev, src.heads[-1], tgt.heads[-1], G, g
+            )
         _resnet(plan, "mid_block.resnets.1", "mid_block.resnets.1", [prev], prev, temb, G, g)
 
     for i in range(n):
@@ -254,8 +284,16 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
             out = plan.space(f"up{level}.{j}", G, g)
             _resnet(plan, f"up_blocks.{i}.resnets.{j}", f"up_blocks.{i}.resnets.{m}", [prev, skip], out, temb, G, g)
             if tgt.up_attention[level]:
-                _attention(plan, f"up_blocks.{i}.attentions.{j}", f"up_blocks.{i}.attentions.{m}", out,
-                           src.heads[level], tgt.heads[level], G, g)
+                _attention(
+                    plan,
+                    f"up_blocks.{i}.attentions.{j}",
+                    f"up_blocks.{i}.attentions.{m}",
+                    out,
+                    src.heads[level],
+                    tgt.heads[level],
+                    G,
+                    g,
+                )
             plan.layers.append({"block": f"up_blocks.{i}", "target": j, "source": m})
             prev = out
         if i < n - 1:
@@ -287,14 +325,18 @@ def _resnet(plan: Plan, t: str, s: str, inputs: list[str], out: str, temb: str, 
             plan.take(f"{t}.conv_shortcut.bias", f"{s}.conv_shortcut.bias", ([out],))
         else:  # the source's identity shortcut, written as a 1x1 convolution that copies channels
             width = plan.source_shapes[f"{s}.conv2.bias"][0]
-            plan.take(f"{t}.conv_shortcut.weight", lambda: torch.eye(width)[:, :, None, None], ([out], inputs, None, None))
+            plan.take(
+                f"{t}.conv_shortcut.weight", lambda: torch.eye(width)[:, :, None, None], ([out], inputs, None, None)
+            )
             plan.take(f"{t}.conv_shortcut.bias", lambda: torch.zeros(width), ([out],))
     else:
         if len(inputs) != 1:
             raise plan.fail(f"{t}: a concatenated input needs a shortcut convolution")
         if plan.has_source(f"{s}.conv_shortcut.weight"):
-            raise plan.fail(f"{t}: the target keeps its width across this layer where the source changes it "
-                            "(no shortcut convolution to inherit)")
+            raise plan.fail(
+                f"{t}: the target keeps its width across this layer where the source changes it "
+                "(no shortcut convolution to inherit)"
+            )
         plan.tie(inputs[0], out)
 
 

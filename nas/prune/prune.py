@@ -14,8 +14,9 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -30,10 +31,19 @@ IMPORTANCE = ("l1", "taylor")
 REPORT = "prune_report.json"
 
 
-def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | None = None, *,
-               config: str | Path | None = None, importance: str = "l1", calibration_batches: int = 2,
-               sample_size: tuple[int, int] = (16, 16), text_tokens: int = 77, seed: int = 0,
-               compare: bool = True) -> tuple[UNet2DConditionModel, dict[str, Any]]:
+def prune_unet(
+    source: str | Path,
+    target: dict[str, Any],
+    out: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    importance: str = "l1",
+    calibration_batches: int = 2,
+    sample_size: tuple[int, int] = (16, 16),
+    text_tokens: int = 77,
+    seed: int = 0,
+    compare: bool = True,
+) -> tuple[UNet2DConditionModel, dict[str, Any]]:
     """Prune ``source`` to the UNet2DConditionModel config ``target``; save to ``out`` if given.
 
     ``sample_size`` is the latent (h, w) of the calibration and comparison batches. Returns the
@@ -57,8 +67,11 @@ def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | Non
     source_state = source_model.state_dict()
     with torch.device("meta"):
         target_model = _target(target, src.config, fail)
-    plan = Plan({k: tuple(v.shape) for k, v in source_state.items()},
-                {k: tuple(v.shape) for k, v in target_model.state_dict().items()}, fail)
+    plan = Plan(
+        {k: tuple(v.shape) for k, v in source_state.items()},
+        {k: tuple(v.shape) for k, v in target_model.state_dict().items()},
+        fail,
+    )
     walk(plan, Layout.of(src.config), Layout.of(dict(target_model.config)))
     unfilled = sorted(set(plan.target_shapes) - set(plan.recipes))
     if unfilled:
@@ -68,8 +81,10 @@ def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | Non
     scores = _scores(source_model, importance, calibration_batches, sample_size, text_tokens, seed)
     _accumulate(plan, scores)
     selection = {id(s): _select(s) for s in plan.distinct_spaces()}
-    state = {key: _materialise(plan, key, source_state, selection, src.config, dict(target_model.config))
-             for key in plan.target_shapes}
+    state = {
+        key: _materialise(plan, key, source_state, selection, src.config, dict(target_model.config))
+        for key in plan.target_shapes
+    }
     with torch.device("meta"):
         pruned = UNet2DConditionModel.from_config(target_model.config)
     pruned.load_state_dict(state, strict=True, assign=True)
@@ -78,7 +93,8 @@ def prune_unet(source: str | Path, target: dict[str, Any], out: str | Path | Non
 
     used = {r.source for r in plan.recipes.values() if isinstance(r.source, str)}
     report: dict[str, Any] = {
-        "source": str(src.path), "importance": importance,
+        "source": str(src.path),
+        "importance": importance,
         "calibration_batches": calibration_batches if importance == "taylor" else 0,
         "params_before": sum(v.numel() for v in source_state.values()),
         "params_after": sum(p.numel() for p in pruned.parameters()),
@@ -116,8 +132,9 @@ def _target(target: dict[str, Any], source_config: dict[str, Any], fail) -> UNet
         raise fail(f"target backbone config: {exc}") from None
 
 
-def _scores(model, importance: str, batches: int, size: tuple[int, int], tokens: int,
-            seed: int) -> Callable[[str], torch.Tensor]:
+def _scores(
+    model, importance: str, batches: int, size: tuple[int, int], tokens: int, seed: int
+) -> Callable[[str], torch.Tensor]:
     """Per-weight importance, by tensor name (L1 is computed when asked: no second copy of the model)."""
     params = dict(model.named_parameters())
     if importance == "l1":
@@ -136,8 +153,7 @@ def _scores(model, importance: str, batches: int, size: tuple[int, int], tokens:
         noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
         loss = torch.nn.functional.mse_loss(model(noisy, t, text).sample, noise)
         loss.backward()
-    scores = {k: (p.detach() * p.grad).abs() if p.grad is not None else torch.zeros_like(p)
-              for k, p in params.items()}
+    scores = {k: (p.detach() * p.grad).abs() if p.grad is not None else torch.zeros_like(p) for k, p in params.items()}
     model.zero_grad(set_to_none=True)
     model.requires_grad_(False)
     return scores.__getitem__
@@ -145,7 +161,7 @@ def _scores(model, importance: str, batches: int, size: tuple[int, int], tokens:
 
 def _alphas() -> torch.Tensor:
     """SD1.5's training schedule (scaled linear betas 0.00085 .. 0.012 over 1000 steps)."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
     return torch.cumprod(1 - betas, 0)
 
 
@@ -165,7 +181,7 @@ def _accumulate(plan: Plan, scores: Callable[[str], torch.Tensor]) -> None:
             offset = 0
             for name in dim:
                 space = plan.root(name)
-                space.importance += per_channel[offset:offset + space.width_s]
+                space.importance += per_channel[offset : offset + space.width_s]
                 offset += space.width_s
 
 
@@ -205,8 +221,9 @@ def _refit_timestep(weight: torch.Tensor, source_config, target_config) -> torch
     t = torch.arange(1000)
 
     def features(config):
-        return get_timestep_embedding(t, config["block_out_channels"][0], config.get("flip_sin_to_cos", True),
-                                      config.get("freq_shift", 0)).double()
+        return get_timestep_embedding(
+            t, config["block_out_channels"][0], config.get("flip_sin_to_cos", True), config.get("freq_shift", 0)
+        ).double()
 
     source, target = features(source_config), features(target_config)
     wanted = source @ weight.double().T
@@ -214,11 +231,18 @@ def _refit_timestep(weight: torch.Tensor, source_config, target_config) -> torch
 
 
 def _levels(plan: Plan, src: Layout, tgt: Layout) -> list[dict[str, Any]]:
-    return [{"level": i, "width_before": src.widths[i], "width_after": tgt.widths[i],
-             "layers_before": src.layers[i], "layers_after": tgt.layers[i],
-             "attention_before": [src.attention[i], src.up_attention[i]],
-             "attention_after": [tgt.attention[i], tgt.up_attention[i]]}
-            for i in range(len(tgt.widths))]
+    return [
+        {
+            "level": i,
+            "width_before": src.widths[i],
+            "width_after": tgt.widths[i],
+            "layers_before": src.layers[i],
+            "layers_after": tgt.layers[i],
+            "attention_before": [src.attention[i], src.up_attention[i]],
+            "attention_after": [tgt.attention[i], tgt.up_attention[i]],
+        }
+        for i in range(len(tgt.widths))
+    ]
 
 
 def _save(model: UNet2DConditionModel, report: dict[str, Any], out: Path) -> None:
@@ -236,9 +260,16 @@ def _save(model: UNet2DConditionModel, report: dict[str, Any], out: Path) -> Non
             shutil.rmtree(tmp)
 
 
-def prune_to_space(source: str | Path, space: str | Path, out: str | Path, *, config: str | Path | None = None,
-                   importance: str | None = None, calibration_batches: int | None = None,
-                   compare: bool = True) -> tuple[UNet2DConditionModel, dict[str, Any]]:
+def prune_to_space(
+    source: str | Path,
+    space: str | Path,
+    out: str | Path,
+    *,
+    config: str | Path | None = None,
+    importance: str | None = None,
+    calibration_batches: int | None = None,
+    compare: bool = True,
+) -> tuple[UNet2DConditionModel, dict[str, Any]]:
     """:func:`prune_unet` to the backbone of the search space at ``space``, with the space's settings.
 
     The space's ``prune_from`` gives the defaults of ``importance`` (else l1) and
@@ -252,7 +283,14 @@ def prune_to_space(source: str | Path, space: str | Path, out: str | Path, *, co
     batches = calibration_batches or origin.get("calibration_batches", 2)
     if batches < 1:
         raise NasError(f"--calibration-batches must be at least 1, got {batches}")
-    return prune_unet(source, space.backbone, out, config=config,
-                      importance=importance or origin.get("importance", "l1"),
-                      calibration_batches=batches, sample_size=(space.video.latent_height, space.video.latent_width),
-                      text_tokens=space.text_tokens, compare=compare)
+    return prune_unet(
+        source,
+        space.backbone,
+        out,
+        config=config,
+        importance=importance or origin.get("importance", "l1"),
+        calibration_batches=batches,
+        sample_size=(space.video.latent_height, space.video.latent_width),
+        text_tokens=space.text_tokens,
+        compare=compare,
+    )

@@ -12,8 +12,9 @@ TIMESTEPS = (250, 750)
 
 
 @torch.no_grad()
-def compare_outputs(source, pruned, target_config: dict[str, Any], size: tuple[int, int], tokens: int,
-                    seed: int) -> dict[str, float]:
+def compare_outputs(
+    source, pruned, target_config: dict[str, Any], size: tuple[int, int], tokens: int, seed: int
+) -> dict[str, float]:
     """Output MSE and cosine of ``pruned`` and of a random-init model of the same config vs ``source``
     on fixed random latents and text (one sample per timestep in TIMESTEPS)."""
     generator = torch.Generator().manual_seed(seed)
@@ -37,10 +38,14 @@ def compare_outputs(source, pruned, target_config: dict[str, Any], size: tuple[i
 def summary_line(report: dict[str, Any]) -> str:
     widths = "/".join(str(level["width_after"]) for level in report["levels"])
     layers = "/".join(str(level["layers_after"]) for level in report["levels"])
-    line = (f"params {report['params_before'] / 1e6:.1f}M -> {report['params_after'] / 1e6:.1f}M, "
-            f"widths {widths}, layers per block {layers}")
+    line = (
+        f"params {report['params_before'] / 1e6:.1f}M -> {report['params_after'] / 1e6:.1f}M, "
+        f"widths {widths}, layers per block {layers}"
+    )
     if "function" in report:
         f = report["function"]
-        line += (f"; output MSE to the source {f['mse_pruned']:.4g} (random init {f['mse_random']:.4g}), "
-                 f"cosine {f['cosine_pruned']:.3f} (random {f['cosine_random']:.3f})")
+        line += (
+            f"; output MSE to the source {f['mse_pruned']:.4g} (random init {f['mse_random']:.4g}), "
+            f"cosine {f['cosine_pruned']:.3f} (random {f['cosine_random']:.3f})"
+        )
     return line

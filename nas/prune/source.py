@@ -26,7 +26,7 @@ LDM_PREFIX = "model.diffusion_model."
 
 @dataclass
 class SourceUNet:
-    path: Path                      # what names the source in messages (the weights file)
+    path: Path  # what names the source in messages (the weights file)
     config: dict[str, Any]
     files: list[Path]
 
@@ -57,8 +57,10 @@ def find_source(path: str | Path, config: str | Path | None = None) -> SourceUNe
         config_file = Path(config) if config else folder / "config.json"
     else:
         if path.suffix in PICKLES:
-            raise NasError(f"{path}: a pickled checkpoint ({path.suffix}) is never loaded; "
-                           "convert it to diffusers safetensors first")
+            raise NasError(
+                f"{path}: a pickled checkpoint ({path.suffix}) is never loaded; "
+                "convert it to diffusers safetensors first"
+            )
         if path.suffix != ".safetensors":
             raise NasError(f"{path}: not a .safetensors file or a diffusers UNet folder")
         files = [path]
@@ -81,8 +83,10 @@ def find_source(path: str | Path, config: str | Path | None = None) -> SourceUNe
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise NasError(f"{file}: not a readable safetensors file ({exc})") from None
         if any(k.startswith(LDM_PREFIX) for k in keys):
-            raise NasError(f"{file}: original (LDM/CompVis) checkpoint layout ({LDM_PREFIX}* keys); convert it to "
-                           "the diffusers layout first (diffusers' convert_original_stable_diffusion_to_diffusers.py)")
+            raise NasError(
+                f"{file}: original (LDM/CompVis) checkpoint layout ({LDM_PREFIX}* keys); convert it to "
+                "the diffusers layout first (diffusers' convert_original_stable_diffusion_to_diffusers.py)"
+            )
     return source
 
 

@@ -22,7 +22,9 @@ def moving_pattern_latents(space: SearchSpace, clips: int, seed: int = 0) -> tor
     velocity = torch.randint(-2, 3, (clips, 2), generator=generator)
     frames = []
     for f in range(v.frames):
-        shifted = [torch.roll(base[i], shifts=(int(velocity[i, 0]) * f, int(velocity[i, 1]) * f), dims=(1, 2))
-                   for i in range(clips)]
+        shifted = [
+            torch.roll(base[i], shifts=(int(velocity[i, 0]) * f, int(velocity[i, 1]) * f), dims=(1, 2))
+            for i in range(clips)
+        ]
         frames.append(torch.stack(shifted)[:, :, :h, :w])
     return torch.stack(frames, dim=2)

@@ -40,8 +40,13 @@ class Curves:
     """The companion study of one search; :meth:`start` opens the curve of one search trial."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, search_study: str, pruner: str):
-        self.study = optuna.create_study(study_name=f"{search_study}:curves", storage=storage, direction="maximize",
-                                         pruner=make_pruner(pruner), load_if_exists=True)
+        self.study = optuna.create_study(
+            study_name=f"{search_study}:curves",
+            storage=storage,
+            direction="maximize",
+            pruner=make_pruner(pruner),
+            load_if_exists=True,
+        )
 
     def start(self, search_trial: int, latency_ms: float, memory_mb: float) -> Curve:
         return Curve(self.study, search_trial, latency_ms, memory_mb)
@@ -71,11 +76,14 @@ class Curve:
     def _dominated(self, value: float, step: int) -> bool:
         """Has a run of an architecture no slower and no bigger scored at least ``value`` at ``step``?"""
         latency, memory = self.cost
-        return any(t.number != self.trial.number and step in t.intermediate_values
-                   and t.intermediate_values[step] >= value
-                   and t.user_attrs.get("latency_ms", float("inf")) <= latency
-                   and t.user_attrs.get("memory_mb", float("inf")) <= memory
-                   for t in self.study.get_trials(deepcopy=False))
+        return any(
+            t.number != self.trial.number
+            and step in t.intermediate_values
+            and t.intermediate_values[step] >= value
+            and t.user_attrs.get("latency_ms", float("inf")) <= latency
+            and t.user_attrs.get("memory_mb", float("inf")) <= memory
+            for t in self.study.get_trials(deepcopy=False)
+        )
 
     def finish(self, value: float) -> None:
         self._end(values=value)

@@ -32,16 +32,21 @@ def all_choices(space: SearchSpace, start: int, stop: int) -> np.ndarray:
     return np.stack(columns[::-1], axis=1).astype(np.int16)
 
 
-def exhaustive_front(space: SearchSpace, cost: CostModel, budgets: Budgets, proxy: QualityProxy | None
-                     ) -> tuple[pd.DataFrame, dict]:
+def exhaustive_front(
+    space: SearchSpace, cost: CostModel, budgets: Budgets, proxy: QualityProxy | None
+) -> tuple[pd.DataFrame, dict]:
     """Pareto set over (latency, memory[, quality]) of all feasible architectures, and counts."""
     total = space.num_architectures
     if total > MAX_ARCHITECTURES:
-        raise NasError(f"{space.source}: {total:,} architectures is too many to enumerate "
-                       f"(limit {MAX_ARCHITECTURES:,}); use --sampler nsga2")
+        raise NasError(
+            f"{space.source}: {total:,} architectures is too many to enumerate "
+            f"(limit {MAX_ARCHITECTURES:,}); use --sampler nsga2"
+        )
     if proxy is not None and not proxy.vectorised:
-        raise NasError(f"--proxy {proxy.name} scores one architecture at a time; exhaustive search takes "
-                       "a vectorised proxy (params, flops) or none")
+        raise NasError(
+            f"--proxy {proxy.name} scores one architecture at a time; exhaustive search takes "
+            "a vectorised proxy (params, flops) or none"
+        )
     kept, feasible_count, least = [], 0, None
     for start in range(0, total, CHUNK):
         choices = all_choices(space, start, min(total, start + CHUNK))
@@ -69,17 +74,25 @@ def exhaustive_front(space: SearchSpace, cost: CostModel, budgets: Budgets, prox
         on_front = is_pareto_front(loss)
         choices, loss, feasible_flag = choices[on_front], loss[on_front], True
     elif least is None:
-        raise NasError(f"{cost.table.path}: the device runs no architecture of {space.source} (every one has an "
-                       "unsupported or failed op)")
+        raise NasError(
+            f"{cost.table.path}: the device runs no architecture of {space.source} (every one has an "
+            "unsupported or failed op)"
+        )
     else:
         choices, loss, _ = least
         feasible_flag = False
     rows = []
     for index, values in zip(choices, loss):
         arch = space.decode(index)
-        rows.append({"arch_id": arch.id, "latency_ms": values[0], "memory_mb": values[1],
-                     "quality": -values[2] if proxy is not None else np.nan, "feasible": feasible_flag,
-                     **{name: choice.label for name, choice in arch.choices}})
+        rows.append(
+            {
+                "arch_id": arch.id,
+                "latency_ms": values[0],
+                "memory_mb": values[1],
+                "quality": -values[2] if proxy is not None else np.nan,
+                "feasible": feasible_flag,
+                **{name: choice.label for name, choice in arch.choices},
+            }
+        )
     frame = pd.DataFrame(rows, columns=COLUMNS + space.slot_names).drop_duplicates("arch_id")
-    return frame.sort_values("latency_ms").reset_index(drop=True), {"architectures": total,
-                                                                    "feasible": feasible_count}
+    return frame.sort_values("latency_ms").reset_index(drop=True), {"architectures": total, "feasible": feasible_count}

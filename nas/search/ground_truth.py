@@ -36,19 +36,36 @@ from nas.space import Architecture, SearchSpace
 class GroundTruth:
     """Scores architectures of the world's space by long training and held-out metrics."""
 
-    def __init__(self, world: World, space: SearchSpace | None = None, steps: int = 200, seed: int = 7919,
-                 lr: float = 1e-3, batch: int = 4, eval_timesteps: int = 10, sampling_steps: int = 8,
-                 samples_per_caption: int = 2, guidance: float = 1.0, whole_model: bool = False):
-        for name, value, kind in (("steps", steps, int), ("batch", batch, int), ("eval_timesteps", eval_timesteps, int),
-                                  ("sampling_steps", sampling_steps, int),
-                                  ("samples_per_caption", samples_per_caption, int),
-                                  ("lr", lr, (int, float)), ("guidance", guidance, (int, float)),
-                                  ("whole_model", whole_model, bool)):
+    def __init__(
+        self,
+        world: World,
+        space: SearchSpace | None = None,
+        steps: int = 200,
+        seed: int = 7919,
+        lr: float = 1e-3,
+        batch: int = 4,
+        eval_timesteps: int = 10,
+        sampling_steps: int = 8,
+        samples_per_caption: int = 2,
+        guidance: float = 1.0,
+        whole_model: bool = False,
+    ):
+        for name, value, kind in (
+            ("steps", steps, int),
+            ("batch", batch, int),
+            ("eval_timesteps", eval_timesteps, int),
+            ("sampling_steps", sampling_steps, int),
+            ("samples_per_caption", samples_per_caption, int),
+            ("lr", lr, (int, float)),
+            ("guidance", guidance, (int, float)),
+            ("whole_model", whole_model, bool),
+        ):
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 raise NasError(f"ground truth: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
         if steps < 1 or batch < 1 or eval_timesteps < 1 or sampling_steps < 1 or samples_per_caption < 1:
-            raise NasError("ground truth: steps, batch, eval_timesteps, sampling_steps and samples_per_caption "
-                           "must be positive")
+            raise NasError(
+                "ground truth: steps, batch, eval_timesteps, sampling_steps and samples_per_caption must be positive"
+            )
         self.world, self.space = world, space or world.space()
         self.steps, self.seed, self.lr, self.batch = steps, seed, lr, batch
         self.guidance, self.whole_model, self.sampling_steps = guidance, whole_model, sampling_steps
@@ -56,8 +73,15 @@ class GroundTruth:
         self.train_data = LatentDataset(world.latents)
         test = LatentDataset(world.test)
         v = self.space.video
-        test.check_model(v.frames, v.latent_channels, v.latent_height, v.latent_width, self.space.cross_attention_dim,
-                         self.space.text_tokens, f"space {self.space.name}")
+        test.check_model(
+            v.frames,
+            v.latent_channels,
+            v.latent_height,
+            v.latent_width,
+            self.space.cross_attention_dim,
+            self.space.text_tokens,
+            f"space {self.space.name}",
+        )
         held = test.get(test.videos)
         self.test_latents, self.test_text = held["latents"], held["text"]
         self.test_sources = [test.samples[i]["source"] for i in test.videos]
@@ -74,21 +98,27 @@ class GroundTruth:
         """The batches of training clips, drawn once from this run's own generator."""
         generator = torch.Generator().manual_seed(self.seed)
         pool = self.train_data.videos
-        return [[pool[i] for i in torch.randint(len(pool), (self.batch,), generator=generator).tolist()]
-                for _ in range(self.steps)]
+        return [
+            [pool[i] for i in torch.randint(len(pool), (self.batch,), generator=generator).tolist()]
+            for _ in range(self.steps)
+        ]
 
     @property
     def provenance(self) -> dict[str, Any]:
         samples = self.train_data.samples
         order = [[f"{self.world.latents.name}/{samples[i]['source']}" for i in batch] for batch in self.order]
-        return {"seed": self.seed, "steps": self.steps, "train_clips": sorted({c for batch in order for c in batch}),
-                "order": order, "eval_clips": [f"{self.world.test.name}/{s}" for s in self.test_sources]}
+        return {
+            "seed": self.seed,
+            "steps": self.steps,
+            "train_clips": sorted({c for batch in order for c in batch}),
+            "order": order,
+            "eval_clips": [f"{self.world.test.name}/{s}" for s in self.test_sources],
+        }
 
     def score(self, architecture: Architecture) -> dict[str, float]:
         start = time.perf_counter()
         torch.manual_seed(self.seed)
-        model = VideoUNet.from_space(self.space, architecture, self.world.backbone,
-                                     freeze_spatial=not self.whole_model)
+        model = VideoUNet.from_space(self.space, architecture, self.world.backbone, freeze_spatial=not self.whole_model)
         parameters = [p for p in model.parameters() if p.requires_grad]
         generator = torch.Generator().manual_seed(self.seed + 2)
         if parameters:
@@ -113,7 +143,7 @@ class GroundTruth:
         n = len(self.test_latents)
         total = 0.0
         for chunk in range(0, len(self.eval_t), n):
-            t, noise = self.eval_t[chunk:chunk + n], self.eval_noise[chunk:chunk + n]
+            t, noise = self.eval_t[chunk : chunk + n], self.eval_noise[chunk : chunk + n]
             noisy = self.scheduler.add_noise(self.test_latents, noise, t)
             total += float(torch.nn.functional.mse_loss(model(noisy, t, self.test_text).sample, noise)) * len(t)
         return total / len(self.eval_t)
@@ -123,8 +153,14 @@ class GroundTruth:
         return self.world.motion_error(self.sample(model), self.sample_targets)
 
     @torch.no_grad()
-    def sample(self, model: VideoUNet, steps: int | None = None, guidance: float | None = None,
-               text: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        model: VideoUNet,
+        steps: int | None = None,
+        guidance: float | None = None,
+        text: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Few-step DDIM samples (trailing spacing) of the test captions, with optional guidance."""
         from nas.pipeline import few_step_scheduler
 

@@ -20,11 +20,26 @@ from nas.space import SearchSpace
 
 
 @renamed_kwargs(steps="passes")
-def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, latency_budget: float | None = None,
-           memory_budget: float | None = None, passes: int | None = None, proxy: str = "params",
-           sampler: str = "nsga2", trials: int = 200, storage: str | None = None, study: str | None = None,
-           workers: int = 1, seed: int = 0, screen: int | None = None, pruner: str = "median",
-           progress: bool = True, proxy_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def search(
+    space_path: str | Path,
+    table_path: str | Path,
+    out: str | Path,
+    *,
+    latency_budget: float | None = None,
+    memory_budget: float | None = None,
+    passes: int | None = None,
+    proxy: str = "params",
+    sampler: str = "nsga2",
+    trials: int = 200,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    screen: int | None = None,
+    pruner: str = "median",
+    progress: bool = True,
+    proxy_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) a search and write its results to ``out``; returns the summary.
 
     ``proxy_options`` go to the proxy's constructor (e.g. distill: steps, clips, data, lr);
@@ -50,8 +65,12 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
     cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now
     out = Path(out)
     summary: dict[str, Any] = {
-        "space": space.name, "table": str(table_path), "provenance": table.meta["provenance"],
-        "proxy": proxy, "proxy_options": {k: str(v) for k, v in proxy_options.items()}, "sampler": sampler,
+        "space": space.name,
+        "table": str(table_path),
+        "provenance": table.meta["provenance"],
+        "proxy": proxy,
+        "proxy_options": {k: str(v) for k, v in proxy_options.items()},
+        "sampler": sampler,
         **({"screen": screen} if sampler == "nsga2" else {}),
         **({"pruner": pruner} if proxy_cls is not None and proxy_cls.reports and sampler != "exhaustive" else {}),
         "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "passes": budgets.passes},
@@ -66,14 +85,29 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
         if trials < 1 or workers < 1 or screen < 1:
             raise NasError(f"--trials, --workers and --screen must be at least 1, got {trials}, {workers} and {screen}")
         storage = storage if storage is not None else f"sqlite:///{(out / 'study.db').resolve()}"
-        setup = SearchSetup(str(space_path), str(table_path), budgets, proxy, sampler, storage,
-                            study or f"{space.name}-{Path(table_path).stem}", seed, proxy_options, screen, pruner)
+        setup = SearchSetup(
+            str(space_path),
+            str(table_path),
+            budgets,
+            proxy,
+            sampler,
+            storage,
+            study or f"{space.name}-{Path(table_path).stem}",
+            seed,
+            proxy_options,
+            screen,
+            pruner,
+        )
         done = run_study(setup, trials, workers, progress)
         trials_table = trials_frame(done, space)
         front = pareto_set(trials_table, space.slot_names)
-        summary.update(study=setup.study, storage=storage, trials=len(trials_table),
-                       feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0,
-                       pruned=int((trials_table["state"] == "pruned").sum()) if len(trials_table) else 0)
+        summary.update(
+            study=setup.study,
+            storage=storage,
+            trials=len(trials_table),
+            feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0,
+            pruned=int((trials_table["state"] == "pruned").sum()) if len(trials_table) else 0,
+        )
     summary["pareto"] = len(front)
     summary["feasible_front"] = bool(len(front) and front["feasible"].all())
     summary["picks"] = make_picks(front, space, space_path, out) if summary["feasible_front"] else []
@@ -84,12 +118,21 @@ def search(space_path: str | Path, table_path: str | Path, out: str | Path, *, l
 
 def describe(summary: dict[str, Any]) -> str:
     budgets = summary["budgets"]
-    limits = ", ".join(f"{v:g} {u}" for v, u in ((budgets["latency_ms"], "ms"), (budgets["memory_mb"], "MB"))
-                       if math.isfinite(v)) or "none"
-    head = (f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
-            f"sampler {summary['sampler']}, budgets {limits} per generation of {budgets['passes']} UNet passes")
+    limits = (
+        ", ".join(
+            f"{v:g} {u}" for v, u in ((budgets["latency_ms"], "ms"), (budgets["memory_mb"], "MB")) if math.isfinite(v)
+        )
+        or "none"
+    )
+    head = (
+        f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
+        f"sampler {summary['sampler']}, budgets {limits} per generation of {budgets['passes']} UNet passes"
+    )
     if not summary["feasible_front"]:
-        return head + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
+        return (
+            head
+            + f"\nno architecture meets the budgets: wrote the {summary['pareto']} least-violating, marked infeasible"
+        )
     seen = f"{summary.get('feasible', 0):,} feasible seen"
     seen += f", {summary['pruned']:,} proxy runs pruned" if summary.get("pruned") else ""
     return head + f"\n{summary['pareto']} Pareto-optimal architectures ({seen})"

@@ -18,8 +18,10 @@ try:
     from optuna._hypervolume import get_non_dominated_box_bounds
     from optuna.study._multi_objective import _is_pareto_front
 except ImportError as exc:  # pragma: no cover - only on an optuna outside the pinned range
-    raise ImportError(f"optuna {optuna.__version__} moved an internal that nas uses ({exc}); "
-                      "install a version within setup.cfg's range (optuna>=5.0,<6)") from None
+    raise ImportError(
+        f"optuna {optuna.__version__} moved an internal that nas uses ({exc}); "
+        "install a version within setup.cfg's range (optuna>=5.0,<6)"
+    ) from None
 
 __all__ = ["breed_child", "get_non_dominated_box_bounds", "is_pareto_front"]
 
@@ -29,7 +31,8 @@ def is_pareto_front(loss) -> Any:
     return _is_pareto_front(loss, assume_unique_lexsorted=False)
 
 
-def breed_child(sampler: optuna.samplers.NSGAIISampler, study: optuna.Study, search_space: dict,
-                parents: list) -> dict[str, Any]:
+def breed_child(
+    sampler: optuna.samplers.NSGAIISampler, study: optuna.Study, search_space: dict, parents: list
+) -> dict[str, Any]:
     """One NSGA-II child (selection, crossover, mutation) of ``parents``, as optuna breeds it."""
     return sampler._child_generation_strategy(study, search_space, parents)

@@ -45,8 +45,9 @@ def pick_rows(front: pd.DataFrame) -> dict[str, int]:
     return {role: rows[role] for role in ROLES if role in rows}
 
 
-def make_picks(front: pd.DataFrame, space: SearchSpace, space_path: str | Path, out: str | Path,
-               data: str = "data/latents") -> list[dict[str, Any]]:
+def make_picks(
+    front: pd.DataFrame, space: SearchSpace, space_path: str | Path, out: str | Path, data: str = "data/latents"
+) -> list[dict[str, Any]]:
     """The picks of ``front`` as summary entries: role, id, objectives, temporal slots, next commands."""
     out = Path(out)
     config = Path("examples") / space.name / "distill.yaml"
@@ -58,14 +59,36 @@ def make_picks(front: pd.DataFrame, space: SearchSpace, space_path: str | Path, 
         arch = out / "architectures" / f"{arch_id}.yaml"
         temporal = [slot for slot in space.slot_names if not str(row[slot]).startswith("none")]
         quality = float(row["quality"])
-        picks.append({
-            "role": role, "arch_id": arch_id, "latency_ms": float(row["latency_ms"]),
-            "memory_mb": float(row["memory_mb"]), "quality": None if np.isnan(quality) else quality,
-            "temporal_slots": len(temporal), "slots": len(space.slot_names), "architecture": str(arch),
-            "next": [_command("nas", "build", space_path, "--arch", arch),
-                     _command("nas", "train", "distill", "--config", config, "--space", space_path,
-                              "--arch", arch, "--data", data, "--out", f"runs/distill-{arch_id}")],
-        })
+        picks.append(
+            {
+                "role": role,
+                "arch_id": arch_id,
+                "latency_ms": float(row["latency_ms"]),
+                "memory_mb": float(row["memory_mb"]),
+                "quality": None if np.isnan(quality) else quality,
+                "temporal_slots": len(temporal),
+                "slots": len(space.slot_names),
+                "architecture": str(arch),
+                "next": [
+                    _command("nas", "build", space_path, "--arch", arch),
+                    _command(
+                        "nas",
+                        "train",
+                        "distill",
+                        "--config",
+                        config,
+                        "--space",
+                        space_path,
+                        "--arch",
+                        arch,
+                        "--data",
+                        data,
+                        "--out",
+                        f"runs/distill-{arch_id}",
+                    ),
+                ],
+            }
+        )
     return picks
 
 
@@ -85,9 +108,11 @@ def describe_picks(picks: list[dict[str, Any]]) -> str:
     lines = []
     for pick in picks:
         quality = "" if pick["quality"] is None else f"  quality {pick['quality']:.4g}"
-        lines.append(f"{pick['role'].replace('_', ' ')}: {pick['arch_id']}  {pick['latency_ms']:,.1f} ms  "
-                     f"{pick['memory_mb']:,.1f} MB{quality}  (temporal layers at {pick['temporal_slots']} of "
-                     f"{pick['slots']} slots)")
+        lines.append(
+            f"{pick['role'].replace('_', ' ')}: {pick['arch_id']}  {pick['latency_ms']:,.1f} ms  "
+            f"{pick['memory_mb']:,.1f} MB{quality}  (temporal layers at {pick['temporal_slots']} of "
+            f"{pick['slots']} slots)"
+        )
         lines.extend(f"  {command}" for command in pick["next"])
     return "\n".join(lines)
 

@@ -19,17 +19,24 @@ import torch
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.size import size_arrays, slot_sizes
-from nas.ops import get_op
 from nas.options import renamed_keys, renamed_kwargs
 from nas.registry import Registry
 from nas.space import Architecture, SearchSpace
 
 # The built-in proxies; the zero-cost ones are imported on first use.
-PROXY_REGISTRY: Registry[type[QualityProxy]] = Registry("proxy", "nas.proxies", {
-    "params": "nas.search.proxies:ParamsProxy", "flops": "nas.search.proxies:FlopsProxy",
-    "gradnorm": "nas.search.proxies:GradNormProxy", "distill": "nas.search.proxies:DistillProxy",
-    "synflow": "nas.search.zero_cost:SynflowProxy", "naswot": "nas.search.zero_cost:NaswotProxy",
-    "tsens": "nas.search.zero_cost:TemporalSensitivityProxy"})
+PROXY_REGISTRY: Registry[type[QualityProxy]] = Registry(
+    "proxy",
+    "nas.proxies",
+    {
+        "params": "nas.search.proxies:ParamsProxy",
+        "flops": "nas.search.proxies:FlopsProxy",
+        "gradnorm": "nas.search.proxies:GradNormProxy",
+        "distill": "nas.search.proxies:DistillProxy",
+        "synflow": "nas.search.zero_cost:SynflowProxy",
+        "naswot": "nas.search.zero_cost:NaswotProxy",
+        "tsens": "nas.search.zero_cost:TemporalSensitivityProxy",
+    },
+)
 
 
 class QualityProxy:
@@ -81,12 +88,16 @@ def check_options(proxy_cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """
     options = renamed_keys(options, getattr(proxy_cls.__init__, "renamed", {}), "--proxy-option")
     signature = inspect.signature(proxy_cls.__init__)
-    known = [name for name, p in signature.parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")]
+    known = [
+        name
+        for name, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in ("self", "space", "seed")
+    ]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise NasError(f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes "
-                       f"{', '.join(known) or 'no options'}")
+        raise NasError(
+            f"--proxy-option {unknown[0]}: the {proxy_cls.name} proxy takes {', '.join(known) or 'no options'}"
+        )
     hints = typing.get_type_hints(proxy_cls.__init__)
     return {key: _coerce(key, value, hints.get(key), proxy_cls.name) for key, value in options.items()}
 
@@ -158,8 +169,9 @@ class GradNormProxy(QualityProxy):
 
     name = "gradnorm"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, clips: int = 2, spatial_weights=None, data=None,
-                 **options: Any):
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, clips: int = 2, spatial_weights=None, data=None, **options: Any
+    ):
         super().__init__(space, seed)
         generator = torch.Generator().manual_seed(seed)
         if data is None:
@@ -182,7 +194,7 @@ class GradNormProxy(QualityProxy):
         noisy = 0.7 * self.latents + 0.7 * self.noise
         loss = torch.nn.functional.mse_loss(model(noisy, timesteps, self.text).sample, self.noise)
         loss.backward()
-        return float(torch.sqrt(sum((p.grad ** 2).sum() for p in parameters if p.grad is not None)))
+        return float(torch.sqrt(sum((p.grad**2).sum() for p in parameters if p.grad is not None)))
 
 
 @register_proxy
@@ -201,15 +213,27 @@ class DistillProxy(QualityProxy):
     reports = True
 
     @renamed_kwargs(steps="train_steps")
-    def __init__(self, space: SearchSpace, seed: int = 0, train_steps: int = 20, lr: float = 1e-3, clips: int = 8,
-                 report_every: int = 5, data: str | Path | None = None, latents: torch.Tensor | None = None,
-                 spatial_weights=None, **options: Any):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        train_steps: int = 20,
+        lr: float = 1e-3,
+        clips: int = 8,
+        report_every: int = 5,
+        data: str | Path | None = None,
+        latents: torch.Tensor | None = None,
+        spatial_weights=None,
+        **options: Any,
+    ):
         super().__init__(space, seed)
         from diffusers import DDPMScheduler
 
         if train_steps < 1 or report_every < 1 or clips < 2 or not lr > 0:
-            raise NasError(f"--proxy distill: train_steps and report_every must be >= 1, clips >= 2 and lr > 0 "
-                           f"(got {train_steps}, {report_every}, {clips}, {lr})")
+            raise NasError(
+                f"--proxy distill: train_steps and report_every must be >= 1, clips >= 2 and lr > 0 "
+                f"(got {train_steps}, {report_every}, {clips}, {lr})"
+            )
         clean, text = self._clips(space, clips, seed, data, latents)
         split = max(1, len(clean) // 4)
         self.clip_ids = self._clip_ids(data, len(clean), seed)
@@ -230,8 +254,15 @@ class DistillProxy(QualityProxy):
 
             dataset = LatentDataset(data)
             v = space.video
-            dataset.check_model(v.frames, v.latent_channels, v.latent_height, v.latent_width,
-                                space.cross_attention_dim, space.text_tokens, f"space {space.name}")
+            dataset.check_model(
+                v.frames,
+                v.latent_channels,
+                v.latent_height,
+                v.latent_width,
+                space.cross_attention_dim,
+                space.text_tokens,
+                f"space {space.name}",
+            )
             if len(dataset.videos) < 2:
                 raise NasError(f"{data}: the distill proxy needs at least 2 video clips, found {len(dataset.videos)}")
             batch = dataset.get(dataset.videos[:clips])
@@ -256,9 +287,13 @@ class DistillProxy(QualityProxy):
     def provenance(self) -> dict[str, Any]:
         """What the last run saw: seed, training clips, its batches (clip names), held-out clips."""
         split = len(self.held_out[0])
-        return {"seed": self.seed, "train_steps": self.train_steps, "train_clips": sorted(self.clip_ids[split:]),
-                "order": [[self.clip_ids[i] for i in batch] for batch in self.order],
-                "eval_clips": self.clip_ids[:split]}
+        return {
+            "seed": self.seed,
+            "train_steps": self.train_steps,
+            "train_clips": sorted(self.clip_ids[split:]),
+            "order": [[self.clip_ids[i] for i in batch] for batch in self.order],
+            "eval_clips": self.clip_ids[:split],
+        }
 
     def _loss(self, model, clean, text, noise, timesteps) -> torch.Tensor:
         noisy = self.scheduler.add_noise(clean, noise, timesteps)

@@ -41,8 +41,15 @@ PROXIES = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens", "distill
 CHEAP = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens")  # the combination's inputs
 METRICS = {"denoise": "denoise_loss", "motion": "motion_error"}  # reference metric -> column (lower is better)
 GOAL_COST, GOAL_TAU = 0.1, 0.6
-GROUND_TRUTH_OPTIONS = ("lr", "batch", "eval_timesteps", "sampling_steps", "samples_per_caption", "guidance",
-                        "whole_model")
+GROUND_TRUTH_OPTIONS = (
+    "lr",
+    "batch",
+    "eval_timesteps",
+    "sampling_steps",
+    "samples_per_caption",
+    "guidance",
+    "whole_model",
+)
 
 
 def check_architectures(space: SearchSpace, samples: int, seed: int = 0) -> list[tuple[str, Architecture]]:
@@ -85,12 +92,20 @@ class _Curve:
         self.points[step] = (value, time.perf_counter() - self.start)
 
 
-def proxy_check(space: SearchSpace | None = None, world: str | Path | World | None = None,
-                proxies: tuple[str, ...] = PROXIES, samples: int = 14, seed: int = 0,
-                proxy_steps: tuple[int, ...] = (5, 10, 20), reference: str = "ground-truth",
-                reference_steps: int | None = None, options: dict[str, dict[str, Any]] | None = None,
-                cache: str | Path | None = None, progress: bool = True,
-                reference_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def proxy_check(
+    space: SearchSpace | None = None,
+    world: str | Path | World | None = None,
+    proxies: tuple[str, ...] = PROXIES,
+    samples: int = 14,
+    seed: int = 0,
+    proxy_steps: tuple[int, ...] = (5, 10, 20),
+    reference: str = "ground-truth",
+    reference_steps: int | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+    reference_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Score ``samples`` architectures by every proxy and by the reference; returns the report.
 
     ``options`` maps a proxy name to its options (as ``--proxy-option``); with a world, the data
@@ -132,20 +147,30 @@ def proxy_check(space: SearchSpace | None = None, world: str | Path | World | No
     if reference == "ground-truth":
         from nas.search.ground_truth import GroundTruth
 
-        reference_options = renamed_keys(reference_options or {}, {"sample_steps": "sampling_steps"},
-                                         "--reference-option")
+        reference_options = renamed_keys(
+            reference_options or {}, {"sample_steps": "sampling_steps"}, "--reference-option"
+        )
         unknown = sorted(set(reference_options) - set(GROUND_TRUTH_OPTIONS))
         if unknown:
             raise NasError(f"--reference-option {unknown[0]}: the ground truth takes {', '.join(GROUND_TRUTH_OPTIONS)}")
         truth = GroundTruth(world, space, steps=reference_steps, seed=seed + 7919, **reference_options)
     else:
-        distill_opts = {k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr",
-                                                                                     "spatial_weights")}
+        distill_opts = {
+            k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr", "spatial_weights")
+        }
         distill_opts = {**world_data, "clips": 16, **distill_opts}
-        truth = get_proxy("distill")(space, seed=seed, train_steps=reference_steps, report_every=reference_steps,
-                                     **distill_opts)
-    config = {"space": space.name, "world": str(world.folder) if world else None, "seed": seed, "steps": proxy_steps,
-              "reference": reference, "reference_steps": reference_steps, "options": options}
+        truth = get_proxy("distill")(
+            space, seed=seed, train_steps=reference_steps, report_every=reference_steps, **distill_opts
+        )
+    config = {
+        "space": space.name,
+        "world": str(world.folder) if world else None,
+        "seed": seed,
+        "steps": proxy_steps,
+        "reference": reference,
+        "reference_steps": reference_steps,
+        "options": options,
+    }
     if reference_options:
         config["reference_options"] = reference_options
     store = _Cache(cache, config)
@@ -154,19 +179,24 @@ def proxy_check(space: SearchSpace | None = None, world: str | Path | World | No
     for label, architecture in tqdm(architectures, desc="proxy check", unit="arch", disable=not progress):
         row: dict[str, Any] = {"arch_id": architecture.id, "label": label, "architecture": architecture.describe()}
         for name, proxy in built.items():
-            scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, proxy_steps))
+            scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, proxy_steps))  # noqa: B023 (called at once)
             provenance["distill"] = _longer(provenance["distill"], scores.pop("provenance", None))
             row.update(scores)
-        scores = store.get(f"reference/{architecture.id}", lambda: _reference(truth, architecture))
+        scores = store.get(f"reference/{architecture.id}", lambda: _reference(truth, architecture))  # noqa: B023 (called at once)
         provenance["reference"] = _longer(provenance["reference"], scores.pop("provenance"))
         row.update(scores)
         rows.append(row)
     frame = pd.DataFrame(rows)
     report = {
-        "space": space.name, "world": str(world.folder) if world else None, "seed": seed,
-        "reference": {"kind": reference, "steps": reference_steps,
-                      "metrics": list(METRICS) if reference == "ground-truth" else ["denoise"],
-                      "provenance": provenance["reference"]},
+        "space": space.name,
+        "world": str(world.folder) if world else None,
+        "seed": seed,
+        "reference": {
+            "kind": reference,
+            "steps": reference_steps,
+            "metrics": list(METRICS) if reference == "ground-truth" else ["denoise"],
+            "provenance": provenance["reference"],
+        },
         "proxy_provenance": provenance["distill"],
         "proxy_steps": list(proxy_steps),
         "architectures": json.loads(frame.to_json(orient="records")),
@@ -203,8 +233,11 @@ def _score(name: str, proxy, architecture: Architecture, steps: tuple[int, ...])
     if name == "distill":
         curve = _Curve()
         proxy.score(architecture, curve)
-        return {**{f"distill@{s}": curve.points[s][0] for s in steps},
-                **{f"distill@{s}_s": curve.points[s][1] for s in steps}, "provenance": proxy.provenance}
+        return {
+            **{f"distill@{s}": curve.points[s][0] for s in steps},
+            **{f"distill@{s}_s": curve.points[s][1] for s in steps},
+            "provenance": proxy.provenance,
+        }
     start = time.perf_counter()
     value = proxy.score(architecture)
     return {name: float(value), f"{name}_s": time.perf_counter() - start}
@@ -214,8 +247,12 @@ def _reference(truth, architecture: Architecture) -> dict[str, float]:
     start = time.perf_counter()
     if hasattr(truth, "denoise_loss"):
         result = truth.score(architecture)
-        return {"ref_denoise_loss": result["denoise_loss"], "ref_motion_error": result["motion_error"],
-                "reference_s": time.perf_counter() - start, "provenance": truth.provenance}
+        return {
+            "ref_denoise_loss": result["denoise_loss"],
+            "ref_motion_error": result["motion_error"],
+            "reference_s": time.perf_counter() - start,
+            "provenance": truth.provenance,
+        }
     value = truth.score(architecture)
     return {"ref_denoise_loss": -value, "reference_s": time.perf_counter() - start, "provenance": truth.provenance}
 
@@ -262,16 +299,24 @@ def _results(frame: pd.DataFrame, metrics: list[str], seed: int) -> list[dict[st
         scored = {name: (frame[name].to_numpy(dtype=float), float(frame[f"{name}_s"].mean())) for name in names}
         inputs = [c for c in CHEAP if c in frame.columns and frame[c].nunique() > 1]
         if len(inputs) >= 2:
-            scored["combo"] = (_combo_loo(frame, stats.rankdata(truth), inputs),
-                               float(sum(frame[f"{c}_s"].mean() for c in inputs)))
+            scored["combo"] = (
+                _combo_loo(frame, stats.rankdata(truth), inputs),
+                float(sum(frame[f"{c}_s"].mean() for c in inputs)),
+            )
         for name, (values, cost) in scored.items():
             tau, rho = kendall_tau(values, truth), spearman_rho(values, truth)
-            results.append({
-                "proxy": name, "metric": metric, "kendall_tau": _round(tau), "spearman_rho": _round(rho),
-                "tau_ci90": [_round(v) for v in bootstrap_interval(values, truth, kendall_tau, seed)],
-                "rho_ci90": [_round(v) for v in bootstrap_interval(values, truth, spearman_rho, seed)],
-                "seconds_per_arch": round(cost, 3), "relative_cost": round(cost / reference_cost, 4),
-            })
+            results.append(
+                {
+                    "proxy": name,
+                    "metric": metric,
+                    "kendall_tau": _round(tau),
+                    "spearman_rho": _round(rho),
+                    "tau_ci90": [_round(v) for v in bootstrap_interval(values, truth, kendall_tau, seed)],
+                    "rho_ci90": [_round(v) for v in bootstrap_interval(values, truth, spearman_rho, seed)],
+                    "seconds_per_arch": round(cost, 3),
+                    "relative_cost": round(cost / reference_cost, 4),
+                }
+            )
     return results
 
 
@@ -281,8 +326,11 @@ def _round(value: float) -> float | None:
 
 def _recommended(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The proxy with the highest tau on the denoising metric among those at <= 1/10 of the reference's cost."""
-    cheap = [r for r in results if r["metric"] == "denoise" and r["relative_cost"] <= GOAL_COST
-             and r["kendall_tau"] is not None]
+    cheap = [
+        r
+        for r in results
+        if r["metric"] == "denoise" and r["relative_cost"] <= GOAL_COST and r["kendall_tau"] is not None
+    ]
     if not cheap:
         return None
     best = max(cheap, key=lambda r: r["kendall_tau"])
@@ -322,8 +370,12 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "check.json", "architectures": out / "architectures.csv",
-             "results": out / "results.csv", "scatter": out / "scatter.png"}
+    paths = {
+        "json": out / "check.json",
+        "architectures": out / "architectures.csv",
+        "results": out / "results.csv",
+        "scatter": out / "scatter.png",
+    }
     paths["json"].write_text(json.dumps(report, indent=1))
     frame = pd.DataFrame(report["architectures"])
     frame.to_csv(paths["architectures"], index=False)
@@ -331,8 +383,7 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     results.to_csv(paths["results"], index=False)
     names = [n for n in dict.fromkeys(results["proxy"]) if n in frame.columns]
     metrics = report["reference"]["metrics"]
-    figure, axes = plt.subplots(len(metrics), len(names), figsize=(2.6 * len(names), 2.6 * len(metrics)),
-                                squeeze=False)
+    figure, axes = plt.subplots(len(metrics), len(names), figsize=(2.6 * len(names), 2.6 * len(metrics)), squeeze=False)
     for i, metric in enumerate(metrics):
         for j, name in enumerate(names):
             ax = axes[i][j]
@@ -349,8 +400,9 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------- `nas proxy check` as one call
-def route_options(proxies: tuple[str, ...], given: dict[str, Any],
-                  steps: tuple[int, ...]) -> tuple[dict[str, dict[str, Any]], tuple[int, ...]]:
+def route_options(
+    proxies: tuple[str, ...], given: dict[str, Any], steps: tuple[int, ...]
+) -> tuple[dict[str, dict[str, Any]], tuple[int, ...]]:
     """Options given once (KEY -> value, as ``--proxy-option``) sent to every checked proxy that takes KEY.
 
     One option line serves several proxies (``data=`` feeds gradnorm and distill alike), so a key
@@ -383,12 +435,21 @@ def route_options(proxies: tuple[str, ...], given: dict[str, Any],
     return {name: check_options(classes[name], values) for name, values in options.items()}, steps
 
 
-def check_proxies(out: str | Path, space: str | Path | None = None, world: str | Path | None = None,
-                  proxies: tuple[str, ...] | None = None, samples: int = 14, seed: int = 0,
-                  steps: str | tuple[int, ...] = (5, 10, 20), reference: str = "ground-truth",
-                  reference_steps: int | None = None, proxy_options: dict[str, Any] | None = None,
-                  reference_options: dict[str, Any] | None = None, cache: str | Path | None = None,
-                  progress: bool = True) -> tuple[dict[str, Any], dict[str, Path]]:
+def check_proxies(
+    out: str | Path,
+    space: str | Path | None = None,
+    world: str | Path | None = None,
+    proxies: tuple[str, ...] | None = None,
+    samples: int = 14,
+    seed: int = 0,
+    steps: str | tuple[int, ...] = (5, 10, 20),
+    reference: str = "ground-truth",
+    reference_steps: int | None = None,
+    proxy_options: dict[str, Any] | None = None,
+    reference_options: dict[str, Any] | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """:func:`proxy_check` from command-line-shaped inputs, its outputs written to ``out``.
 
     ``steps`` may be text (``"5,10,20"``); ``proxy_options`` are routed by :func:`route_options`;
@@ -404,6 +465,18 @@ def check_proxies(out: str | Path, space: str | Path | None = None, world: str |
     options, steps = route_options(proxies, proxy_options or {}, tuple(steps))
     world = Path(world) if world else None
     cache = None if str(cache) == "none" else cache or (world / "check-cache" if world else None)
-    report = proxy_check(SearchSpace.load(space) if space else None, world, proxies, samples, seed, steps, reference,
-                         reference_steps, options, cache, progress=progress, reference_options=reference_options)
+    report = proxy_check(
+        SearchSpace.load(space) if space else None,
+        world,
+        proxies,
+        samples,
+        seed,
+        steps,
+        reference,
+        reference_steps,
+        options,
+        cache,
+        progress=progress,
+        reference_options=reference_options,
+    )
     return report, write_outputs(report, out)

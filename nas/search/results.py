@@ -30,20 +30,35 @@ def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
             continue  # pruned before it was priced
         complete = trial.state == TrialState.COMPLETE
         runs = attrs.get("status", "ok") == "ok"
-        rows.append({
-            "trial": trial.number,
-            "state": trial.state.name.lower(),
-            "status": attrs.get("status", "ok"),
-            "arch_id": attrs["arch_id"],
-            "latency_ms": trial.values[0] if complete else attrs.get("latency_ms", np.nan),
-            "memory_mb": trial.values[1] if complete else attrs.get("memory_mb", np.nan),
-            "quality": trial.values[2] if complete and attrs.get("quality_evaluated") else np.nan,
-            "feasible": bool(attrs.get("feasible")),
-            "violation": float(sum(max(c, 0.0) for c in trial.constraints.values())) if runs else np.nan,
-            **{slot.name: trial.params.get(slot.name) for slot in space.slots},
-        })
-    return pd.DataFrame(rows, columns=["trial", "state", "status", "arch_id", "latency_ms", "memory_mb", "quality",
-                                       "feasible", "violation", *space.slot_names])
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name.lower(),
+                "status": attrs.get("status", "ok"),
+                "arch_id": attrs["arch_id"],
+                "latency_ms": trial.values[0] if complete else attrs.get("latency_ms", np.nan),
+                "memory_mb": trial.values[1] if complete else attrs.get("memory_mb", np.nan),
+                "quality": trial.values[2] if complete and attrs.get("quality_evaluated") else np.nan,
+                "feasible": bool(attrs.get("feasible")),
+                "violation": float(sum(max(c, 0.0) for c in trial.constraints.values())) if runs else np.nan,
+                **{slot.name: trial.params.get(slot.name) for slot in space.slots},
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "trial",
+            "state",
+            "status",
+            "arch_id",
+            "latency_ms",
+            "memory_mb",
+            "quality",
+            "feasible",
+            "violation",
+            *space.slot_names,
+        ],
+    )
 
 
 def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
@@ -59,8 +74,9 @@ def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
     return front.sort_values("latency_ms")[COLUMNS + slots].reset_index(drop=True)
 
 
-def write_results(out: Path, space: SearchSpace, pareto: pd.DataFrame, trials: pd.DataFrame | None,
-                  summary: dict[str, Any]) -> dict[str, Any]:
+def write_results(
+    out: Path, space: SearchSpace, pareto: pd.DataFrame, trials: pd.DataFrame | None, summary: dict[str, Any]
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     pareto.to_csv(out / "pareto.csv", index=False)
     folder = out / "architectures"
@@ -83,14 +99,25 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     import plotly.graph_objects as go
 
     kind = "Pareto" if summary.get("feasible_front", True) else "least-violating (none meets the budgets)"
-    title = (f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} {kind} architectures "
-             f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)")
+    title = (
+        f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} {kind} architectures "
+        f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)"
+    )
     shown = trials[trials["status"] == "ok"] if trials is not None else None  # what cannot run has no point
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     if shown is not None and len(shown):
         ax.scatter(shown["latency_ms"], shown["memory_mb"], s=8, c="#bbbbbb", label="trials")
-    points = ax.scatter(pareto["latency_ms"], pareto["memory_mb"], s=36, c=pareto["quality"].fillna(0),
-                        cmap="viridis", edgecolors="black", linewidths=0.5, label="Pareto set", zorder=3)
+    points = ax.scatter(
+        pareto["latency_ms"],
+        pareto["memory_mb"],
+        s=36,
+        c=pareto["quality"].fillna(0),
+        cmap="viridis",
+        edgecolors="black",
+        linewidths=0.5,
+        label="Pareto set",
+        zorder=3,
+    )
     for budget, line in ((summary["budgets"]["latency_ms"], ax.axvline), (summary["budgets"]["memory_mb"], ax.axhline)):
         if np.isfinite(budget):
             line(budget, color="red", linestyle="--", linewidth=1)
@@ -109,11 +136,31 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
 
     figure = go.Figure()
     if shown is not None and len(shown):
-        figure.add_trace(go.Scatter(x=shown["latency_ms"], y=shown["memory_mb"], mode="markers", name="trials",
-                                    marker={"color": "#bbbbbb", "size": 5}, text=shown["arch_id"]))
-    figure.add_trace(go.Scatter(x=pareto["latency_ms"], y=pareto["memory_mb"], mode="markers", name="Pareto set",
-                                marker={"color": pareto["quality"].fillna(0), "colorscale": "Viridis", "size": 10,
-                                        "showscale": True, "colorbar": {"title": summary["proxy"]}},
-                                text=[f"{a} quality {q:.4g}" for a, q in zip(pareto["arch_id"], pareto["quality"])]))
+        figure.add_trace(
+            go.Scatter(
+                x=shown["latency_ms"],
+                y=shown["memory_mb"],
+                mode="markers",
+                name="trials",
+                marker={"color": "#bbbbbb", "size": 5},
+                text=shown["arch_id"],
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=pareto["latency_ms"],
+            y=pareto["memory_mb"],
+            mode="markers",
+            name="Pareto set",
+            marker={
+                "color": pareto["quality"].fillna(0),
+                "colorscale": "Viridis",
+                "size": 10,
+                "showscale": True,
+                "colorbar": {"title": summary["proxy"]},
+            },
+            text=[f"{a} quality {q:.4g}" for a, q in zip(pareto["arch_id"], pareto["quality"])],
+        )
+    )
     figure.update_layout(title=title, xaxis_title="latency per generation (ms)", yaxis_title="peak memory (MB)")
     figure.write_html(out / "pareto.html", include_plotlyjs=True)

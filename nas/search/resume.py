@@ -53,13 +53,17 @@ def check_resume(study: optuna.Study, record: dict[str, str], where: str) -> Non
     hint = "use another --out (or --study NAME) to start a new study"
     if stored is None:
         if study.get_trials(deepcopy=False):
-            raise NasError(f"{where}: study {study.study_name!r} has trials but no record of its setup "
-                           f"(made by an older nas); {hint}")
+            raise NasError(
+                f"{where}: study {study.study_name!r} has trials but no record of its setup "
+                f"(made by an older nas); {hint}"
+            )
         study.set_user_attr(SETUP_ATTR, record)
         return
     stored = {("passes" if key == "steps" else key): value for key, value in stored.items()}  # older nas: steps
     changed = [key for key in record if stored.get(key) != record[key]]
     if changed:
-        what = ", ".join(f"{key} {stored.get(key)!s} -> {record[key]}" if key not in ("space", "table")
-                         else f"{key} contents" for key in changed)
+        what = ", ".join(
+            f"{key} {stored.get(key)!s} -> {record[key]}" if key not in ("space", "table") else f"{key} contents"
+            for key in changed
+        )
         raise NasError(f"{where}: study {study.study_name!r} was run with another setup ({what}); {hint}")

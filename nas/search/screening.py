@@ -133,9 +133,14 @@ class TableScreen:
         if not feasible.any():
             return self.decode(pool[self._any_best(-excess)])
         pool, latency, memory = pool[feasible], latency[feasible], memory[feasible]
-        scored = [(t, row) for t, row in encoded if t.state == optuna.trial.TrialState.COMPLETE
-                  and t.user_attrs.get("feasible") and t.user_attrs.get("quality_evaluated")
-                  and np.isfinite(t.values).all()]
+        scored = [
+            (t, row)
+            for t, row in encoded
+            if t.state == optuna.trial.TrialState.COMPLETE
+            and t.user_attrs.get("feasible")
+            and t.user_attrs.get("quality_evaluated")
+            and np.isfinite(t.values).all()
+        ]
         done = np.array([row for _, row in scored], dtype=int).reshape(len(scored), len(self.labels))
         done_loss = np.array([[t.values[0], t.values[1], -t.values[2]] for t, _ in scored]).reshape(-1, 3)
         surrogate = QualitySurrogate([len(labels) for labels in self.labels]).fit(done, -done_loss[:, 2])
@@ -165,14 +170,17 @@ class ScreenedNSGAIISampler(NSGAIISampler):
         super().__init__(**kwargs)
         self.screen, self.pool = screen, pool
 
-    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                        search_space: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         parents = self.get_parent_population(study, self.get_trial_generation(study, trial))
         bred = 0 if not parents else self.pool - int(self.pool * EXPLORE)
-        children = [self.screen.encode(breed_child(self, study, search_space, parents))
-                    for _ in range(bred)]
+        children = [self.screen.encode(breed_child(self, study, search_space, parents)) for _ in range(bred)]
         bred_rows = np.array(children, dtype=int).reshape(bred, len(self.screen.labels))
         rows = np.concatenate([bred_rows, self.screen.random(self.pool - bred)])
         return self.screen.pick(study.get_trials(deepcopy=False), rows)

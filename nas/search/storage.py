@@ -20,13 +20,14 @@ def open_storage(url: str | None):
     if url in (None, "", "memory"):
         return optuna.storages.InMemoryStorage()
     if url.startswith(JOURNAL_PREFIX):
-        path = Path(url[len(JOURNAL_PREFIX):].removeprefix("//"))
+        path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(
-            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path)))
+            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
+        )
         return optuna.storages.JournalStorage(backend)
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
             with warnings.catch_warnings():

@@ -18,7 +18,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,8 +61,10 @@ class Budgets:
             passes=int(passes if passes is not None else b.get("passes", 1)),
         )
         if budgets.latency_ms <= 0 or budgets.memory_mb <= 0 or budgets.passes < 1:
-            raise NasError(f"budgets must be positive (latency {budgets.latency_ms} ms, memory {budgets.memory_mb} MB, "
-                           f"passes {budgets.passes})")
+            raise NasError(
+                f"budgets must be positive (latency {budgets.latency_ms} ms, memory {budgets.memory_mb} MB, "
+                f"passes {budgets.passes})"
+            )
         return budgets
 
     def violations(self, latency: np.ndarray, memory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +132,10 @@ class Objective:
             return self._evaluate(trial)
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, float, float]:
-        labels = {slot.name: trial.suggest_categorical(slot.name, [c.label for c in slot.choices])
-                  for slot in self.space.slots}
+        labels = {
+            slot.name: trial.suggest_categorical(slot.name, [c.label for c in slot.choices])
+            for slot in self.space.slots
+        }
         architecture = Architecture.from_labels(self.space, labels)
         trial.set_user_attr("arch_id", architecture.id)
         index = self.cost.encode(architecture)[None]
@@ -171,8 +174,12 @@ class Objective:
     def _earlier_run(trial: optuna.Trial, arch_id: str) -> optuna.trial.FrozenTrial | None:
         """A finished trial of the same architecture whose proxy ran to the end or was pruned."""
         for t in trial.study.get_trials(deepcopy=False, states=COMPLETED):
-            if t.number != trial.number and t.user_attrs.get("arch_id") == arch_id and t.user_attrs.get("feasible") \
-                    and (t.user_attrs.get("quality_evaluated") or t.state == optuna.trial.TrialState.PRUNED):
+            if (
+                t.number != trial.number
+                and t.user_attrs.get("arch_id") == arch_id
+                and t.user_attrs.get("feasible")
+                and (t.user_attrs.get("quality_evaluated") or t.state == optuna.trial.TrialState.PRUNED)
+            ):
                 return t
         return None
 
@@ -199,7 +206,9 @@ def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
     optuna.logging.set_verbosity(QUIET)
     storage = open_storage(setup.storage)
     cost = setup.load()
-    study = optuna.load_study(study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, cost, worker))
+    study = optuna.load_study(
+        study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, cost, worker)
+    )
     objective = Objective(setup, storage, cost)
     try:
         _optimize(study, objective, quota, [optuna.study.MaxTrialsCallback(trials, states=COMPLETED)])
@@ -218,10 +227,18 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
     optuna.logging.set_verbosity(QUIET)
     storage = open_storage(setup.storage)
     cost = setup.load()
-    study = optuna.create_study(study_name=setup.study, storage=storage, directions=DIRECTIONS,
-                                sampler=make_sampler(setup, trials, cost), load_if_exists=True)
-    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MINIMIZE,
-                                  optuna.study.StudyDirection.MAXIMIZE]:
+    study = optuna.create_study(
+        study_name=setup.study,
+        storage=storage,
+        directions=DIRECTIONS,
+        sampler=make_sampler(setup, trials, cost),
+        load_if_exists=True,
+    )
+    if list(study.directions) != [
+        optuna.study.StudyDirection.MINIMIZE,
+        optuna.study.StudyDirection.MINIMIZE,
+        optuna.study.StudyDirection.MAXIMIZE,
+    ]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
     check_resume(study, setup_record(setup), setup.storage or "memory")
     if study.metric_names != METRICS:
@@ -230,10 +247,18 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
             study.set_metric_names(METRICS)  # optuna-dashboard and trials_dataframe show these names
     remaining = trials - len(study.get_trials(deepcopy=False, states=COMPLETED))
     if remaining <= 0 and progress:
-        print(f"resumed study {setup.study}: its {trials} trials are done, nothing to run (raise --trials to search "
-              "on); results written again from the study", file=sys.stderr)
-    bar = tqdm(total=trials, desc=f"search {setup.study}", unit="trial", disable=not progress or remaining <= 0,
-               mininterval=1.0)
+        print(
+            f"resumed study {setup.study}: its {trials} trials are done, nothing to run (raise --trials to search "
+            "on); results written again from the study",
+            file=sys.stderr,
+        )
+    bar = tqdm(
+        total=trials,
+        desc=f"search {setup.study}",
+        unit="trial",
+        disable=not progress or remaining <= 0,
+        mininterval=1.0,
+    )
     last = [0.0]
 
     def update(study_: optuna.Study, _trial=None, force: bool = False) -> None:
@@ -272,9 +297,14 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         bar.leave = False
         bar.close()
         kept = len(study.get_trials(deepcopy=False, states=COMPLETED))
-        raise Interrupted(f"{kept} finished trials of study {setup.study!r} are kept in {setup.storage or 'memory'}"
-                          + ("; re-run the same command to resume" if is_shared(setup.storage) else
-                             " (in memory: lost; use --storage to keep them)")) from None
+        raise Interrupted(
+            f"{kept} finished trials of study {setup.study!r} are kept in {setup.storage or 'memory'}"
+            + (
+                "; re-run the same command to resume"
+                if is_shared(setup.storage)
+                else " (in memory: lost; use --storage to keep them)"
+            )
+        ) from None
     update(study, force=True)
     bar.close()
     return study

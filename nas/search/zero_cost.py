@@ -37,8 +37,9 @@ from nas.space import Architecture, SearchSpace
 class _ZeroCost(QualityProxy):
     """Clips, text and a model whose temporal output projections are random (not zero)."""
 
-    def __init__(self, space: SearchSpace, seed: int = 0, clips: int = 8, data=None, spatial_weights=None,
-                 **options: Any):
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, clips: int = 8, data=None, spatial_weights=None, **options: Any
+    ):
         super().__init__(space, seed)
         from nas.errors import NasError
 
@@ -99,8 +100,9 @@ class NaswotProxy(_ZeroCost):
         if not layers:
             return 0.0
         codes: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda m, args, out: codes.append((out - args[0]) > 0))
-                 for layer in layers]
+        hooks = [
+            layer.register_forward_hook(lambda m, args, out: codes.append((out - args[0]) > 0)) for layer in layers
+        ]
         noisy, t = self.noisy()
         model(noisy, t, self.text)
         for hook in hooks:
@@ -129,5 +131,5 @@ class TemporalSensitivityProxy(_ZeroCost):
         (out[:, :, middle] * probe).sum().backward()
         grad = noisy.grad
         own = grad[:, :, middle].norm()
-        others = torch.cat([grad[:, :, :middle], grad[:, :, middle + 1:]], 2).norm()
+        others = torch.cat([grad[:, :, :middle], grad[:, :, middle + 1 :]], 2).norm()
         return float(others / own.clamp_min(1e-12))

@@ -61,8 +61,9 @@ class Architecture:
             raise NasError(f"{source}: 'slots' must map every slot of space {space.name!r} to a choice")
         unknown = [name for name in slots if name not in space.slot_names]
         if unknown:
-            raise NasError(f"{source}: slot {unknown[0]!r} is not in space {space.name!r} "
-                           f"(slots: {', '.join(space.slot_names)})")
+            raise NasError(
+                f"{source}: slot {unknown[0]!r} is not in space {space.name!r} (slots: {', '.join(space.slot_names)})"
+            )
         missing = [name for name in space.slot_names if name not in slots]
         if missing:
             raise NasError(f"{source}: no choice for slot(s) {', '.join(missing)} (write {{op: none}} for none)")
@@ -71,16 +72,19 @@ class Architecture:
             choice = _parse_choice(slots[slot.name], slot, f"{source}: slot {slot.name}")
             if choice not in slot.choices:
                 allowed = ", ".join(c.label for c in slot.choices)
-                raise NasError(f"{source}: slot {slot.name}: {choice.label} is not a choice of this slot "
-                               f"(choices: {allowed})")
+                raise NasError(
+                    f"{source}: slot {slot.name}: {choice.label} is not a choice of this slot (choices: {allowed})"
+                )
             choices.append((slot.name, choice))
         return cls(space.name, tuple(choices))
 
     @classmethod
     def from_labels(cls, space: SearchSpace, labels: dict[str, str]) -> Architecture:
         """The architecture whose slots hold the choices with these labels (optuna's params, CSV columns)."""
-        return cls(space.name, tuple((slot.name, next(c for c in slot.choices if c.label == labels[slot.name]))
-                                     for slot in space.slots))
+        return cls(
+            space.name,
+            tuple((slot.name, next(c for c in slot.choices if c.label == labels[slot.name])) for slot in space.slots),
+        )
 
 
 def _parse_choice(raw: Any, slot, where: str) -> Choice:

@@ -57,8 +57,10 @@ def parse_op(entry: dict[str, Any], other_keys: tuple[str, ...] = ()) -> tuple[t
     params = {k: v for k, v in entry.items() if k not in ("op", *other_keys)}
     unknown = sorted(set(params) - set(op.defaults))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for op {entry['op']} "
-                         f"(known: {', '.join(op.defaults) or 'none'})")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for op {entry['op']} "
+            f"(known: {', '.join(op.defaults) or 'none'})"
+        )
     return op, params
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import NasError
 from nas.options import renamed_keys
@@ -104,8 +105,19 @@ class SearchSpace:
         def fail(problem: str) -> NasError:
             return NasError(f"{source}: {problem}")
 
-        known = {"name", "description", "backbone", "video", "text_tokens", "choices", "counts", "slots",
-                 "architectures", "budgets", "prune_from"}
+        known = {
+            "name",
+            "description",
+            "backbone",
+            "video",
+            "text_tokens",
+            "choices",
+            "counts",
+            "slots",
+            "architectures",
+            "budgets",
+            "prune_from",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -193,13 +205,16 @@ class SearchSpace:
 
         if isinstance(name_or_path, str) and name_or_path in self.architectures:
             return Architecture.from_dict(
-                self, {"slots": self.architectures[name_or_path]}, source=f"{self.source}: architecture {name_or_path!r}"
+                self,
+                {"slots": self.architectures[name_or_path]},
+                source=f"{self.source}: architecture {name_or_path!r}",
             )
         path = Path(name_or_path)
         if not path.is_file():
             known = ", ".join(self.architectures) or "none"
-            raise NasError(f"{path}: no such architecture file, nor a named architecture of {self.source} "
-                           f"(named: {known})")
+            raise NasError(
+                f"{path}: no such architecture file, nor a named architecture of {self.source} (named: {known})"
+            )
         return Architecture.load(path, self)
 
     def sample(self, seed: int | None = None):
@@ -284,8 +299,7 @@ def _backbone_config(raw: Any, fail) -> dict[str, Any]:
         if bad:
             raise fail(f"backbone.{key}: unsupported block type {bad[0]!r} (supported: {', '.join(sorted(allowed))})")
     if config.get("mid_block_type", "UNetMidBlock2DCrossAttn") not in MID_BLOCKS:
-        raise fail(f"backbone.mid_block_type must be UNetMidBlock2DCrossAttn or null, "
-                   f"got {config['mid_block_type']!r}")
+        raise fail(f"backbone.mid_block_type must be UNetMidBlock2DCrossAttn or null, got {config['mid_block_type']!r}")
     for key in UNSUPPORTED_BACKBONE_KEYS:
         if config.get(key) is not None:
             raise fail(f"backbone.{key} is not supported by the video UNet")
@@ -332,8 +346,10 @@ def _video_shape(raw: Any, levels: int, fail) -> VideoShape:
     for key in ("height", "width"):
         pixels = getattr(video, key)
         if pixels % divisor:
-            raise fail(f"video.{key} {pixels} px is not divisible by {divisor} "
-                       f"(latent_scale {video.latent_scale} x 2^{levels - 1} downsamplings)")
+            raise fail(
+                f"video.{key} {pixels} px is not divisible by {divisor} "
+                f"(latent_scale {video.latent_scale} x 2^{levels - 1} downsamplings)"
+            )
     return video
 
 
@@ -388,11 +404,18 @@ def _slot(raw, index, backbone, video, default_choices, default_counts, fail) ->
     layers = _block_layers(backbone, path, level)
     position = raw.get("position", layers - 1)
     if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < layers:
-        raise fail(f"{where}: position {position!r} does not exist (the {path} block at level {level} "
-                   f"has positions 0-{layers - 1})")
+        raise fail(
+            f"{where}: position {position!r} does not exist (the {path} block at level {level} "
+            f"has positions 0-{layers - 1})"
+        )
     height, width = video.level_size(level)
-    choices = _choices(raw.get("choices", default_choices), raw.get("counts", default_counts),
-                       channels_per_level[level], f"{where}", fail)
+    choices = _choices(
+        raw.get("choices", default_choices),
+        raw.get("counts", default_counts),
+        channels_per_level[level],
+        f"{where}",
+        fail,
+    )
     return Slot(name, path, level, position, channels_per_level[level], height, width, choices)
 
 

@@ -37,8 +37,16 @@ from nas.train.config import AdversarialConfig, save_config
 from nas.train.discriminator import Discriminator
 from nas.train.ema import EMA
 from nas.train.loop import RunState, train_loop
-from nas.train.runtime import (draw_batch, finish_run, global_randint, global_randn, lr_at, make_accelerator,
-                               prepare_run_folder, set_lr)
+from nas.train.runtime import (
+    draw_batch,
+    finish_run,
+    global_randint,
+    global_randn,
+    lr_at,
+    make_accelerator,
+    prepare_run_folder,
+    set_lr,
+)
 
 
 def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int | None = None) -> dict:
@@ -58,8 +66,15 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     fixed_timesteps = sampler.timesteps.clone()  # the generator trains exactly where it will sample
     data = LatentDataset(config.data)
     unet = model.spatial.config
-    data.check_model(model.config.frames, unet.in_channels, model.config.sample_height, model.config.sample_width,
-                     unet.cross_attention_dim, model.config.text_tokens, what=f"{init / 'model'}")
+    data.check_model(
+        model.config.frames,
+        unet.in_channels,
+        model.config.sample_height,
+        model.config.sample_width,
+        unet.cross_attention_dim,
+        model.config.text_tokens,
+        what=f"{init / 'model'}",
+    )
     train_clips, held_out = data.split(config.holdout)
     discriminator = Discriminator(model, unet.cross_attention_dim, config.disc_heads)
 
@@ -71,13 +86,17 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     evaluated = copy.deepcopy(gen) if ema else gen
     alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
     rng = torch.Generator().manual_seed(config.seed)
-    state = RunState({"generator": gen, "discriminator_heads": disc.heads},
-                     {"generator": opt_g, "discriminator": opt_d}, {"generator": ema} if ema else {}, rng)
+    state = RunState(
+        {"generator": gen, "discriminator_heads": disc.heads},
+        {"generator": opt_g, "discriminator": opt_d},
+        {"generator": ema} if ema else {},
+        rng,
+    )
     step = state.resume(out) if resume else 0
     if accelerator.is_main_process:
         save_config(config, out / "config.yaml", "adversarial")
         noise_schedule.save_pretrained(out / "scheduler")
-    prompts = held_out[:config.eval_samples]  # never in train_clips: the batches draw from those only
+    prompts = held_out[: config.eval_samples]  # never in train_clips: the batches draw from those only
 
     def train_step(step: int) -> dict[str, torch.Tensor]:
         batch = draw_batch(data, train_clips, rng, config, accelerator)
@@ -109,10 +128,18 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         # discriminator: real and fake clips, noised alike, in one batch
         real_noisy = noise_schedule.add_noise(real, noise_disc, t_disc)
         with accelerator.autocast():
-            logits = discriminator_ddp(torch.cat([real_noisy, fake_noisy.detach()]), t_disc.repeat(2),
-                                       text.repeat(2, 1, 1), pooled.repeat(2, 1))
-            loss_disc = torch.stack([F.relu(1 - l[:len(l) // 2].float()).mean() + F.relu(1 + l[len(l) // 2:].float()).mean()
-                                     for l in logits]).mean()
+            logits = discriminator_ddp(
+                torch.cat([real_noisy, fake_noisy.detach()]),
+                t_disc.repeat(2),
+                text.repeat(2, 1, 1),
+                pooled.repeat(2, 1),
+            )
+            loss_disc = torch.stack(
+                [
+                    F.relu(1 - l[: len(l) // 2].float()).mean() + F.relu(1 + l[len(l) // 2 :].float()).mean()
+                    for l in logits
+                ]
+            ).mean()
         accelerator.backward(loss_disc)
         accelerator.clip_grad_norm_(disc.trainable_parameters(), config.max_grad_norm)
         set_lr(opt_d, lr_at(step, config, config.disc_lr))
@@ -120,8 +147,11 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         opt_d.zero_grad(set_to_none=True)
         if ema:
             ema.update(gen, step)
-        return {"loss_adversarial": loss_adversarial, "loss_reconstruction": loss_reconstruction,
-                "loss_disc": loss_disc}
+        return {
+            "loss_adversarial": loss_adversarial,
+            "loss_reconstruction": loss_reconstruction,
+            "loss_disc": loss_disc,
+        }
 
     def evaluate() -> dict[str, float]:
         if ema:
@@ -129,20 +159,37 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         mse = held_out_sample_mse(evaluated, sampler, data, prompts, config.sampling_steps, accelerator)
         return {"eval_sample_mse": mse}
 
-    run = train_loop("adversarial", config, accelerator, out, state, step, train_step, evaluate if prompts else None,
-                     shown=("loss_disc", "loss_reconstruction"), stop_after=stop_after)
-    summary = {"stage": "adversarial", "step": run.step, "finished": run.finished,
-               "processes": accelerator.num_processes, "sampling_steps": config.sampling_steps,
-               "timesteps": fixed_timesteps.tolist(),
-               "s_per_step": run.s_per_step, "eval_sample_mse_first": run.log.first("eval_sample_mse"),
-               "eval_sample_mse_last": run.log.last("eval_sample_mse")}
+    run = train_loop(
+        "adversarial",
+        config,
+        accelerator,
+        out,
+        state,
+        step,
+        train_step,
+        evaluate if prompts else None,
+        shown=("loss_disc", "loss_reconstruction"),
+        stop_after=stop_after,
+    )
+    summary = {
+        "stage": "adversarial",
+        "step": run.step,
+        "finished": run.finished,
+        "processes": accelerator.num_processes,
+        "sampling_steps": config.sampling_steps,
+        "timesteps": fixed_timesteps.tolist(),
+        "s_per_step": run.s_per_step,
+        "eval_sample_mse_first": run.log.first("eval_sample_mse"),
+        "eval_sample_mse_last": run.log.last("eval_sample_mse"),
+    }
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated})
     return summary
 
 
 @torch.no_grad()
-def held_out_sample_mse(model: VideoUNet, sampler, data: LatentDataset, clips: list[int], steps: int,
-                        accelerator) -> float:
+def held_out_sample_mse(
+    model: VideoUNet, sampler, data: LatentDataset, clips: list[int], steps: int, accelerator
+) -> float:
     """Mean over held-out ``clips`` of the latent MSE between the ``steps``-step sample (no guidance,
     noise fixed by seed 0) for a clip's caption and that clip: lower means samples of unseen clips'
     captions lie closer to them."""

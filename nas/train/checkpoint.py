@@ -22,8 +22,14 @@ from torch import nn
 from nas.errors import NasError
 
 
-def save_checkpoint(folder: Path, step: int, modules: dict[str, nn.Module], optimizers: dict[str, Any],
-                    emas: dict[str, Any], generator: torch.Generator) -> Path:
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, Any],
+    emas: dict[str, Any],
+    generator: torch.Generator,
+) -> Path:
     """Write ``folder/step_{step:06d}`` atomically; returns its path."""
     final = folder / f"step_{step:06d}"
     tmp = folder / f".tmp_step_{step:06d}"
@@ -52,8 +58,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, Any], emas: dict[str, Any],
-                    generator: torch.Generator) -> int:
+def load_checkpoint(
+    path: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, Any],
+    emas: dict[str, Any],
+    generator: torch.Generator,
+) -> int:
     """Restore everything :func:`save_checkpoint` wrote; returns the step to continue from."""
     try:
         state = json.loads((path / "state.json").read_text())

@@ -26,21 +26,21 @@ class TrainConfig:
     """Fields every stage has: data, run folder, optimisation, schedule of logs/evals/checkpoints."""
 
     RENAMED: ClassVar[dict[str, str]] = {}  # old key -> new key, still read (with one warning) for a release
-    data: str = ""                  # folder written by `nas data encode`
-    out: str = ""                   # run folder
-    max_steps: int = 1000           # optimizer steps of the whole run (also after resuming)
-    batch_size: int = 1             # clips per process per step
+    data: str = ""  # folder written by `nas data encode`
+    out: str = ""  # run folder
+    max_steps: int = 1000  # optimizer steps of the whole run (also after resuming)
+    batch_size: int = 1  # clips per process per step
     lr: float = 1e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 0           # linear warm-up, then constant
+    warmup_steps: int = 0  # linear warm-up, then constant
     max_grad_norm: float = 1.0
     ema_decay: float | None = 0.999  # null: no EMA; the saved model is then the raw weights
-    image_ratio: float = 0.0        # share of steps trained on image batches (stills + single frames)
-    holdout: int = 0                # clips kept out of training for evaluation
-    eval_every: int = 0             # 0: evaluate only at the start and the end
+    image_ratio: float = 0.0  # share of steps trained on image batches (stills + single frames)
+    holdout: int = 0  # clips kept out of training for evaluation
+    eval_every: int = 0  # 0: evaluate only at the start and the end
     checkpoint_every: int = 500
     log_every: int = 10
-    mixed_precision: str = "no"     # no | bf16 | fp16 (accelerate)
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
     gradient_checkpointing: bool = False
     seed: int = 0
 
@@ -48,8 +48,9 @@ class TrainConfig:
         if not self.data or not self.out:
             raise NasError(f"{source}: 'data' and 'out' are required (or --data / --out)")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise NasError(f"{source}: mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
-                           f"got {self.mixed_precision!r}")
+            raise NasError(
+                f"{source}: mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            )
         for name in ("max_steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise NasError(f"{source}: {name} must be at least 1, got {getattr(self, name)}")
@@ -63,14 +64,14 @@ class TrainConfig:
 class DistillConfig(TrainConfig):
     """Stage 1: train the searched architecture; optionally distil a teacher's outputs and block features."""
 
-    space: str = ""                 # search space YAML
-    arch: str = "reference"         # a named architecture of the space or an ARCH.yaml
+    space: str = ""  # search space YAML
+    arch: str = "reference"  # a named architecture of the space or an ARCH.yaml
     spatial_weights: str | None = None  # local 2D UNet weights for the spatial part
     freeze_spatial: bool = False
-    teacher: str | None = None      # a VideoUNet, UNetMotionModel or UNet2DConditionModel (2D: recovery) folder
-    loss_denoise: float = 1.0       # MSE of the predicted noise to the true noise
-    loss_output: float = 1.0        # MSE to the teacher's prediction (needs a teacher)
-    loss_feature: float = 1.0       # sum over blocks of MSE to the teacher's block outputs (needs a teacher)
+    teacher: str | None = None  # a VideoUNet, UNetMotionModel or UNet2DConditionModel (2D: recovery) folder
+    loss_denoise: float = 1.0  # MSE of the predicted noise to the true noise
+    loss_output: float = 1.0  # MSE to the teacher's prediction (needs a teacher)
+    loss_feature: float = 1.0  # sum over blocks of MSE to the teacher's block outputs (needs a teacher)
 
     def check(self, source: str) -> None:
         super().check(source)
@@ -83,14 +84,14 @@ class AdversarialConfig(TrainConfig):
     """Stage 2 of training (the paper's stage 3): adversarial fine-tuning to a few-step generator."""
 
     RENAMED: ClassVar[dict[str, str]] = {"steps": "sampling_steps"}
-    init: str = ""                  # the distill run folder (its model/ is generator and discriminator)
-    sampling_steps: int = 4         # denoising steps of the sampler; their timesteps are the fixed training set
-    loss_adversarial: float = 1.0   # hinge generator loss through the discriminator
+    init: str = ""  # the distill run folder (its model/ is generator and discriminator)
+    sampling_steps: int = 4  # denoising steps of the sampler; their timesteps are the fixed training set
+    loss_adversarial: float = 1.0  # hinge generator loss through the discriminator
     loss_reconstruction: float = 1.0  # MSE of the generator's clean-latent estimate to the data
-    disc_lr: float = 1e-4           # discriminator heads
-    disc_heads: int = 8             # attention heads of the heads' temporal self-attention
-    disc_max_timestep: int = 500    # real and fake latents are re-noised at t' < this for the discriminator
-    eval_samples: int = 8           # held-out clips for the sample metric (4-step samples of their captions vs. them)
+    disc_lr: float = 1e-4  # discriminator heads
+    disc_heads: int = 8  # attention heads of the heads' temporal self-attention
+    disc_max_timestep: int = 500  # real and fake latents are re-noised at t' < this for the discriminator
+    eval_samples: int = 8  # held-out clips for the sample metric (4-step samples of their captions vs. them)
 
     def check(self, source: str) -> None:
         super().check(source)

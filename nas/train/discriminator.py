@@ -59,8 +59,9 @@ class Discriminator(nn.Module):
             for width in backbone["block_out_channels"]
         )
 
-    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
-                text_pooled: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, latents: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, text_pooled: torch.Tensor
+    ) -> list[torch.Tensor]:
         """Noisy latents (B, C, F, h, w) at ``timestep`` -> one logit map per head."""
         frames = latents.shape[2]
         features = self.backbone.encode(latents, timestep, text)

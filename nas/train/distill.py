@@ -32,8 +32,17 @@ from nas.space import SearchSpace
 from nas.train.config import DistillConfig, save_config
 from nas.train.ema import EMA
 from nas.train.loop import RunState, train_loop
-from nas.train.runtime import (draw_batch, finish_run, global_randint, global_randn, lr_at, make_accelerator,
-                               noise_scheduler, prepare_run_folder, set_lr)
+from nas.train.runtime import (
+    draw_batch,
+    finish_run,
+    global_randint,
+    global_randn,
+    lr_at,
+    make_accelerator,
+    noise_scheduler,
+    prepare_run_folder,
+    set_lr,
+)
 from nas.train.teacher import Student, load_teacher
 
 EVAL_TIMESTEPS = (50, 200, 350, 500, 650, 800, 950)
@@ -49,8 +58,15 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     video = space.video
     teacher = load_teacher(config.teacher).to(accelerator.device) if config.teacher else None
     images = teacher is not None and teacher.is_2d
-    data.check_model(data.frames if images else video.frames, video.latent_channels, video.latent_height,
-                     video.latent_width, space.cross_attention_dim, space.text_tokens, what=space.source)
+    data.check_model(
+        data.frames if images else video.frames,
+        video.latent_channels,
+        video.latent_height,
+        video.latent_width,
+        space.cross_attention_dim,
+        space.text_tokens,
+        what=space.source,
+    )
     if images:
         if config.freeze_spatial:
             raise NasError(f"{config.teacher}: a 2D teacher trains the backbone itself; drop freeze_spatial")
@@ -58,13 +74,17 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
         model = backbone_student(space, config.spatial_weights)
     else:
         train_clips, held_out = data.split(config.holdout)
-        model = VideoUNet.from_space(space, space.architecture(config.arch), config.spatial_weights,
-                                     config.freeze_spatial)
+        model = VideoUNet.from_space(
+            space, space.architecture(config.arch), config.spatial_weights, config.freeze_spatial
+        )
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     student = Student(model, teacher if config.loss_feature else None)
-    weights = {"loss_denoise": config.loss_denoise, "loss_output": config.loss_output,
-               "loss_feature": config.loss_feature}
+    weights = {
+        "loss_denoise": config.loss_denoise,
+        "loss_output": config.loss_output,
+        "loss_feature": config.loss_feature,
+    }
     scheduler = noise_scheduler()
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -92,8 +112,9 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
                 teacher_pred, teacher_features = teacher(noisy, t, text)
                 losses["loss_output"] = F.mse_loss(pred.float(), teacher_pred.float())
                 if features:
-                    losses["loss_feature"] = sum(F.mse_loss(f.float(), teacher_features[n].float())
-                                                 for n, f in features.items())
+                    losses["loss_feature"] = sum(
+                        F.mse_loss(f.float(), teacher_features[n].float()) for n, f in features.items()
+                    )
             loss = sum(weights[name] * value for name, value in losses.items())
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -107,16 +128,36 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     def evaluate() -> dict[str, float]:
         if ema:
             ema.copy_to(evaluated)
-        return {"eval_denoise": held_out_denoise(evaluated, data, held_out, alphas, config.batch_size, accelerator,
-                                                 one_frame=images)}
+        return {
+            "eval_denoise": held_out_denoise(
+                evaluated, data, held_out, alphas, config.batch_size, accelerator, one_frame=images
+            )
+        }
 
-    run = train_loop("distill", config, accelerator, out, state, step, train_step, evaluate if held_out else None,
-                     shown=("loss_denoise",), stop_after=stop_after)
+    run = train_loop(
+        "distill",
+        config,
+        accelerator,
+        out,
+        state,
+        step,
+        train_step,
+        evaluate if held_out else None,
+        shown=("loss_denoise",),
+        stop_after=stop_after,
+    )
     log = run.log
-    summary = {"stage": "distill", "step": run.step, "finished": run.finished,
-               "processes": accelerator.num_processes, "s_per_step": run.s_per_step,
-               "eval_denoise_first": log.first("eval_denoise"), "eval_denoise_last": log.last("eval_denoise"),
-               "loss_last": log.last("loss"), "student": "backbone (images)" if images else "video"}
+    summary = {
+        "stage": "distill",
+        "step": run.step,
+        "finished": run.finished,
+        "processes": accelerator.num_processes,
+        "s_per_step": run.s_per_step,
+        "eval_denoise_first": log.first("eval_denoise"),
+        "eval_denoise_last": log.last("eval_denoise"),
+        "loss_last": log.last("loss"),
+        "student": "backbone (images)" if images else "video",
+    }
     saved = {"model": evaluated, "scheduler": scheduler}
     if images:
         saved["spatial"] = evaluated.spatial  # the recovered backbone as a plain UNet2DConditionModel folder
@@ -128,10 +169,16 @@ def backbone_student(space: SearchSpace, spatial_weights) -> VideoUNet:
     """The space's backbone with no temporal layer, one frame: an image model."""
     from nas.model.spatial_weights import load_spatial_weights
 
-    model = VideoUNet(backbone=space.backbone, frames=1, sample_height=space.video.latent_height,
-                      sample_width=space.video.latent_width, slots=[s.placement() for s in space.slots],
-                      architecture={s.name: {"op": "none"} for s in space.slots}, text_tokens=space.text_tokens,
-                      space_name=space.name)
+    model = VideoUNet(
+        backbone=space.backbone,
+        frames=1,
+        sample_height=space.video.latent_height,
+        sample_width=space.video.latent_width,
+        slots=[s.placement() for s in space.slots],
+        architecture={s.name: {"op": "none"} for s in space.slots},
+        text_tokens=space.text_tokens,
+        space_name=space.name,
+    )
     if spatial_weights is not None:
         load_spatial_weights(model.spatial, spatial_weights, space)
     return model
@@ -142,19 +189,26 @@ def _image_split(data: LatentDataset, holdout: int) -> tuple[list[int], list[int
     samples = list(range(len(data)))
     if holdout < 0 or holdout >= len(samples):
         raise NasError(f"{data.folder}: cannot hold out {holdout} of {len(samples)} sample(s)")
-    return samples[:len(samples) - holdout], samples[len(samples) - holdout:]
+    return samples[: len(samples) - holdout], samples[len(samples) - holdout :]
 
 
 @torch.no_grad()
-def held_out_denoise(model: VideoUNet, data: LatentDataset, clips: list[int], alphas: torch.Tensor, batch: int,
-                     accelerator, one_frame: bool = False) -> float:
+def held_out_denoise(
+    model: VideoUNet,
+    data: LatentDataset,
+    clips: list[int],
+    alphas: torch.Tensor,
+    batch: int,
+    accelerator,
+    one_frame: bool = False,
+) -> float:
     """Mean noise-prediction MSE over held-out clips x EVAL_TIMESTEPS, with noise fixed by seed 0
     (``one_frame``: the first frame of each, for an image model)."""
     generator = torch.Generator().manual_seed(0)
     pairs = [(c, t) for c in clips for t in EVAL_TIMESTEPS]
     total = 0.0
     for start in range(0, len(pairs), batch):
-        chunk = pairs[start:start + batch]
+        chunk = pairs[start : start + batch]
         item = data.get([c for c, _ in chunk], [0] * len(chunk) if one_frame else None)
         clean, text = item["latents"].to(accelerator.device), item["text"].to(accelerator.device)
         noise = torch.randn(clean.shape, generator=generator).to(accelerator.device)

@@ -20,8 +20,10 @@ class LossLog:
         self.rows: list[dict[str, float]] = []
         if resume_step and self.csv.is_file():
             table = pd.read_csv(self.csv)
-            self.rows = [{k: v for k, v in row.items() if pd.notna(v)}
-                         for row in table[table["step"] <= resume_step].to_dict("records")]
+            self.rows = [
+                {k: v for k, v in row.items() if pd.notna(v)}
+                for row in table[table["step"] <= resume_step].to_dict("records")
+            ]
 
     def add(self, step: int, **values: float) -> None:
         """Record values at ``step`` (merged into that step's row when it already has one)."""

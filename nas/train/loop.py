@@ -10,9 +10,10 @@ the end and at ``stop_after``) and the exact resume are the same for both.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -75,9 +76,18 @@ class StepTimer:
         return self.seconds / max(self.steps, 1)
 
 
-def train_loop(stage: str, config: TrainConfig, accelerator: Accelerator, out: Path, state: RunState, step: int,
-               train_step: Callable[[int], dict[str, torch.Tensor]], evaluate: Callable[[], dict[str, float]] | None,
-               shown: tuple[str, ...], stop_after: int | None = None) -> Run:
+def train_loop(
+    stage: str,
+    config: TrainConfig,
+    accelerator: Accelerator,
+    out: Path,
+    state: RunState,
+    step: int,
+    train_step: Callable[[int], dict[str, torch.Tensor]],
+    evaluate: Callable[[], dict[str, float]] | None,
+    shown: tuple[str, ...],
+    stop_after: int | None = None,
+) -> Run:
     """From ``step`` (0, or where :meth:`RunState.resume` left off), run ``train_step(step)`` -- one
     optimizer step, returning its losses by name -- up to ``config.max_steps``.
 

@@ -24,8 +24,14 @@ from nas.errors import NasError
 from nas.train.config import TrainConfig
 
 # Stable Diffusion 1.5's training noise schedule (the spatial backbone's 2D weights expect it).
-SD15_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                 "beta_end": 0.012, "prediction_type": "epsilon", "clip_sample": False}
+SD15_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}
 
 
 def noise_scheduler() -> DDPMScheduler:
@@ -62,8 +68,14 @@ def set_lr(optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def draw_batch(data: LatentDataset, pool: list[int], generator: torch.Generator, config: TrainConfig,
-               accelerator: Accelerator, kind: str | None = None) -> dict[str, torch.Tensor]:
+def draw_batch(
+    data: LatentDataset,
+    pool: list[int],
+    generator: torch.Generator,
+    config: TrainConfig,
+    accelerator: Accelerator,
+    kind: str | None = None,
+) -> dict[str, torch.Tensor]:
     """This process's slice of a global batch: all videos, or (with probability image_ratio) all images;
     ``kind`` "frame": always one frame per sample of ``pool`` (an image model)."""
     if kind is None:
@@ -78,12 +90,12 @@ def global_randn(shape: tuple[int, ...], generator: torch.Generator, accelerator
     """Normal noise for the global batch (first dim = per-process batch), this process's slice."""
     b = shape[0]
     noise = torch.randn((b * accelerator.num_processes, *shape[1:]), generator=generator)
-    return noise[accelerator.process_index * b:(accelerator.process_index + 1) * b].to(accelerator.device)
+    return noise[accelerator.process_index * b : (accelerator.process_index + 1) * b].to(accelerator.device)
 
 
 def global_randint(high: int, batch: int, generator: torch.Generator, accelerator: Accelerator) -> torch.Tensor:
     values = torch.randint(high, (batch * accelerator.num_processes,), generator=generator)
-    return values[accelerator.process_index * batch:(accelerator.process_index + 1) * batch].to(accelerator.device)
+    return values[accelerator.process_index * batch : (accelerator.process_index + 1) * batch].to(accelerator.device)
 
 
 def fingerprint(module: torch.nn.Module) -> str:
@@ -99,15 +111,19 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
-def finish_run(accelerator: Accelerator, out: Path, model: torch.nn.Module, ema, summary: dict[str, Any],
-               saved: dict[str, Any]) -> dict[str, Any]:
+def finish_run(
+    accelerator: Accelerator, out: Path, model: torch.nn.Module, ema, summary: dict[str, Any], saved: dict[str, Any]
+) -> dict[str, Any]:
     """End a stage the same way in every process: EMA weights in, fingerprints gathered, and on
     the main process the summary written and, for a finished run, ``saved`` (folder -> object
     with save_pretrained) saved under ``out``; then the process group is closed."""
     if ema:
         ema.copy_to(model)
-    summary = {**summary, "weights_fingerprints": gather_object([fingerprint(model)]),
-               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    summary = {
+        **summary,
+        "weights_fingerprints": gather_object([fingerprint(model)]),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     if accelerator.is_main_process:
         if summary["finished"]:
             for folder, item in saved.items():

@@ -17,8 +17,13 @@ from nas.train.distill import distill
 STAGES = {"distill": (DistillConfig, distill), "adversarial": (AdversarialConfig, adversarial)}
 
 
-def train_stage(stage: str, config: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+def train_stage(
+    stage: str,
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Run ``stage`` (distill or adversarial) with the config at ``config`` updated by ``overrides``; its summary."""
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r} (known: {', '.join(STAGES)})")

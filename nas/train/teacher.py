@@ -60,6 +60,7 @@ class Teacher(nn.Module):
     def _keep(self, name: str):
         def hook(module, args, output):
             self._features[name] = output[0] if isinstance(output, tuple) else output
+
         return hook
 
 
@@ -70,8 +71,9 @@ def load_teacher(path: str | Path) -> Teacher:
         path = path / "unet"  # a pipeline folder
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise NasError(f"{path}: no config.json (a teacher is a saved VideoUNet, UNetMotionModel or "
-                       "UNet2DConditionModel folder)")
+        raise NasError(
+            f"{path}: no config.json (a teacher is a saved VideoUNet, UNetMotionModel or UNet2DConditionModel folder)"
+        )
     kind = json.loads(config_file.read_text()).get("_class_name")
     if kind == "VideoUNet":
         model = load_pretrained(VideoUNet, path)
@@ -89,8 +91,9 @@ def load_teacher(path: str | Path) -> Teacher:
         model = UNet2DConditionModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
         widths, has_mid = model.config.block_out_channels, model.mid_block is not None
     else:
-        raise NasError(f"{config_file}: teacher class {kind!r}; VideoUNet, UNetMotionModel or "
-                       "UNet2DConditionModel is needed")
+        raise NasError(
+            f"{config_file}: teacher class {kind!r}; VideoUNet, UNetMotionModel or UNet2DConditionModel is needed"
+        )
     return Teacher(model, block_channels(widths, has_mid))
 
 
@@ -117,9 +120,11 @@ class Student(nn.Module):
             return
         own = block_channels(model.config.backbone["block_out_channels"], model.spatial.mid_block is not None)
         if [n for n in own if n.startswith("down")] != [n for n in teacher.channels if n.startswith("down")]:
-            raise NasError(f"teacher has {sum(n.startswith('down') for n in teacher.channels)} resolution levels, "
-                           f"the student {sum(n.startswith('down') for n in own)}: feature distillation needs "
-                           "the same levels (set loss_feature: 0 to distil outputs only)")
+            raise NasError(
+                f"teacher has {sum(n.startswith('down') for n in teacher.channels)} resolution levels, "
+                f"the student {sum(n.startswith('down') for n in own)}: feature distillation needs "
+                "the same levels (set loss_feature: 0 to distil outputs only)"
+            )
         for name in own.keys() & teacher.channels.keys():
             width, target = own[name], teacher.channels[name]
             self.projections[name.replace(".", "_")] = nn.Conv2d(width, target, 1) if width != target else nn.Identity()
