@@ -61,9 +61,9 @@ from nas.data.latents import LatentDataset  # noqa: E402
 from nas.data.synth import COLOURS, SHAPES  # noqa: E402
 from nas.data.world import World, make_world, motions  # noqa: E402
 from nas.errors import NasError  # noqa: E402
-from nas.generate import few_step_scheduler  # noqa: E402
 from nas.model import VideoUNet  # noqa: E402
 from nas.model.loading import load_pretrained  # noqa: E402
+from nas.pipeline import few_step_scheduler, sample_latents  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
 from nas.train import AdversarialConfig, DistillConfig, adversarial, distill, load_config  # noqa: E402
 
@@ -256,17 +256,7 @@ def sample(
 
     model = load_pretrained(VideoUNet, run / "model").eval()
     scheduler = few_step_scheduler(DDPMScheduler.from_pretrained(run / "scheduler", local_files_only=True).config)
-    scheduler.set_timesteps(steps)
-    latents = noise * scheduler.init_noise_sigma
-    empty = world.empty_text.expand_as(text)
-    for t in scheduler.timesteps:
-        timestep = t.expand(len(latents))
-        prediction = model(latents, timestep, text).sample
-        if guidance != 1.0:
-            unconditional = model(latents, timestep, empty).sample
-            prediction = unconditional + guidance * (prediction - unconditional)
-        latents = scheduler.step(prediction, t, latents).prev_sample
-    return latents
+    return sample_latents(model, scheduler, text, steps, noise, guidance, world.empty_text)
 
 
 # ------------------------------------------------------------------------------------ video encoder

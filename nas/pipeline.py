@@ -44,14 +44,30 @@ def few_step_scheduler(config) -> DDIMScheduler:
 
 @torch.no_grad()
 def sample_latents(
-    model: VideoUNet, scheduler: DDIMScheduler, text: torch.Tensor, steps: int, noise: torch.Tensor
+    model: VideoUNet,
+    scheduler: DDIMScheduler,
+    text: torch.Tensor,
+    steps: int,
+    noise: torch.Tensor,
+    guidance: float = 1.0,
+    empty_text: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Denoise ``noise`` (B, C, F, h, w) conditioned on ``text`` (B, T, D) in ``steps`` model passes."""
+    """Denoise ``noise`` (B, C, F, h, w) conditioned on ``text`` (B, T, D) in ``steps`` model passes.
+
+    With ``guidance`` != 1, classifier-free guidance against ``empty_text`` (the empty caption's
+    embedding, broadcast to ``text``): two model calls a step. The deployed 4-step model runs without;
+    the quality checks compare against a guided many-step sampler.
+    """
     scheduler.set_timesteps(steps)
     latents = noise * scheduler.init_noise_sigma
+    empty = empty_text.expand_as(text) if guidance != 1.0 else None
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(latents, t)
-        noise_pred = model(model_input, t.to(latents.device), text).sample
+        timestep = t.to(latents.device)
+        noise_pred = model(model_input, timestep, text).sample
+        if empty is not None:
+            unconditional = model(model_input, timestep, empty).sample
+            noise_pred = unconditional + guidance * (noise_pred - unconditional)
         latents = scheduler.step(noise_pred, t, latents).prev_sample
     return latents
 

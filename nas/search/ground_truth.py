@@ -162,19 +162,12 @@ class GroundTruth:
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Few-step DDIM samples (trailing spacing) of the test captions, with optional guidance."""
-        from nas.pipeline import few_step_scheduler
+        from nas.pipeline import few_step_scheduler, sample_latents
 
         scheduler: DDIMScheduler = few_step_scheduler(self.scheduler.config)
-        scheduler.set_timesteps(steps or self.sampling_steps)
         guidance = self.guidance if guidance is None else guidance
         text = self.sample_text if text is None else text
-        latents = (self.sample_noise if noise is None else noise) * scheduler.init_noise_sigma
-        empty = self.world.empty_text.expand_as(text)
-        for t in scheduler.timesteps:
-            timestep = t.expand(len(latents))
-            prediction = model(latents, timestep, text).sample
-            if guidance != 1.0:
-                unconditional = model(latents, timestep, empty).sample
-                prediction = unconditional + guidance * (prediction - unconditional)
-            latents = scheduler.step(prediction, t, latents).prev_sample
-        return latents
+        noise = self.sample_noise if noise is None else noise
+        return sample_latents(
+            model, scheduler, text, steps or self.sampling_steps, noise, guidance, self.world.empty_text
+        )
