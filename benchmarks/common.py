@@ -135,18 +135,30 @@ def reset_peak_memory(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # resets the RSS high-water mark (Linux)
 
 
+def _proc_status_mb(field: str) -> float | None:
+    """A ``kB`` field of /proc/self/status in MB (Linux), or None where there is no /proc."""
+    status = Path("/proc/self/status")
+    match = re.search(rf"{field}:\s+(\d+)", status.read_text()) if status.exists() else None
+    return int(match.group(1)) / 1024 if match else None
+
+
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since :func:`reset_peak_memory`. On Linux that is VmHWM, the high-water mark the
+    reset clears (``ru_maxrss`` is never reset and is updated lazily, so it can even read below the
+    current RSS); elsewhere the process's peak RSS."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 2**20
-    return peak_rss_mb()
+    hwm = _proc_status_mb("VmHWM")
+    return hwm if hwm is not None else peak_rss_mb()
 
 
 def current_memory_mb(device: torch.device) -> float:
     """Memory held now (after a build: about the weights)."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated() / 2**20
-    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    rss = _proc_status_mb("VmRSS")
+    return rss if rss is not None else peak_rss_mb()
 
 
 def sync(device: torch.device) -> None:
