@@ -1,5 +1,6 @@
 """Search: exact exhaustive front, NSGA-II outputs, budgets, resume, kill -9, workers, bad input."""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -10,13 +11,16 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy.exc
 import yaml
 
 from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
+from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.search import search
 from nas.search.proxies import QualityProxy, get_proxy, register_proxy
+from nas.search.storage import open_storage
 from nas.space import SearchSpace
 from tests.conftest import ROOT, TINY
 
@@ -116,7 +120,6 @@ def test_same_command_resumes_to_the_total(table_path, tmp_path):
 
 
 def completed(storage_url: str) -> list:
-    from nas.search.storage import open_storage
 
     storage = open_storage(storage_url)
     name = optuna.get_all_study_names(storage)[0]
@@ -219,7 +222,6 @@ def test_two_workers_share_a_postgresql_study(table_path, tmp_path):
     search(
         TINY, table_path, tmp_path, trials=24, workers=2, storage=url, study=study, progress=False, latency_budget=1e9
     )
-    from nas.search.storage import open_storage
 
     done = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(
         states=(optuna.trial.TrialState.COMPLETE,)
@@ -357,10 +359,17 @@ def test_search_own_device_example_runs_end_to_end(tmp_path):
     assert pd.read_csv(out / "my_device.csv")["op"].ne("op").all()  # one header: the worker did not re-run it
 
 
-def test_storage_open_survives_a_schema_creation_race(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "lost",
+    [
+        lambda: sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE")),
+        lambda: sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists")),
+        lambda: sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("database is locked")),
+    ],
+    ids=["duplicate-version", "table-exists", "locked"],
+)
+def test_storage_open_retries_a_lost_schema_race(tmp_path, monkeypatch, lost):
     """Two processes opening a fresh SQLite study race to create its schema; the loser retries."""
-    import sqlalchemy.exc
-
     from nas.search import storage as storage_module
 
     calls = []
@@ -369,10 +378,40 @@ def test_storage_open_survives_a_schema_creation_race(tmp_path, monkeypatch):
         def __init__(self, url, **kwargs):
             calls.append(url)
             if len(calls) == 1:
-                raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+                raise lost()
             super().__init__(url, **kwargs)
 
     monkeypatch.setattr(storage_module.optuna.storages, "RDBStorage", Racing)
     monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
     opened = storage_module.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     assert len(calls) == 2 and optuna.get_all_study_names(opened) == []
+
+
+def test_storage_open_does_not_retry_other_errors(tmp_path):
+    (tmp_path / "study.db").write_text("not a database")
+    with pytest.raises(NasError, match="study.db: cannot open .*not a database"):
+        open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def _open_at_once(url, barrier, failures):
+    barrier.wait()
+    try:
+        open_storage(url)
+    except NasError as exc:
+        failures.put(str(exc))
+
+
+def test_processes_opening_one_fresh_database_at_once_all_succeed(tmp_path):
+    """The real race, not a stand-in: before the retry covered "table ... already exists", most rounds failed."""
+    context = multiprocessing.get_context("fork")
+    failures = context.Queue()
+    for round_ in range(2):
+        barrier = context.Barrier(4)
+        url = f"sqlite:///{tmp_path / f'study{round_}.db'}"
+        processes = [context.Process(target=_open_at_once, args=(url, barrier, failures)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert all(process.exitcode == 0 for process in processes)
+    assert failures.empty(), failures.get()

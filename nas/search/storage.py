@@ -33,14 +33,25 @@ def open_storage(url: str | None):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in practice
                 return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
-        except sqlalchemy.exc.IntegrityError:
-            # Two processes opening a fresh database both create its schema; the loser's insert of the
-            # schema version fails. The schema is there now, so opening again succeeds.
+        except Exception as exc:  # sqlalchemy raises many types for bad URLs and unreachable servers
+            if not lost_schema_race(exc):
+                raise NasError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
             if attempt == SCHEMA_RACE_RETRIES:
                 raise NasError(f"--storage {url}: cannot open (another process keeps creating its schema)") from None
             time.sleep(0.2 * (attempt + 1))
-        except Exception as exc:  # sqlalchemy raises many types for bad URLs and unreachable servers
-            raise NasError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
+
+
+def lost_schema_race(exc: Exception) -> bool:
+    """Whether opening failed because another process was creating the same fresh database's schema.
+
+    Processes that open one new database at once (``--workers K``, a reader polling a starting search)
+    each create its tables and insert its schema version; the losers see a table that already exists,
+    a duplicate version row or a locked SQLite file. The schema is (being) made, so opening again works.
+    """
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return True
+    message = str(exc)
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and ("already exists" in message or "locked" in message)
 
 
 def is_shared(url: str | None) -> bool:
