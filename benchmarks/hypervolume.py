@@ -74,14 +74,14 @@ def main() -> None:
     steps = int(space.budgets.get("steps", 1))
     budgets = Budgets(latency_ms=float(np.median(cost.price(sample, steps)[0])), passes=steps)
     exact, counts = exhaustive_front(space, cost, budgets, get_proxy(args.proxy)(space))
-    points = exact[["latency_ms", "memory_mb", "quality"]].to_numpy()
+    points = exact[["latency_ms", "peak_memory_mb", "quality"]].to_numpy()
     low = points.min(axis=0)
     span = np.maximum(points.max(axis=0) - low, 1e-12)
 
     def hypervolume(front) -> float:
         if front.empty or not front["feasible"].all():
             return 0.0
-        values = (front[["latency_ms", "memory_mb", "quality"]].to_numpy() - low) / span
+        values = (front[["latency_ms", "peak_memory_mb", "quality"]].to_numpy() - low) / span
         values[:, 2] = 1.0 - values[:, 2]  # maximised -> minimised
         return float(compute_hypervolume(np.minimum(values, 1.1), np.full(3, 1.1)))  # past the reference: adds 0
 

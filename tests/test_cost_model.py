@@ -56,7 +56,7 @@ def test_vectorised_pricing_matches_single_predictions(tiny_space, table):
     latency, memory = model.price(np.stack([model.encode(a) for a in archs]))
     for arch, lat, mem in zip(archs, latency, memory):
         p = model.predict(arch)
-        assert lat == pytest.approx(p.latency_ms) and mem == pytest.approx(p.memory_mb)
+        assert lat == pytest.approx(p.latency_ms) and mem == pytest.approx(p.peak_memory_mb)
 
 
 def test_missing_shape_is_interpolated_between_neighbours(tiny_space, table):
@@ -196,7 +196,7 @@ def test_cost_command_json(cli, tiny_space, table, tmp_path):
 
     report = json.loads(out)
     assert report["passes"] == 4 and report["latency_ms"] == pytest.approx(4 * report["unet_ms"])
-    assert report["memory_mb"] == pytest.approx(report["weights_mb"] + report["activation_mb"])
+    assert report["peak_memory_mb"] == pytest.approx(report["weights_mb"] + report["activation_mb"])
     assert set(report["coverage"]) == {"exact", "interpolated", "extrapolated"}
     assert [s["slot"] for s in report["slots"]] == tiny_space.slot_names
 
@@ -306,10 +306,10 @@ def test_fixed_parts_count_in_peak_memory(tiny_space, table):
     model = CostModel(tiny_space, fixed)
     p = model.predict(arch)
     assert p.fixed_mb == 500.0 and p.fixed_parts == ["text_encoder", "vae_decode"]
-    assert p.memory_mb == pytest.approx(base.memory_mb + 500.0)
+    assert p.peak_memory_mb == pytest.approx(base.peak_memory_mb + 500.0)
     assert p.latency_ms == pytest.approx(base.latency_ms + 35.0)
     latency, memory = model.price(np.stack([model.encode(arch)]))
-    assert memory[0] == pytest.approx(p.memory_mb) and latency[0] == pytest.approx(p.latency_ms)
+    assert memory[0] == pytest.approx(p.peak_memory_mb) and latency[0] == pytest.approx(p.latency_ms)
 
 
 def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):

@@ -137,3 +137,42 @@ def test_distill_proxy_reads_its_old_steps_option_as_train_steps():
     with pytest.warns(NasWarning, match="--proxy-option: steps is deprecated; use train_steps") as caught:
         assert check_options(distill, {"steps": "4", "clips": 2}) == {"train_steps": 4, "clips": 2}
     assert len(caught) == 1
+
+
+def test_old_budgets_memory_mb_key_loads_as_peak_memory_mb_with_one_warning(tmp_path):
+    from nas.search.study import Budgets
+    from nas.space import SearchSpace
+
+    text = (Path(__file__).parents[1] / "search_spaces" / "tiny.yaml").read_text()
+    assert "\n  peak_memory_mb: 512\n" in text
+    old, new, both = tmp_path / "old.yaml", tmp_path / "new.yaml", tmp_path / "both.yaml"
+    old.write_text(text.replace("\n  peak_memory_mb: 512\n", "\n  memory_mb: 512\n"))
+    new.write_text(text)
+    message = re.escape(f"{old}: budgets: memory_mb is deprecated; use peak_memory_mb")
+    with pytest.warns(NasWarning, match=message) as caught:
+        space = SearchSpace.load(old)
+    assert len(caught) == 1
+    assert space.budgets == SearchSpace.load(new).budgets and Budgets.for_space(space).peak_memory_mb == 512
+    both.write_text(text.replace("\n  peak_memory_mb: 512\n", "\n  peak_memory_mb: 512\n  memory_mb: 512\n"))
+    with pytest.raises(NasError, match="give only peak_memory_mb"):
+        SearchSpace.load(both)
+
+
+def test_budgets_take_their_old_memory_mb_keyword_with_one_warning(tiny_space):
+    from nas.search.study import Budgets
+
+    with pytest.warns(NasWarning, match=r"for_space\(\): memory_mb is deprecated; use peak_memory_mb") as caught:
+        assert Budgets.for_space(tiny_space, memory_mb=100).peak_memory_mb == 100
+    assert len(caught) == 1
+
+
+def test_prediction_memory_mb_is_the_deprecated_name_of_peak_memory_mb(tiny_space):
+    from nas.cost.cost_model import CostModel
+    from nas.cost.table import CostTable
+
+    table = CostTable.load(Path(__file__).parents[1] / "latency_tables" / "cpu_tiny.csv")
+    prediction = CostModel(tiny_space, table).predict(tiny_space.architecture("reference"))
+    assert "memory_mb" not in prediction.as_dict() and prediction.as_dict()["peak_memory_mb"] > 0
+    with pytest.warns(NasWarning, match="Prediction.memory_mb is deprecated; use peak_memory_mb") as caught:
+        assert prediction.memory_mb == prediction.peak_memory_mb
+    assert len(caught) == 1

@@ -15,7 +15,7 @@ TABLE = ROOT / "latency_tables" / "cpu_tiny.csv"
 
 
 def front(rows):
-    return pd.DataFrame(rows, columns=["arch_id", "latency_ms", "memory_mb", "quality", "feasible"])
+    return pd.DataFrame(rows, columns=["arch_id", "latency_ms", "peak_memory_mb", "quality", "feasible"])
 
 
 def test_picks_are_the_best_the_knee_and_the_fastest():
@@ -70,5 +70,5 @@ def test_study_opens_with_optuna_and_names_its_metrics(cli, tmp_path):
     storage = f"sqlite:///{out / 'study.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    assert study.metric_names == ["latency_ms", "memory_mb", "quality"]
-    assert {"values_latency_ms", "values_memory_mb", "values_quality"} <= set(study.trials_dataframe().columns)
+    assert study.metric_names == ["latency_ms", "peak_memory_mb", "quality"]
+    assert {"values_latency_ms", "values_peak_memory_mb", "values_quality"} <= set(study.trials_dataframe().columns)

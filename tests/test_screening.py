@@ -55,11 +55,11 @@ def tiny_search(tiny_space, tmp_path_factory):
 
 def test_screened_nsga2_finds_the_front_that_plain_nsga2_misses(tiny_space, tiny_search):
     table_path, budgets, exact = tiny_search
-    points = exact[["latency_ms", "memory_mb", "quality"]].to_numpy()
+    points = exact[["latency_ms", "peak_memory_mb", "quality"]].to_numpy()
     low, span = points.min(axis=0), np.ptp(points, axis=0)
 
     def hypervolume(front):
-        values = (front[["latency_ms", "memory_mb", "quality"]].to_numpy() - low) / span
+        values = (front[["latency_ms", "peak_memory_mb", "quality"]].to_numpy() - low) / span
         values[:, 2] = 1.0 - values[:, 2]
         return compute_hypervolume(np.minimum(values, 1.1), np.full(3, 1.1))
 

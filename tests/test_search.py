@@ -46,8 +46,8 @@ def brute_force_front(space, cost, proxy, latency_budget, memory_budget):
     points = []
     for arch in space.enumerate():
         p = cost.predict(arch, passes=4)
-        if p.latency_ms <= latency_budget and p.memory_mb <= memory_budget:
-            points.append((arch.id, p.latency_ms, p.memory_mb, proxy.score(arch)))
+        if p.latency_ms <= latency_budget and p.peak_memory_mb <= memory_budget:
+            points.append((arch.id, p.latency_ms, p.peak_memory_mb, proxy.score(arch)))
     front = set()
     for a in points:
         dominated = any(b[1] <= a[1] and b[2] <= a[2] and b[3] >= a[3] and b[1:] != a[1:] for b in points)
@@ -91,7 +91,7 @@ def test_nsga2_search_writes_every_output(cli, table_path, tmp_path):
     for name in ("pareto.csv", "trials.csv", "pareto.png", "pareto.html", "summary.json"):
         assert (tmp_path / name).is_file(), name
     pareto = pd.read_csv(tmp_path / "pareto.csv")
-    assert list(pareto.columns[:5]) == ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
+    assert list(pareto.columns[:5]) == ["arch_id", "latency_ms", "peak_memory_mb", "quality", "feasible"]
     assert len(pd.read_csv(tmp_path / "trials.csv")) == 40
     first = pareto["arch_id"].iloc[0]
     code, out, err = cli(
@@ -303,7 +303,7 @@ def test_pruner_stops_weak_proxy_runs(table_path, tmp_path, pruner, pruned):
                 o.number != t.number
                 and o.intermediate_values.get(step, -np.inf) >= t.intermediate_values[step]
                 and o.user_attrs["latency_ms"] <= t.user_attrs["latency_ms"]
-                and o.user_attrs["memory_mb"] <= t.user_attrs["memory_mb"]
+                and o.user_attrs["peak_memory_mb"] <= t.user_attrs["peak_memory_mb"]
                 for o in curves
             )
             if pruner == "median":
@@ -316,13 +316,13 @@ def test_a_weak_run_is_pruned_only_when_a_cheaper_one_did_better():
 
     curves = Curves(optuna.storages.InMemoryStorage(), "u", "median")
     for number in range(5):
-        with curves.start(number, latency_ms=100.0, memory_mb=100.0) as curve:
+        with curves.start(number, latency_ms=100.0, peak_memory_mb=100.0) as curve:
             curve.report(1.0, 1)
             curve.finish(1.0)
-    with curves.start(5, latency_ms=50.0, memory_mb=100.0) as cheap:
+    with curves.start(5, latency_ms=50.0, peak_memory_mb=100.0) as cheap:
         cheap.report(0.1, 1)  # below the median, but nothing as fast did better: it may be Pareto-optimal
         cheap.finish(0.1)
-    with pytest.raises(optuna.TrialPruned), curves.start(6, latency_ms=150.0, memory_mb=100.0) as slow:
+    with pytest.raises(optuna.TrialPruned), curves.start(6, latency_ms=150.0, peak_memory_mb=100.0) as slow:
         slow.report(0.1, 1)
     assert [t.state.name for t in curves.study.get_trials()][-2:] == ["COMPLETE", "PRUNED"]
 

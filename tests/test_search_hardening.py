@@ -3,6 +3,7 @@ infeasible fallback, the screen's ties and repeats, one proxy run per architectu
 
 import math
 import shutil
+import warnings
 
 import numpy as np
 import optuna
@@ -13,7 +14,7 @@ import yaml
 from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import CostTable
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 from nas.search import screening, search
 from nas.search.proxies import get_proxy
 from nas.search.resume import setup_record
@@ -96,8 +97,8 @@ def test_unsupported_architecture_is_a_status_and_the_fallback_is_least_violatin
     assert len(unsupported) and unsupported["status"].isin(["unsupported at down0", "unsupported at up0"]).all()
     for _, row in unsupported.iterrows():  # up0 runs at down0's shape: the same table row
         assert row[row["status"].split()[-1]].startswith("attn3d")
-    assert unsupported[["latency_ms", "memory_mb", "quality", "violation"]].isna().all().all()
-    assert trials["latency_ms"].max() < 1e6 and trials["memory_mb"].max() < 1e6  # no stand-in number
+    assert unsupported[["latency_ms", "peak_memory_mb", "quality", "violation"]].isna().all().all()
+    assert trials["latency_ms"].max() < 1e6 and trials["peak_memory_mb"].max() < 1e6  # no stand-in number
     pareto = pd.read_csv(tmp_path / "pareto.csv")
     assert len(pareto) == 10 and not set(pareto["arch_id"]) & set(unsupported["arch_id"])
     ok = trials[(trials["status"] == "ok") & (trials["state"] == "complete")].drop_duplicates("arch_id")
@@ -275,6 +276,57 @@ def test_cost_of_an_architecture_that_cannot_run_has_no_number(cli, tiny_space, 
     arch.write_text(yaml.safe_dump({"space": "tiny", "slots": slots}))
     code, out, err = cli("cost", TINY, "--arch", arch, "--table", unsupported_table, "--json")
     report = json.loads(out)  # strict JSON: no Infinity
-    assert code == 0 and report["runs"] is False and report["latency_ms"] is None and report["memory_mb"] is None
+    assert code == 0 and report["runs"] is False and report["latency_ms"] is None and report["peak_memory_mb"] is None
     code, out, _ = cli("cost", TINY, "--arch", arch, "--table", unsupported_table)
     assert "cannot run on the device" in out and "inf" not in out
+
+
+def test_a_study_stored_with_the_old_memory_mb_names_resumes(table_path, tmp_path):
+    """A study an older nas wrote (budgets.memory_mb in the space, memory_mb as metric, constraint and trial
+    attribute names) resumes with the space under either spelling, and its trials keep their memory."""
+    from nas.search.resume import SETUP_ATTR, _digest
+
+    old_space, url = tmp_path / "old.yaml", f"sqlite:///{tmp_path / 'study.db'}"
+    old_space.write_text(TINY.read_text().replace("\n  peak_memory_mb: 512\n", "\n  memory_mb: 512\n"))
+    assert "memory_mb: 512" in old_space.read_text() and "peak_memory_mb" not in old_space.read_text()
+    with pytest.warns(NasWarning, match="budgets: memory_mb is deprecated; use peak_memory_mb"):
+        space = SearchSpace.load(old_space)
+    budgets = Budgets.for_space(space, latency_ms=1e9)
+    record = setup_record(SearchSetup(str(TINY), str(table_path), budgets, "params", "nsga2", url, "s", 0, {}))
+    record["space"] = _digest(yaml.safe_load(old_space.read_text()))  # an older nas digested the file as it was
+    study = optuna.create_study(study_name="s", storage=url, directions=["minimize", "minimize", "maximize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["latency_ms", "memory_mb", "quality"])
+    study.set_user_attr(SETUP_ATTR, record)
+    cost = CostModel(space, CostTable.load(table_path))
+    distributions = {
+        s.name: optuna.distributions.CategoricalDistribution([c.label for c in s.choices]) for s in space.slots
+    }
+    memory = {}
+    for seed, state in ((0, "COMPLETE"), (1, "PRUNED")):
+        arch = space.sample(seed)
+        latency, memory[arch.id] = (float(v[0]) for v in cost.price(cost.encode(arch)[None]))
+        attrs = {"arch_id": arch.id, "status": "ok", "feasible": True, "latency_ms": latency}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=getattr(optuna.trial.TrialState, state),
+                params={name: choice.label for name, choice in arch.choices},
+                distributions=distributions,
+                values=[latency, memory[arch.id], 1.0] if state == "COMPLETE" else None,
+                user_attrs={**attrs, "memory_mb": memory[arch.id], "quality_evaluated": state == "COMPLETE"},
+                system_attrs={"constraints:latency_ms": -0.5, "constraints:memory_mb": -0.5},
+            )
+        )
+    with pytest.warns(NasWarning, match="memory_mb is deprecated"):
+        search(
+            old_space, table_path, tmp_path / "a", storage=url, study="s", trials=4, latency_budget=1e9, progress=False
+        )
+    summary = search(
+        TINY, table_path, tmp_path / "b", storage=url, study="s", trials=6, latency_budget=1e9, progress=False
+    )
+    trials = pd.read_csv(tmp_path / "b" / "trials.csv")
+    assert summary["trials"] == 6 and trials["peak_memory_mb"].notna().all()
+    for arch_id, mb in memory.items():  # the older trials' memory, read from their old attribute name
+        assert trials.loc[trials["arch_id"] == arch_id, "peak_memory_mb"].iloc[0] == pytest.approx(mb)
+    assert optuna.load_study(study_name="s", storage=url).metric_names == ["latency_ms", "peak_memory_mb", "quality"]

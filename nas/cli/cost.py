@@ -39,8 +39,8 @@ def cmd_cost(args) -> None:
             else " (no fixed parts in the table: VAE decoder and text encoder not counted)"
         )
         print(
-            f"memory  {p.memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + {p.activation_mb:,.1f} MB activations"
-            + fixed
+            f"peak memory {p.peak_memory_mb:,.1f} MB = {p.weights_mb:,.1f} MB weights + "
+            f"{p.activation_mb:,.1f} MB activations" + fixed
         )
     else:
         print("the table says this architecture cannot run on the device (see status): no latency or memory")

@@ -14,7 +14,12 @@ def add_parser(commands) -> None:
     find.add_argument("space", type=Path)
     find.add_argument("--table", type=Path, required=True)
     find.add_argument("--latency-budget", type=float, metavar="MS", help="per generation (default: the space's)")
-    find.add_argument("--memory-budget", type=float, metavar="MB", help="peak memory (default: the space's)")
+    find.add_argument(
+        "--memory-budget",
+        type=float,
+        metavar="MB",
+        help="predicted peak memory per generation (default: the space's budgets.peak_memory_mb)",
+    )
     find.add_argument("--passes", type=int, help="UNet passes per generation (default: the space's)")
     deprecated_flag(find, "--steps", "--passes", type=int)
     find.add_argument(

@@ -60,8 +60,11 @@ class KeyCost:
 
 @dataclass
 class Prediction:
+    """Price of one architecture: per generation, ``latency_ms`` and ``peak_memory_mb`` (weights + activations +
+    fixed parts), their parts, and per slot the table's price of its op."""
+
     latency_ms: float
-    memory_mb: float
+    peak_memory_mb: float
     unet_ms: float
     fixed_ms: float
     fixed_mb: float
@@ -76,6 +79,12 @@ class Prediction:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @property
+    def memory_mb(self) -> float:
+        """Deprecated name of :attr:`peak_memory_mb` (kept for one release)."""
+        warnings.warn("Prediction.memory_mb is deprecated; use peak_memory_mb", NasWarning, stacklevel=2)
+        return self.peak_memory_mb
 
 
 class CostModel:
@@ -275,7 +284,7 @@ class CostModel:
         weights_mb = params * self.table.dtype_bytes / MB
         return Prediction(
             latency_ms=passes * unet_ms + self.fixed_ms,
-            memory_mb=weights_mb + activation_mb + self.fixed_mb,
+            peak_memory_mb=weights_mb + activation_mb + self.fixed_mb,
             unet_ms=unet_ms,
             fixed_ms=self.fixed_ms,
             fixed_mb=self.fixed_mb,

@@ -20,6 +20,7 @@ import warnings
 import optuna
 
 from nas.errors import NasError
+from nas.search.resume import stored_attr
 
 PRUNERS = ("median", "halving", "hyperband", "none")
 
@@ -48,8 +49,8 @@ class Curves:
             load_if_exists=True,
         )
 
-    def start(self, search_trial: int, latency_ms: float, memory_mb: float) -> Curve:
-        return Curve(self.study, search_trial, latency_ms, memory_mb)
+    def start(self, search_trial: int, latency_ms: float, peak_memory_mb: float) -> Curve:
+        return Curve(self.study, search_trial, latency_ms, peak_memory_mb)
 
 
 class Curve:
@@ -57,13 +58,14 @@ class Curve:
     ``optuna.TrialPruned`` when the pruner stops the run), then ``finish`` with the final one.
     A run that ends any other way is marked failed, so no curve is left running."""
 
-    def __init__(self, study: optuna.Study, search_trial: int, latency_ms: float, memory_mb: float):
+    def __init__(self, study: optuna.Study, search_trial: int, latency_ms: float, peak_memory_mb: float):
         self.study = study
-        self.cost = (latency_ms, memory_mb)
+        self.cost = (latency_ms, peak_memory_mb)
         with warnings.catch_warnings():  # the search trial's own heartbeat covers this run
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             self.trial = study.ask()
-        for key, value in (("search_trial", search_trial), ("latency_ms", latency_ms), ("memory_mb", memory_mb)):
+        attrs = {"search_trial": search_trial, "latency_ms": latency_ms, "peak_memory_mb": peak_memory_mb}
+        for key, value in attrs.items():
             self.trial.set_user_attr(key, value)
         self.ended = False
 
@@ -81,7 +83,7 @@ class Curve:
             and step in t.intermediate_values
             and t.intermediate_values[step] >= value
             and t.user_attrs.get("latency_ms", float("inf")) <= latency
-            and t.user_attrs.get("memory_mb", float("inf")) <= memory
+            and stored_attr(t.user_attrs, "peak_memory_mb", float("inf")) <= memory
             for t in self.study.get_trials(deepcopy=False)
         )
 

@@ -88,7 +88,7 @@ def exhaustive_front(
             {
                 "arch_id": arch.id,
                 "latency_ms": values[0],
-                "memory_mb": values[1],
+                "peak_memory_mb": values[1],
                 "quality": -values[2] if proxy is not None else np.nan,
                 "feasible": feasible_flag,
                 **{name: choice.label for name, choice in arch.choices},

@@ -73,7 +73,11 @@ def search(
         "sampler": sampler,
         **({"screen": screen} if sampler == "nsga2" else {}),
         **({"pruner": pruner} if proxy_cls is not None and proxy_cls.reports and sampler != "exhaustive" else {}),
-        "budgets": {"latency_ms": budgets.latency_ms, "memory_mb": budgets.memory_mb, "passes": budgets.passes},
+        "budgets": {
+            "latency_ms": budgets.latency_ms,
+            "peak_memory_mb": budgets.peak_memory_mb,
+            "passes": budgets.passes,
+        },
     }
     if sampler == "exhaustive":
         front, counts = exhaustive_front(space, cost, budgets, quality)
@@ -120,7 +124,9 @@ def describe(summary: dict[str, Any]) -> str:
     budgets = summary["budgets"]
     limits = (
         ", ".join(
-            f"{v:g} {u}" for v, u in ((budgets["latency_ms"], "ms"), (budgets["memory_mb"], "MB")) if math.isfinite(v)
+            f"{v:g} {u}"
+            for v, u in ((budgets["latency_ms"], "ms"), (budgets["peak_memory_mb"], "MB"))
+            if math.isfinite(v)
         )
         or "none"
     )

@@ -34,13 +34,13 @@ def pick_rows(front: pd.DataFrame) -> dict[str, int]:
         return {}
     quality = front["quality"].astype(float)
     has_quality = quality.notna().any()
-    by_speed = front.assign(_q=-quality.fillna(-np.inf)).sort_values(["latency_ms", "_q", "memory_mb"])
+    by_speed = front.assign(_q=-quality.fillna(-np.inf)).sort_values(["latency_ms", "_q", "peak_memory_mb"])
     rows = {"fastest": by_speed.index[0]}
-    columns = [front["latency_ms"], front["memory_mb"]] + ([-quality.fillna(quality.min())] if has_quality else [])
+    columns = [front["latency_ms"], front["peak_memory_mb"]] + ([-quality.fillna(quality.min())] if has_quality else [])
     scaled = np.column_stack([_unit(np.asarray(c, dtype=float)) for c in columns])
     rows["knee"] = front.index[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
     if has_quality:
-        best = front.assign(_q=-quality.fillna(-np.inf)).sort_values(["_q", "latency_ms", "memory_mb"])
+        best = front.assign(_q=-quality.fillna(-np.inf)).sort_values(["_q", "latency_ms", "peak_memory_mb"])
         rows["best_quality"] = best.index[0]
     return {role: rows[role] for role in ROLES if role in rows}
 
@@ -64,7 +64,7 @@ def make_picks(
                 "role": role,
                 "arch_id": arch_id,
                 "latency_ms": float(row["latency_ms"]),
-                "memory_mb": float(row["memory_mb"]),
+                "peak_memory_mb": float(row["peak_memory_mb"]),
                 "quality": None if np.isnan(quality) else quality,
                 "temporal_slots": len(temporal),
                 "slots": len(space.slot_names),
@@ -110,7 +110,7 @@ def describe_picks(picks: list[dict[str, Any]]) -> str:
         quality = "" if pick["quality"] is None else f"  quality {pick['quality']:.4g}"
         lines.append(
             f"{pick['role'].replace('_', ' ')}: {pick['arch_id']}  {pick['latency_ms']:,.1f} ms  "
-            f"{pick['memory_mb']:,.1f} MB{quality}  (temporal layers at {pick['temporal_slots']} of "
+            f"{pick['peak_memory_mb']:,.1f} MB{quality}  (temporal layers at {pick['temporal_slots']} of "
             f"{pick['slots']} slots)"
         )
         lines.extend(f"  {command}" for command in pick["next"])

@@ -11,9 +11,10 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from nas.search.optuna_internals import is_pareto_front
+from nas.search.resume import stored_attr
 from nas.space import Architecture, SearchSpace
 
-COLUMNS = ["arch_id", "latency_ms", "memory_mb", "quality", "feasible"]
+COLUMNS = ["arch_id", "latency_ms", "peak_memory_mb", "quality", "feasible"]
 LEAST_VIOLATING = 10
 
 
@@ -37,7 +38,7 @@ def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
                 "status": attrs.get("status", "ok"),
                 "arch_id": attrs["arch_id"],
                 "latency_ms": trial.values[0] if complete else attrs.get("latency_ms", np.nan),
-                "memory_mb": trial.values[1] if complete else attrs.get("memory_mb", np.nan),
+                "peak_memory_mb": trial.values[1] if complete else stored_attr(attrs, "peak_memory_mb", np.nan),
                 "quality": trial.values[2] if complete and attrs.get("quality_evaluated") else np.nan,
                 "feasible": bool(attrs.get("feasible")),
                 "violation": float(sum(max(c, 0.0) for c in trial.constraints.values())) if runs else np.nan,
@@ -52,7 +53,7 @@ def trials_frame(study, space: SearchSpace) -> pd.DataFrame:
             "status",
             "arch_id",
             "latency_ms",
-            "memory_mb",
+            "peak_memory_mb",
             "quality",
             "feasible",
             "violation",
@@ -69,7 +70,7 @@ def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
         runnable = unique[unique["status"] == "ok"]
         return runnable.nsmallest(LEAST_VIOLATING, "violation")[COLUMNS + slots].reset_index(drop=True)
     quality = feasible["quality"].fillna(-np.inf).to_numpy()
-    loss = np.column_stack([feasible["latency_ms"], feasible["memory_mb"], -quality])
+    loss = np.column_stack([feasible["latency_ms"], feasible["peak_memory_mb"], -quality])
     front = feasible[is_pareto_front(loss)]
     return front.sort_values("latency_ms")[COLUMNS + slots].reset_index(drop=True)
 
@@ -101,15 +102,15 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     kind = "Pareto" if summary.get("feasible_front", True) else "least-violating (none meets the budgets)"
     title = (
         f"{summary['space']} on {Path(summary['table']).stem}: {len(pareto)} {kind} architectures "
-        f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['memory_mb']:g} MB)"
+        f"(budgets {summary['budgets']['latency_ms']:g} ms, {summary['budgets']['peak_memory_mb']:g} MB)"
     )
     shown = trials[trials["status"] == "ok"] if trials is not None else None  # what cannot run has no point
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     if shown is not None and len(shown):
-        ax.scatter(shown["latency_ms"], shown["memory_mb"], s=8, c="#bbbbbb", label="trials")
+        ax.scatter(shown["latency_ms"], shown["peak_memory_mb"], s=8, c="#bbbbbb", label="trials")
     points = ax.scatter(
         pareto["latency_ms"],
-        pareto["memory_mb"],
+        pareto["peak_memory_mb"],
         s=36,
         c=pareto["quality"].fillna(0),
         cmap="viridis",
@@ -118,7 +119,8 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
         label="Pareto set",
         zorder=3,
     )
-    for budget, line in ((summary["budgets"]["latency_ms"], ax.axvline), (summary["budgets"]["memory_mb"], ax.axhline)):
+    budgets = summary["budgets"]
+    for budget, line in ((budgets["latency_ms"], ax.axvline), (budgets["peak_memory_mb"], ax.axhline)):
         if np.isfinite(budget):
             line(budget, color="red", linestyle="--", linewidth=1)
     bar = fig.colorbar(points, ax=ax, label=f"quality ({summary['proxy']}, higher is better)")
@@ -139,7 +141,7 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
         figure.add_trace(
             go.Scatter(
                 x=shown["latency_ms"],
-                y=shown["memory_mb"],
+                y=shown["peak_memory_mb"],
                 mode="markers",
                 name="trials",
                 marker={"color": "#bbbbbb", "size": 5},
@@ -149,7 +151,7 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     figure.add_trace(
         go.Scatter(
             x=pareto["latency_ms"],
-            y=pareto["memory_mb"],
+            y=pareto["peak_memory_mb"],
             mode="markers",
             name="Pareto set",
             marker={

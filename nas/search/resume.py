@@ -12,6 +12,7 @@ architectures are tried next, not what a finished trial's numbers mean.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -19,10 +20,12 @@ import optuna
 
 from nas.cost.table import CostTable
 from nas.errors import NasError
+from nas.space.search_space import BUDGET_RENAMES
 from nas.space.yaml_io import read_yaml_mapping
 
 SETUP_ATTR = "nas_setup"
 VOLATILE_META = ("date", "command", "rows")  # sidecar keys that never change a price
+OLD_ATTRS = {"peak_memory_mb": "memory_mb"}  # trial attributes an older nas stored under another name
 
 
 def _digest(value: Any) -> str:
@@ -36,10 +39,10 @@ def setup_record(setup) -> dict[str, str]:
     meta = {k: v for k, v in table.meta.items() if k not in VOLATILE_META}
     budgets = setup.budgets
     return {
-        "space": _digest(read_yaml_mapping(setup.space_path)),
+        "space": _space_digests(setup.space_path)[0],
         "table": _digest([table.rows.to_csv(index=False), meta]),
         "latency_budget_ms": f"{budgets.latency_ms:g}",
-        "memory_budget_mb": f"{budgets.memory_mb:g}",
+        "memory_budget_mb": f"{budgets.peak_memory_mb:g}",
         "passes": str(budgets.passes),
         "proxy": setup.proxy,
         "proxy_options": json.dumps({k: str(v) for k, v in sorted(setup.proxy_options.items())}),
@@ -47,8 +50,42 @@ def setup_record(setup) -> dict[str, str]:
     }
 
 
-def check_resume(study: optuna.Study, record: dict[str, str], where: str) -> None:
-    """Store ``record`` in a new study; refuse, in one line, a study made by another setup."""
+def older_forms(setup) -> dict[str, set[str]]:
+    """Stored values that mean the same as :func:`setup_record`'s: the digests an older nas made of this space.
+
+    A renamed budgets key (``memory_mb`` -> ``peak_memory_mb``) changes the file, not the search: a study
+    stored with either spelling of the budgets resumes with the other."""
+    return {"space": _space_digests(setup.space_path)[1]}
+
+
+def stored_attr(attrs: dict[str, Any], key: str, default: Any = None) -> Any:
+    """A trial's user attribute ``key``, or the same value under the name an older nas stored it as."""
+    return attrs[key] if key in attrs else attrs.get(OLD_ATTRS.get(key, key), default)
+
+
+def _space_digests(path) -> tuple[str, set[str]]:
+    """Digest of a space file with its budgets keys under their current names, and of every older spelling of it."""
+    raw = read_yaml_mapping(path)
+    budgets = raw.get("budgets")
+    if not isinstance(budgets, dict):
+        return _digest(raw), {_digest(raw)}
+    current = {BUDGET_RENAMES.get(k, k): v for k, v in budgets.items()}
+    old_names = {new: old for old, new in BUDGET_RENAMES.items() if new in current}
+    forms = set()
+    for n in range(len(old_names) + 1):
+        for renamed in itertools.combinations(old_names, n):
+            forms.add(
+                _digest({**raw, "budgets": {(old_names[k] if k in renamed else k): v for k, v in current.items()}})
+            )
+    return _digest({**raw, "budgets": current}), forms
+
+
+def check_resume(
+    study: optuna.Study, record: dict[str, str], where: str, older: dict[str, set[str]] | None = None
+) -> None:
+    """Store ``record`` in a new study; refuse, in one line, a study made by another setup.
+
+    ``older``: per key, stored values an older nas wrote for the same setup (see :func:`older_forms`)."""
     stored = study.user_attrs.get(SETUP_ATTR)
     hint = "use another --out (or --study NAME) to start a new study"
     if stored is None:
@@ -60,7 +97,8 @@ def check_resume(study: optuna.Study, record: dict[str, str], where: str) -> Non
         study.set_user_attr(SETUP_ATTR, record)
         return
     stored = {("passes" if key == "steps" else key): value for key, value in stored.items()}  # older nas: steps
-    changed = [key for key in record if stored.get(key) != record[key]]
+    older = older or {}
+    changed = [key for key in record if stored.get(key) != record[key] and stored.get(key) not in older.get(key, ())]
     if changed:
         what = ", ".join(
             f"{key} {stored.get(key)!s} -> {record[key]}" if key not in ("space", "table") else f"{key} contents"

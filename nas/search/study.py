@@ -27,17 +27,18 @@ from tqdm import tqdm
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
 from nas.errors import Interrupted, NasError
+from nas.options import renamed_kwargs
 from nas.search.curves import Curves
 from nas.search.interrupts import Interrupts
 from nas.search.proxies import get_proxy
-from nas.search.resume import check_resume, setup_record
+from nas.search.resume import check_resume, older_forms, setup_record
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen
 from nas.search.storage import is_shared, open_storage
 from nas.space import Architecture, SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DIRECTIONS = ["minimize", "minimize", "maximize"]
-METRICS = ["latency_ms", "memory_mb", "quality"]
+METRICS = ["latency_ms", "peak_memory_mb", "quality"]
 COMPLETED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SCREEN = 64  # NSGA-II children the table screens per trial (1: plain NSGA-II)
 STOP_S = 30.0  # a worker's time to end its trial after Ctrl-C
@@ -49,27 +50,29 @@ class Budgets:
     """Limits per generation of ``passes`` UNet evaluations; ``inf`` means no limit."""
 
     latency_ms: float = math.inf
-    memory_mb: float = math.inf
+    peak_memory_mb: float = math.inf
     passes: int = 1
 
     @classmethod
-    def for_space(cls, space: SearchSpace, latency_ms=None, memory_mb=None, passes=None) -> Budgets:
+    @renamed_kwargs(memory_mb="peak_memory_mb")
+    def for_space(cls, space: SearchSpace, latency_ms=None, peak_memory_mb=None, passes=None) -> Budgets:
         b = space.budgets
+        memory = peak_memory_mb if peak_memory_mb is not None else b.get("peak_memory_mb", math.inf)
         budgets = cls(
             latency_ms=float(latency_ms if latency_ms is not None else b.get("latency_ms", math.inf)),
-            memory_mb=float(memory_mb if memory_mb is not None else b.get("memory_mb", math.inf)),
+            peak_memory_mb=float(memory),
             passes=int(passes if passes is not None else b.get("passes", 1)),
         )
-        if budgets.latency_ms <= 0 or budgets.memory_mb <= 0 or budgets.passes < 1:
+        if budgets.latency_ms <= 0 or budgets.peak_memory_mb <= 0 or budgets.passes < 1:
             raise NasError(
-                f"budgets must be positive (latency {budgets.latency_ms} ms, memory {budgets.memory_mb} MB, "
+                f"budgets must be positive (latency {budgets.latency_ms} ms, memory {budgets.peak_memory_mb} MB, "
                 f"passes {budgets.passes})"
             )
         return budgets
 
     def violations(self, latency: np.ndarray, memory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Relative excess over each budget (<= 0: met)."""
-        return latency / self.latency_ms - 1.0, memory / self.memory_mb - 1.0
+        return latency / self.latency_ms - 1.0, memory / self.peak_memory_mb - 1.0
 
 
 @dataclass
@@ -101,7 +104,7 @@ def make_sampler(setup: SearchSetup, trials: int, cost: CostModel, worker: int =
         if setup.screen <= 1:
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
         budgets = setup.budgets
-        screen = TableScreen(cost.space, cost, budgets.passes, (budgets.latency_ms, budgets.memory_mb), seed)
+        screen = TableScreen(cost.space, cost, budgets.passes, (budgets.latency_ms, budgets.peak_memory_mb), seed)
         return ScreenedNSGAIISampler(screen, setup.screen, seed=seed, population_size=population)
     if setup.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -147,10 +150,11 @@ class Objective:
             raise optuna.TrialPruned(f"{architecture.id}: the table says it cannot run ({status})")
         over_latency, over_memory = (float(v) for v in self.setup.budgets.violations(latency, memory))
         trial.set_constraint("latency_ms", over_latency)
-        trial.set_constraint("memory_mb", over_memory)
+        trial.set_constraint("peak_memory_mb", over_memory)
         feasible = over_latency <= 0 and over_memory <= 0
         # latency and memory are kept as attributes too: a pruned trial has no values, but trials.csv lists it
-        for key, value in (("status", "ok"), ("feasible", feasible), ("latency_ms", latency), ("memory_mb", memory)):
+        attrs = {"status": "ok", "feasible": feasible, "latency_ms": latency, "peak_memory_mb": memory}
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
         quality = self._score(trial, architecture, latency, memory) if feasible else 0.0
         trial.set_user_attr("quality_evaluated", feasible)
@@ -240,7 +244,7 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         optuna.study.StudyDirection.MAXIMIZE,
     ]:
         raise NasError(f"--study {setup.study}: an existing study with other objectives")
-    check_resume(study, setup_record(setup), setup.storage or "memory")
+    check_resume(study, setup_record(setup), setup.storage or "memory", older_forms(setup))
     if study.metric_names != METRICS:
         with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use by optuna-dashboard
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

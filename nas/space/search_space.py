@@ -29,6 +29,7 @@ PATHS = ("down", "mid", "up")
 DOWN_BLOCKS = {"CrossAttnDownBlock2D", "DownBlock2D"}
 UP_BLOCKS = {"CrossAttnUpBlock2D", "UpBlock2D"}
 MID_BLOCKS = {"UNetMidBlock2DCrossAttn", None}
+BUDGET_RENAMES = {"steps": "passes", "memory_mb": "peak_memory_mb"}  # old budgets key -> its name now
 # Backbone options that add conditioning paths the video forward does not implement.
 UNSUPPORTED_BACKBONE_KEYS = (
     "class_embed_type",
@@ -354,11 +355,12 @@ def _video_shape(raw: Any, levels: int, fail) -> VideoShape:
 
 
 def _budgets(raw: Any, fail, source: str) -> dict[str, float]:
-    """The search's default limits; ``passes`` is UNet evaluations per generation (old name: ``steps``)."""
+    """The search's default limits; ``passes`` is UNet evaluations per generation, ``peak_memory_mb`` the
+    predicted peak memory of a generation (old names, read with a deprecation line: :data:`BUDGET_RENAMES`)."""
     if not isinstance(raw, dict):
         raise fail("'budgets' must be a mapping")
-    raw = renamed_keys(raw, {"steps": "passes"}, f"{source}: budgets")
-    known = {"latency_ms", "memory_mb", "passes"}
+    raw = renamed_keys(raw, BUDGET_RENAMES, f"{source}: budgets")
+    known = {"latency_ms", "peak_memory_mb", "passes"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"budgets: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
