@@ -1,9 +1,9 @@
 """Every quality proxy against the tiny world's ground truth: Kendall tau, Spearman rho, cost.
 
-Usage: python benchmarks/proxy_check.py [--world runs/world] [--samples 12] [--steps 3,6,12]
-                                        [--reference-steps 120] [--out benchmarks/results/proxy_check]
+Usage: python benchmarks/proxy_check.py [--world runs/world] [--samples 12] [--train-steps 3,6,12]
+                                        [--reference-train-steps 120] [--out benchmarks/results/proxy_check]
 Makes the world first if the folder does not exist (``nas world make``, default recipe). The
-ground truth trains each architecture's temporal layers ``--reference-steps`` steps (default
+ground truth trains each architecture's temporal layers ``--reference-train-steps`` steps (default
 10x the longest proxy run) with another seed and data order, and scores it on the world's
 test clips (see nas/search/ground_truth.py). Scores are cached in WORLD/check-cache, so a
 killed run resumes where it stopped. Prints one line per proxy and metric; writes check.json,
@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nas.cli.aliases import deprecated_flag  # noqa: E402
 from nas.data.world import World, make_world  # noqa: E402
 from nas.search.proxy_check import proxy_check, write_outputs  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
@@ -31,8 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, default=ROOT / "runs" / "world")
     parser.add_argument("--samples", type=int, default=12)
-    parser.add_argument("--steps", default="3,6,12", help="distill proxy step counts")
-    parser.add_argument("--reference-steps", type=int)
+    parser.add_argument("--train-steps", default="3,6,12", help="distill proxy optimizer step counts")
+    deprecated_flag(parser, "--steps", "--train-steps")
+    parser.add_argument("--reference-train-steps", type=int)
+    deprecated_flag(parser, "--reference-steps", "--reference-train-steps", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_check")
     args = parser.parse_args()
@@ -44,8 +47,8 @@ def main() -> None:
         world=world,
         samples=args.samples,
         seed=args.seed,
-        proxy_steps=tuple(int(s) for s in args.steps.split(",")),
-        reference_steps=args.reference_steps,
+        train_steps=tuple(int(s) for s in args.train_steps.split(",")),
+        reference_train_steps=args.reference_train_steps,
         cache=world.folder / "check-cache",
     )
     report["machine"] = {
@@ -58,7 +61,7 @@ def main() -> None:
     write_outputs(report, args.out)
     print(
         f"{len(report['architectures'])} architectures, reference: {report['reference']['kind']} "
-        f"{report['reference']['steps']} steps; independence problems: {report['independence_problems'] or 'none'}"
+        f"{report['reference']['train_steps']} steps; independence problems: {report['independence_problems'] or 'none'}"
     )
     print(f"{'proxy':<12}{'metric':<9}{'tau':>7}  {'tau 90% CI':<16}{'rho':>7}  {'rho 90% CI':<16}{'rel. cost':>10}")
     for r in report["results"]:

@@ -11,6 +11,7 @@ import pytest
 from nas.cli import build_parser
 from nas.errors import NasError, NasWarning
 from nas.options import renamed_keys, renamed_kwargs
+from tests.conftest import TINY
 
 GENERATE = ["generate", "--model", "m", "--text-encoder", "e", "--prompt", "p", "-o", "o"]
 # command line before the flag, old flag, new flag, the value given, and how it parses
@@ -176,3 +177,41 @@ def test_prediction_memory_mb_is_the_deprecated_name_of_peak_memory_mb(tiny_spac
     with pytest.warns(NasWarning, match="Prediction.memory_mb is deprecated; use peak_memory_mb") as caught:
         assert prediction.memory_mb == prediction.peak_memory_mb
     assert len(caught) == 1
+
+
+def test_world_recipe_takes_its_old_backbone_steps_keyword_with_one_warning():
+    from dataclasses import asdict
+
+    from nas.data.world import WorldRecipe
+
+    with pytest.warns(NasWarning, match="backbone_steps is deprecated; use backbone_train_steps") as caught:
+        recipe = WorldRecipe(backbone_steps=7, clips=9)
+    assert len(caught) == 1 and recipe == WorldRecipe(backbone_train_steps=7, clips=9)
+    assert "backbone_steps" not in asdict(recipe)
+
+
+def test_proxy_check_functions_take_their_old_step_keywords_with_one_warning_each(monkeypatch, tiny_space, tmp_path):
+    from nas.search import proxy_check as check
+
+    seen = {}
+
+    def fake_check(space, world, proxies, samples, seed, train_steps, reference, reference_train_steps, *rest, **kw):
+        seen.update(train_steps=train_steps, reference_train_steps=reference_train_steps)
+        return {}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(check, "proxy_check", fake_check)
+        patch.setattr(check, "write_outputs", lambda report, out: {})
+        with pytest.warns(NasWarning) as caught:
+            check.check_proxies(tmp_path, TINY, proxies=("params",), reference="replay", steps="2,4", reference_steps=9)
+    assert seen == {"train_steps": (2, 4), "reference_train_steps": 9}
+    assert [str(w.message) for w in caught] == [
+        "check_proxies(): steps is deprecated; use train_steps",
+        "check_proxies(): reference_steps is deprecated; use reference_train_steps",
+    ]
+    with pytest.warns(NasWarning) as caught, pytest.raises(NasError, match="--train-steps must be positive"):
+        check.proxy_check(tiny_space, None, ("params",), reference="replay", proxy_steps=(0,), reference_steps=9)
+    assert [str(w.message) for w in caught] == [
+        "proxy_check(): proxy_steps is deprecated; use train_steps",
+        "proxy_check(): reference_steps is deprecated; use reference_train_steps",
+    ]

@@ -95,7 +95,7 @@ def test_proxy_check_against_independent_ground_truth(world, cli, tmp_path):
     )
     assert code == 0, err
     report = json.loads((tmp_path / "check" / "check.json").read_text())
-    assert report["reference"]["kind"] == "ground-truth" and report["reference"]["steps"] == 10
+    assert report["reference"]["kind"] == "ground-truth" and report["reference"]["train_steps"] == 10
     assert_independent(report)
     assert report["independence_problems"] == []
     labels = [a["label"] for a in report["architectures"]]

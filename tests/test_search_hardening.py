@@ -239,8 +239,10 @@ def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli
 
     seen = {}
 
-    def fake_check(space, world, proxies, samples, seed, steps, reference, reference_steps, options, cache, **kw):
-        seen.update(steps=steps, reference_steps=reference_steps, options=options)
+    def fake_check(
+        space, world, proxies, samples, seed, train_steps, reference, reference_train_steps, options, cache, **kw
+    ):
+        seen.update(train_steps=train_steps, reference_train_steps=reference_train_steps, options=options)
         return {"fake": True}
 
     monkeypatch.setattr(check, "proxy_check", fake_check)
@@ -263,7 +265,7 @@ def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli
     )
     assert code == 0, err
     # the proxy's one length, 7 steps; the reference's (None) is then 10x the longest proxy run
-    assert seen["steps"] == (7,) and seen["reference_steps"] is None
+    assert seen["train_steps"] == (7,) and seen["reference_train_steps"] is None
     assert seen["options"]["distill"]["lr"] == 0.001 and isinstance(seen["options"]["distill"]["lr"], float)
 
 

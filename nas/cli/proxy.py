@@ -80,9 +80,9 @@ def cmd_proxy_check(args) -> None:
         proxies=args.proxy,
         samples=args.samples,
         seed=args.seed,
-        steps=args.train_steps,
+        train_steps=args.train_steps,
         reference=args.reference,
-        reference_steps=args.reference_train_steps,
+        reference_train_steps=args.reference_train_steps,
         proxy_options=key_values(args.proxy_option, "--proxy-option"),
         reference_options=key_values(args.reference_option, "--reference-option"),
         cache=args.cache,
@@ -94,7 +94,7 @@ def cmd_proxy_check(args) -> None:
     ref = report["reference"]
     print(
         f"{len(report['architectures'])} architectures of {report['space']}; reference: {ref['kind']}, "
-        f"{ref['steps']} steps, seed {ref['provenance']['seed']}"
+        f"{ref['train_steps']} steps, seed {ref['provenance']['seed']}"
     )
     if report["independence_problems"]:
         print(f"warning: the reference is not independent of the proxy: {'; '.join(report['independence_problems'])}")

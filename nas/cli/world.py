@@ -33,7 +33,7 @@ def cmd_world_make(args) -> None:
     from nas.space import SearchSpace
 
     recipe = WorldRecipe(
-        clips=args.clips, test_clips=args.test_clips, backbone_steps=args.backbone_train_steps, seed=args.seed
+        clips=args.clips, test_clips=args.test_clips, backbone_train_steps=args.backbone_train_steps, seed=args.seed
     )
     info = make_world(args.out, SearchSpace.load(args.space), recipe, progress=not args.json)
     if args.json:
@@ -43,7 +43,7 @@ def cmd_world_make(args) -> None:
     print(
         f"world {args.out}: {info['search_clips']} search clips, {info['test_clips']} test clips with unseen "
         f"captions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
-        f"({b['steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
+        f"({b['train_steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
         f"{m['mean_true_travel_latent_px']} latent px travel, direction cosine {m['direction_cosine']}; "
         f"{info['seconds']} s"
     )

@@ -37,6 +37,7 @@ from nas.data.media import write_video
 from nas.data.synth import COLOURS, SHAPES, _draw
 from nas.data.tiny_models import write_text_encoder, write_vae
 from nas.errors import NasError
+from nas.options import renamed_kwargs
 from nas.space import SearchSpace
 
 WORLD = "world.json"
@@ -52,11 +53,14 @@ class WorldRecipe:
 
     clips: int = 64  # search-pool clips (proxies and the ground truth train on these)
     test_clips: int = 16  # held-out clips, each with a caption no search clip has
-    backbone_steps: int = 300  # image-model training steps of the spatial backbone
+    backbone_train_steps: int = 300  # optimizer steps of the spatial backbone's image-model training
     backbone_batch: int = 16
     backbone_lr: float = 1e-3
     caption_dropout: float = 0.1  # empty captions in backbone training, for guidance at sampling
     seed: int = 0
+
+
+WorldRecipe.__init__ = renamed_kwargs(backbone_steps="backbone_train_steps")(WorldRecipe.__init__)  # for one release
 
 
 def motions() -> list[str]:
@@ -116,8 +120,8 @@ def _check_recipe(recipe: WorldRecipe, space: SearchSpace) -> None:
     combos = len(SHAPES) * len(COLOURS) * len(motions())
     if recipe.test_clips > combos // 2:
         raise NasError(f"nas world make: at most {combos // 2} test clips (one unseen caption each)")
-    if recipe.backbone_steps < 1 or recipe.backbone_batch < 1 or not 0 <= recipe.caption_dropout < 1:
-        raise NasError("nas world make: backbone steps and batch must be positive, caption dropout in [0, 1)")
+    if recipe.backbone_train_steps < 1 or recipe.backbone_batch < 1 or not 0 <= recipe.caption_dropout < 1:
+        raise NasError("nas world make: backbone train steps and batch must be positive, caption dropout in [0, 1)")
     if not space.source or not Path(space.source).is_file():
         raise NasError(f"nas world make: the space must come from a YAML file (got {space.source!r})")
     if space.video.latent_channels != 4:
@@ -234,7 +238,7 @@ def _train_backbone(root: Path, space: SearchSpace, recipe: WorldRecipe, progres
 
     before = held_out()
     losses = []
-    for _ in tqdm(range(recipe.backbone_steps), desc="backbone", unit="step", disable=not progress):
+    for _ in tqdm(range(recipe.backbone_train_steps), desc="backbone", unit="step", disable=not progress):
         indices, picks = data.draw(generator, recipe.backbone_batch, "image", data.videos)
         batch = data.get(indices, picks)
         x, text = batch["latents"][:, :, 0], batch["text"]
@@ -252,7 +256,7 @@ def _train_backbone(root: Path, space: SearchSpace, recipe: WorldRecipe, progres
         "held_out_loss_before": round(before, 4),
         "held_out_loss_after": round(held_out(), 4),
         "train_loss_last_20": round(float(np.mean(losses[-20:])), 4),
-        "steps": recipe.backbone_steps,
+        "train_steps": recipe.backbone_train_steps,
     }
 
 

@@ -1,8 +1,8 @@
 """The ground truth a quality proxy is judged against: long training, then held-out metrics.
 
 An architecture's temporal layers (optionally the whole model) are trained on the tiny world's
-search pool for ``steps`` steps -- meant to be at least 10x a proxy's -- with their own seed and
-their own data order, and then scored on the world's *test* clips, which no proxy ever sees:
+search pool for ``train_steps`` optimizer steps -- meant to be at least 10x a proxy's -- with their
+own seed and their own data order, and then scored on the world's *test* clips, which no proxy ever sees:
 
 - ``denoise_loss``: the noise-prediction MSE on every test clip at each of ``eval_timesteps``
   timesteps spread evenly over [50, 950], at noise fixed by the seed (lower is better);
@@ -40,7 +40,7 @@ class GroundTruth:
         self,
         world: World,
         space: SearchSpace | None = None,
-        steps: int = 200,
+        train_steps: int = 200,
         seed: int = 7919,
         lr: float = 1e-3,
         batch: int = 4,
@@ -51,7 +51,7 @@ class GroundTruth:
         whole_model: bool = False,
     ):
         for name, value, kind in (
-            ("steps", steps, int),
+            ("train_steps", train_steps, int),
             ("batch", batch, int),
             ("eval_timesteps", eval_timesteps, int),
             ("sampling_steps", sampling_steps, int),
@@ -62,12 +62,12 @@ class GroundTruth:
         ):
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 raise NasError(f"ground truth: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
-        if steps < 1 or batch < 1 or eval_timesteps < 1 or sampling_steps < 1 or samples_per_caption < 1:
+        if train_steps < 1 or batch < 1 or eval_timesteps < 1 or sampling_steps < 1 or samples_per_caption < 1:
             raise NasError(
-                "ground truth: steps, batch, eval_timesteps, sampling_steps and samples_per_caption must be positive"
+                "ground truth: train_steps, batch, eval_timesteps, sampling_steps and samples_per_caption must be positive"
             )
         self.world, self.space = world, space or world.space()
-        self.steps, self.seed, self.lr, self.batch = steps, seed, lr, batch
+        self.train_steps, self.seed, self.lr, self.batch = train_steps, seed, lr, batch
         self.guidance, self.whole_model, self.sampling_steps = guidance, whole_model, sampling_steps
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         self.train_data = LatentDataset(world.latents)
@@ -100,7 +100,7 @@ class GroundTruth:
         pool = self.train_data.videos
         return [
             [pool[i] for i in torch.randint(len(pool), (self.batch,), generator=generator).tolist()]
-            for _ in range(self.steps)
+            for _ in range(self.train_steps)
         ]
 
     @property
@@ -109,7 +109,7 @@ class GroundTruth:
         order = [[f"{self.world.latents.name}/{samples[i]['source']}" for i in batch] for batch in self.order]
         return {
             "seed": self.seed,
-            "steps": self.steps,
+            "train_steps": self.train_steps,
             "train_clips": sorted({c for batch in order for c in batch}),
             "order": order,
             "eval_clips": [f"{self.world.test.name}/{s}" for s in self.test_sources],

@@ -1,7 +1,7 @@
 """``nas proxy check``: how well each quality proxy ranks architectures like real training does.
 
 The reference is, by default, the :class:`~nas.search.ground_truth.GroundTruth` of a tiny world
-(``nas world make``): temporal layers trained ``reference_steps`` steps (default 10x the longest
+(``nas world make``): temporal layers trained ``reference_train_steps`` steps (default 10x the longest
 proxy run) with another seed and another data order, scored on test clips no proxy sees, by
 held-out denoising loss and by a motion metric on few-step samples. ``reference="replay"`` is
 the old check, kept as what it is: the ``distill`` proxy itself trained 5x longer with the same
@@ -33,7 +33,7 @@ from nas.data.world import World
 from nas.errors import NasError
 from nas.metrics import bootstrap_interval, kendall_tau, spearman_rho
 from nas.model.size import size_arrays
-from nas.options import renamed_keys
+from nas.options import renamed_keys, renamed_kwargs
 from nas.search.proxies import check_options, get_proxy
 from nas.space import Architecture, SearchSpace
 
@@ -92,21 +92,25 @@ class _Curve:
         self.points[step] = (value, time.perf_counter() - self.start)
 
 
+@renamed_kwargs(proxy_steps="train_steps", reference_steps="reference_train_steps")
 def proxy_check(
     space: SearchSpace | None = None,
     world: str | Path | World | None = None,
     proxies: tuple[str, ...] = PROXIES,
     samples: int = 14,
     seed: int = 0,
-    proxy_steps: tuple[int, ...] = (5, 10, 20),
+    train_steps: tuple[int, ...] = (5, 10, 20),
     reference: str = "ground-truth",
-    reference_steps: int | None = None,
+    reference_train_steps: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     cache: str | Path | None = None,
     progress: bool = True,
     reference_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``samples`` architectures by every proxy and by the reference; returns the report.
+
+    ``train_steps``: the distill proxy's optimizer step counts (points of one learning curve);
+    ``reference_train_steps``: the reference's (default 10x the longest; replay: 5x).
 
     ``options`` maps a proxy name to its options (as ``--proxy-option``); with a world, the data
     options default to the world's search pool and backbone (``data``, ``spatial_weights``).
@@ -126,11 +130,11 @@ def proxy_check(
         raise NasError(f"{space.source}: the world {world.folder} is of space {world.space().name!r}")
     if samples < 4:
         raise NasError(f"nas proxy check: --samples must be at least 4, got {samples}")
-    proxy_steps = tuple(sorted(set(int(s) for s in proxy_steps)))
-    if not proxy_steps or proxy_steps[0] < 1:
-        raise NasError("nas proxy check: proxy steps must be positive")
-    longest = proxy_steps[-1]
-    reference_steps = reference_steps or (10 if reference == "ground-truth" else 5) * longest
+    train_steps = tuple(sorted(set(int(s) for s in train_steps)))
+    if not train_steps or train_steps[0] < 1:
+        raise NasError("nas proxy check: --train-steps must be positive")
+    longest = train_steps[-1]
+    reference_train_steps = reference_train_steps or (10 if reference == "ground-truth" else 5) * longest
     options = {name: dict(options.get(name, {})) if options else {} for name in proxies}
     world_data = {"data": str(world.latents), "spatial_weights": str(world.backbone)} if world else {}
     built = {}
@@ -141,7 +145,7 @@ def proxy_check(
             raise NasError(f"--proxy: {exc.args[0]}") from None
         opts = {**{k: v for k, v in world_data.items() if _takes(cls, k)}, **options[name]}
         if name == "distill":
-            opts.update(train_steps=longest, report_every=_gcd(proxy_steps), clips=opts.get("clips", 16))
+            opts.update(train_steps=longest, report_every=_gcd(train_steps), clips=opts.get("clips", 16))
         check_options(cls, opts)
         built[name] = cls(space, seed=seed, **opts)
     if reference == "ground-truth":
@@ -153,22 +157,22 @@ def proxy_check(
         unknown = sorted(set(reference_options) - set(GROUND_TRUTH_OPTIONS))
         if unknown:
             raise NasError(f"--reference-option {unknown[0]}: the ground truth takes {', '.join(GROUND_TRUTH_OPTIONS)}")
-        truth = GroundTruth(world, space, steps=reference_steps, seed=seed + 7919, **reference_options)
+        truth = GroundTruth(world, space, train_steps=reference_train_steps, seed=seed + 7919, **reference_options)
     else:
         distill_opts = {
             k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr", "spatial_weights")
         }
         distill_opts = {**world_data, "clips": 16, **distill_opts}
         truth = get_proxy("distill")(
-            space, seed=seed, train_steps=reference_steps, report_every=reference_steps, **distill_opts
+            space, seed=seed, train_steps=reference_train_steps, report_every=reference_train_steps, **distill_opts
         )
-    config = {
+    config = {  # the cache's key; spelled as before the train_steps names, so that existing caches stay valid
         "space": space.name,
         "world": str(world.folder) if world else None,
         "seed": seed,
-        "steps": proxy_steps,
+        "steps": train_steps,
         "reference": reference,
-        "reference_steps": reference_steps,
+        "reference_steps": reference_train_steps,
         "options": options,
     }
     if reference_options:
@@ -179,11 +183,11 @@ def proxy_check(
     for label, architecture in tqdm(architectures, desc="proxy check", unit="arch", disable=not progress):
         row: dict[str, Any] = {"arch_id": architecture.id, "label": label, "architecture": architecture.describe()}
         for name, proxy in built.items():
-            scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, proxy_steps))  # noqa: B023 (called at once)
+            scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, train_steps))  # noqa: B023 (called at once)
             provenance["distill"] = _longer(provenance["distill"], scores.pop("provenance", None))
             row.update(scores)
         scores = store.get(f"reference/{architecture.id}", lambda: _reference(truth, architecture))  # noqa: B023 (called at once)
-        provenance["reference"] = _longer(provenance["reference"], scores.pop("provenance"))
+        provenance["reference"] = _longer(provenance["reference"], _current_names(scores.pop("provenance")))
         row.update(scores)
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -193,12 +197,12 @@ def proxy_check(
         "seed": seed,
         "reference": {
             "kind": reference,
-            "steps": reference_steps,
+            "train_steps": reference_train_steps,
             "metrics": list(METRICS) if reference == "ground-truth" else ["denoise"],
             "provenance": provenance["reference"],
         },
         "proxy_provenance": provenance["distill"],
-        "proxy_steps": list(proxy_steps),
+        "train_steps": list(train_steps),
         "architectures": json.loads(frame.to_json(orient="records")),
     }
     report["independence_problems"] = independence_problems(report)
@@ -222,6 +226,11 @@ def _gcd(values) -> int:
     return out
 
 
+def _current_names(provenance: dict | None) -> dict | None:
+    """A provenance with its keys as named now (a cached ground truth of an older nas says ``steps``)."""
+    return {("train_steps" if k == "steps" else k): v for k, v in provenance.items()} if provenance else provenance
+
+
 def _longer(kept: dict | None, new: dict | None) -> dict | None:
     """The provenance of the run that trained most (a run without temporal layers draws no batch)."""
     if new is None or (kept is not None and len(kept["order"]) >= len(new["order"])):
@@ -229,13 +238,13 @@ def _longer(kept: dict | None, new: dict | None) -> dict | None:
     return new
 
 
-def _score(name: str, proxy, architecture: Architecture, steps: tuple[int, ...]) -> dict[str, Any]:
+def _score(name: str, proxy, architecture: Architecture, train_steps: tuple[int, ...]) -> dict[str, Any]:
     if name == "distill":
         curve = _Curve()
         proxy.score(architecture, curve)
         return {
-            **{f"distill@{s}": curve.points[s][0] for s in steps},
-            **{f"distill@{s}_s": curve.points[s][1] for s in steps},
+            **{f"distill@{s}": curve.points[s][0] for s in train_steps},
+            **{f"distill@{s}_s": curve.points[s][1] for s in train_steps},
             "provenance": proxy.provenance,
         }
     start = time.perf_counter()
@@ -401,14 +410,14 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
 # ------------------------------------------------------- `nas proxy check` as one call
 def route_options(
-    proxies: tuple[str, ...], given: dict[str, Any], steps: tuple[int, ...]
+    proxies: tuple[str, ...], given: dict[str, Any], train_steps: tuple[int, ...]
 ) -> tuple[dict[str, dict[str, Any]], tuple[int, ...]]:
     """Options given once (KEY -> value, as ``--proxy-option``) sent to every checked proxy that takes KEY.
 
     One option line serves several proxies (``data=`` feeds gradnorm and distill alike), so a key
-    no checked proxy takes is an error rather than silently unused. ``steps`` is the distill
+    no checked proxy takes is an error rather than silently unused. ``train_steps`` is the distill
     proxy's learning-curve points; a ``train_steps`` option (old name ``steps``) replaces them with
-    that one count (the reference's length follows unless ``reference_steps`` says otherwise). Each
+    that one count (the reference's length follows unless ``reference_train_steps`` says otherwise). Each
     proxy's options are then checked and coerced by :func:`~nas.search.proxies.check_options`, as
     the search does.
     Returns the per-proxy options and the step counts.
@@ -424,7 +433,7 @@ def route_options(
         value = given.pop("train_steps")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise NasError(f"--proxy-option train_steps={value}: expected a positive whole number")
-        steps = (value,)
+        train_steps = (value,)
     options: dict[str, dict[str, Any]] = {name: {} for name in proxies}
     for key, value in given.items():
         takers = [name for name in proxies if _takes(classes[name], key)]
@@ -432,9 +441,10 @@ def route_options(
             raise NasError(f"--proxy-option {key}: none of the checked proxies ({', '.join(proxies)}) takes it")
         for name in takers:
             options[name][key] = value
-    return {name: check_options(classes[name], values) for name, values in options.items()}, steps
+    return {name: check_options(classes[name], values) for name, values in options.items()}, train_steps
 
 
+@renamed_kwargs(steps="train_steps", reference_steps="reference_train_steps")
 def check_proxies(
     out: str | Path,
     space: str | Path | None = None,
@@ -442,9 +452,9 @@ def check_proxies(
     proxies: tuple[str, ...] | None = None,
     samples: int = 14,
     seed: int = 0,
-    steps: str | tuple[int, ...] = (5, 10, 20),
+    train_steps: str | tuple[int, ...] = (5, 10, 20),
     reference: str = "ground-truth",
-    reference_steps: int | None = None,
+    reference_train_steps: int | None = None,
     proxy_options: dict[str, Any] | None = None,
     reference_options: dict[str, Any] | None = None,
     cache: str | Path | None = None,
@@ -452,17 +462,17 @@ def check_proxies(
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """:func:`proxy_check` from command-line-shaped inputs, its outputs written to ``out``.
 
-    ``steps`` may be text (``"5,10,20"``); ``proxy_options`` are routed by :func:`route_options`;
+    ``train_steps`` may be text (``"5,10,20"``); ``proxy_options`` are routed by :func:`route_options`;
     ``cache`` defaults to ``WORLD/check-cache`` and ``"none"`` turns it off. Returns the report and
     the paths :func:`write_outputs` wrote.
     """
     proxies = tuple(proxies or PROXIES)
-    if isinstance(steps, str):
+    if isinstance(train_steps, str):
         try:
-            steps = tuple(int(s) for s in steps.split(","))
+            train_steps = tuple(int(s) for s in train_steps.split(","))
         except ValueError:
-            raise NasError(f"--train-steps {steps}: expected comma-separated step counts, e.g. 5,10,20") from None
-    options, steps = route_options(proxies, proxy_options or {}, tuple(steps))
+            raise NasError(f"--train-steps {train_steps}: expected comma-separated step counts, e.g. 5,10,20") from None
+    options, train_steps = route_options(proxies, proxy_options or {}, tuple(train_steps))
     world = Path(world) if world else None
     cache = None if str(cache) == "none" else cache or (world / "check-cache" if world else None)
     report = proxy_check(
@@ -471,9 +481,9 @@ def check_proxies(
         proxies,
         samples,
         seed,
-        steps,
+        train_steps,
         reference,
-        reference_steps,
+        reference_train_steps,
         options,
         cache,
         progress=progress,
