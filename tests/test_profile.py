@@ -215,7 +215,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     assert table.rows.loc[table.rows["status"] == "ok", "memory_mb"].isna().all()
     model = CostModel(tiny_space, table)
     prediction = model.predict(tiny_space.architecture("reference"))
-    assert prediction.coverage["memory_estimated"] >= 1 and prediction.memory_mb > prediction.weights_mb
+    assert prediction.coverage["memory_estimated"] >= 1 and prediction.peak_memory_mb > prediction.weights_mb
 
 
 def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(cli, tiny_space, tmp_path):
