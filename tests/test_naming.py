@@ -11,6 +11,7 @@ import pytest
 from nas.cli import build_parser
 from nas.errors import NasError, NasWarning
 from nas.options import renamed_keys, renamed_kwargs
+from tests.conftest import TINY
 
 GENERATE = ["generate", "--model", "m", "--text-encoder", "e", "--prompt", "p", "-o", "o"]
 # command line before the flag, old flag, new flag, the value given, and how it parses
@@ -136,4 +137,71 @@ def test_distill_proxy_reads_its_old_steps_option_as_train_steps():
     distill = get_proxy("distill")
     with pytest.warns(NasWarning, match="--proxy-option: steps is deprecated; use train_steps") as caught:
         assert check_options(distill, {"steps": "4", "clips": 2}) == {"train_steps": 4, "clips": 2}
+    assert len(caught) == 1
+
+
+def _old_column_table(tmp_path, name="old.csv"):
+    """The shipped tiny table with its working_set_mb column under the old name memory_mb."""
+    import shutil
+
+    shipped = Path(__file__).parents[1] / "latency_tables" / "cpu_tiny.csv"
+    header, _, body = shipped.read_text().partition("\n")
+    assert ",working_set_mb," in header
+    old = tmp_path / name
+    old.write_text(header.replace(",working_set_mb,", ",memory_mb,") + "\n" + body)
+    shutil.copy(shipped.with_suffix(".yaml"), old.with_suffix(".yaml"))
+    return shipped, old
+
+
+def test_old_memory_mb_table_column_reads_as_working_set_mb_and_prices_the_same(tmp_path, tiny_space):
+    import numpy as np
+
+    from nas.cost.cost_model import CostModel
+    from nas.cost.table import CostTable
+
+    shipped, old = _old_column_table(tmp_path)
+    before = old.read_bytes()
+    with pytest.warns(NasWarning) as caught:
+        table = CostTable.load(old)
+    assert [str(w.message) for w in caught] == [f"{old}: column memory_mb is deprecated; use working_set_mb"]
+    assert old.read_bytes() == before  # read, never rewritten
+    new = CostTable.load(shipped)
+    assert "memory_mb" not in table.rows.columns
+    assert table.rows.equals(new.rows)
+    old_model, new_model = CostModel(tiny_space, table), CostModel(tiny_space, new)
+    for architecture in [tiny_space.architecture("reference"), *(tiny_space.sample(seed) for seed in range(20))]:
+        assert old_model.predict(architecture).as_dict() == new_model.predict(architecture).as_dict()
+    choices = np.stack([tiny_space.encode(tiny_space.sample(seed)) for seed in range(50)])
+    for got, want in zip(old_model.price(choices), new_model.price(choices)):
+        np.testing.assert_array_equal(got, want)
+    # saved again, it is in today's format
+    table.save(tmp_path / "saved.csv")
+    assert (tmp_path / "saved.csv").read_text().splitlines()[0] == shipped.read_text().splitlines()[0]
+
+
+def test_old_table_column_is_one_warning_line_on_the_command_line(cli, tmp_path):
+    _, old = _old_column_table(tmp_path)
+    code, out, err = cli("table", "validate", old)
+    assert code == 0 and out.startswith(f"ok  {old}: ")
+    assert err == f"nas: warning: {old}: column memory_mb is deprecated; use working_set_mb\n"
+    code, out, err = cli("cost", TINY, "--table", old)
+    assert code == 0 and err == f"nas: warning: {old}: column memory_mb is deprecated; use working_set_mb\n"
+
+
+def test_table_with_both_names_of_a_column_is_refused(tmp_path):
+    from nas.cost.table import CostTable
+
+    _, old = _old_column_table(tmp_path)
+    lines = old.read_text().splitlines()
+    old.write_text("\n".join([lines[0] + ",working_set_mb"] + [line + ",1" for line in lines[1:]]) + "\n")
+    with pytest.raises(NasError, match="column memory_mb and working_set_mb are the same column; give only"):
+        CostTable.load(old)
+
+
+def test_key_cost_memory_mb_is_the_deprecated_name_of_working_set_mb():
+    from nas.cost.cost_model import KeyCost
+
+    cost = KeyCost(1.0, 2.5, "ok", "exact")
+    with pytest.warns(NasWarning, match="KeyCost.memory_mb is deprecated; use working_set_mb") as caught:
+        assert cost.memory_mb == cost.working_set_mb == 2.5
     assert len(caught) == 1

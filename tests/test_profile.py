@@ -43,7 +43,7 @@ def test_profile_measures_every_planned_key(measured, tiny_space):
     table = CostTable.load(measured)
     assert len(table.rows) == len(table_plan(tiny_space))
     assert (table.rows["status"] == "ok").all()
-    assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["memory_mb"] > 0).all()
+    assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["working_set_mb"] > 0).all()
     assert table.meta["provenance"] == "measured" and table.meta["backend"] == "torch"
     assert table.meta["command"].startswith("nas profile ")
     # attention over all 1024 positions costs more than over 4 frames at the same shape
@@ -197,7 +197,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     timed = timed[timed["status"] == "ok"]
     assert (timed["samples"] == 4).all() and (timed["latency_p50_ms"] >= 3.0).all()
     assert (timed["latency_p90_ms"] >= timed["latency_p50_ms"]).all()
-    assert (timed["memory_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
+    assert (timed["working_set_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac.csv")
     assert code == 0, err
     table = CostTable.load(tmp_path / "mac.csv")
@@ -212,7 +212,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
     assert code == 0, err
     table = CostTable.load(tmp_path / "mac2.csv")
-    assert table.rows.loc[table.rows["status"] == "ok", "memory_mb"].isna().all()
+    assert table.rows.loc[table.rows["status"] == "ok", "working_set_mb"].isna().all()
     model = CostModel(tiny_space, table)
     prediction = model.predict(tiny_space.architecture("reference"))
     assert prediction.coverage["memory_estimated"] >= 1 and prediction.memory_mb > prediction.weights_mb
@@ -227,7 +227,7 @@ def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(
     out = tmp_path / "t.csv"
     good, bad = keys
     out.write_text(
-        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,"
+        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,working_set_mb,samples,status,"
         "message\n"
         f"{good.op},{good.channels},{good.frames},{good.height},{good.width},{good.params},1,1,1,3,ok,\n"
         f"{bad.op},{bad.channels},{bad.frames},{bad.height},{bad.width},{bad.params},,,,0,error,"

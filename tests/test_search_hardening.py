@@ -81,7 +81,7 @@ def unsupported_table(tiny_space, table_path, tmp_path_factory):
     down0 = tiny_space.slot("down0")
     at = (rows["op"] == "attn3d") & (rows["channels"] == down0.channels) & (rows["height"] == down0.height)
     assert at.sum() == 1
-    rows.loc[at, ["latency_p50_ms", "latency_p90_ms", "memory_mb"]] = np.nan
+    rows.loc[at, ["latency_p50_ms", "latency_p90_ms", "working_set_mb"]] = np.nan
     rows.loc[at, ["status", "samples"]] = ["unsupported", 0]
     path = tmp_path_factory.mktemp("unsupported") / "table.csv"
     table.save(path)
