@@ -72,6 +72,35 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured
 
 
+def test_profile_resumed_into_an_old_column_table_writes_one_format_and_keeps_the_original(cli, tiny_space, tmp_path):
+    from nas.cost.table import COLUMNS
+    from nas.profile.torch_profiler import TorchProfiler
+
+    plan = small_plan(tiny_space, tmp_path, n=2)
+    out = tmp_path / "t.csv"
+    first = table_plan(tiny_space)[1]
+    original = (
+        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,message\n"
+        f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.params},"
+        "123.456789012,124.5,1.23456789012,3,ok,\n"
+    )
+    out.write_text(original)
+    meta = {**TorchProfiler(tiny_space, probe_ms=1.5).metadata(), "space": "tiny", "rows": 1}
+    out.with_suffix(".yaml").write_text(yaml.safe_dump(meta))
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
+    assert code == 0, err
+    assert f"nas: warning: {out}: column memory_mb is deprecated; use working_set_mb" in err.splitlines()
+    assert "rewritten to resume (it had the old column name memory_mb (now working_set_mb))" in err
+    # never a file mixing both names: the resumed table is in today's format, the original kept as it was
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",") == COLUMNS and "memory_mb" not in out.read_text()
+    assert (tmp_path / "t.csv.orig").read_text() == original
+    table = CostTable.load(out)
+    assert len(table.rows) == 2 and table.meta["probe_ms"] == 1.5
+    kept = table.rows.iloc[0]
+    assert (kept["latency_p50_ms"], kept["working_set_mb"]) == (123.456789012, 1.23456789012)  # every digit kept
+
+
 def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
     out = tmp_path / "t.csv"
     args = [

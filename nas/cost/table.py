@@ -15,6 +15,7 @@ one with a deprecation line; the file itself is never changed.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -144,11 +145,18 @@ def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
 
 
 def renamed_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """``frame`` with each old column name (RENAMED_COLUMNS) under its new one, one deprecation line each.
+    """``frame`` with each old column name (RENAMED_COLUMNS) under its new one.
 
     A frame with both names of a column is refused: which of the two holds the values is not known."""
-    names = renamed_keys({c: c for c in frame.columns}, RENAMED_COLUMNS, str(path), noun="column")
-    return frame.rename(columns={old: new for new, old in names.items() if old != new})
+    return frame.rename(columns=_renamed(str(path), tuple(frame.columns)))
+
+
+@functools.cache
+def _renamed(path: str, columns: tuple[str, ...]) -> dict[str, str]:
+    """old -> new for a file's header, with one deprecation line per file and process: a command may read
+    a table more than once (a search does, to record its setup), and says so once."""
+    names = renamed_keys({c: c for c in columns}, RENAMED_COLUMNS, path, noun="column")
+    return {old: new for new, old in names.items() if old != new}
 
 
 def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
