@@ -31,16 +31,18 @@ def key_values(items: Iterable[str], flag: str) -> dict[str, Any]:
     return values
 
 
-def renamed_keys(values: dict[str, Any], renames: dict[str, str], where: str) -> dict[str, Any]:
+def renamed_keys(values: dict[str, Any], renames: dict[str, str], where: str, noun: str = "") -> dict[str, Any]:
     """A copy of ``values`` with each deprecated key (``renames``: old -> new) under its new name.
 
-    Old spellings keep working for one release: each one used prints one deprecation line."""
+    Old spellings keep working for one release: each one used prints one deprecation line. ``noun``
+    (say ``column``) names what the keys are, in that line and in the error for both spellings given."""
     values = dict(values)
+    what = f"{noun} " if noun else ""
     for old, new in renames.items():
         if old in values:
             if new in values:
-                raise NasError(f"{where}: {old} and {new} are the same option; give only {new}")
-            warnings.warn(f"{where}: {old} is deprecated; use {new}", NasWarning, stacklevel=2)
+                raise NasError(f"{where}: {what}{old} and {new} are the same {noun or 'option'}; give only {new}")
+            warnings.warn(f"{where}: {what}{old} is deprecated; use {new}", NasWarning, stacklevel=2)
             values[new] = values.pop(old)
     return values
 

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from nas.errors import NasWarning
+
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 # Read by the libraries when they are imported (lazily, after this has run).
 QUIET_ENV = {
@@ -81,3 +83,14 @@ def _package(filename: str) -> str:
     if "site-packages" in parts and parts.index("site-packages") + 1 < len(parts):
         return Path(parts[parts.index("site-packages") + 1]).stem
     return Path(filename).stem
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """NasWarnings as one line, like errors; other warnings as Python prints them.
+
+    Installed as ``warnings.showwarning`` by the ``nas`` command and by the processes it spawns
+    (search workers, the profile worker), so a warning reads the same wherever it was raised."""
+    if issubclass(category, NasWarning):
+        print(f"nas: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

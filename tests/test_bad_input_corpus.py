@@ -32,6 +32,10 @@ def inputs(tiny_space, tmp_path_factory):
     (root / "other_arch.yaml").write_text(yaml.safe_dump({"space": "elsewhere", "slots": {}}))
     (root / "not_a_table.csv").write_text("op,channels\nconv1d,32\n")
     shutil.copy(root / "table.csv", root / "no_sidecar.csv")
+    (root / "both_names").mkdir()  # the working-set column under its old and its new name
+    lines = (root / "table.csv").read_text().splitlines()
+    (root / "both_names" / "table.csv").write_text("\n".join([lines[0] + ",memory_mb", *(r + ",1" for r in lines[1:])]))
+    shutil.copy(root / "table.yaml", root / "both_names" / "table.yaml")
     (root / "garbage.db").write_bytes(b"this is not a database" * 100)
     other = {
         "frames": 8,
@@ -72,6 +76,14 @@ CASES = {
     # tables
     "table: not a table": ([*SEARCH[:3], "{not_a_table}", *SEARCH[4:]], "{not_a_table}"),
     "table: no sidecar": ([*SEARCH[:3], "{no_sidecar}", *SEARCH[4:]], "sidecar no_sidecar.yaml is missing"),
+    "table: both names of a column": (
+        [*SEARCH[:3], "{both_names}/table.csv", *SEARCH[4:]],
+        "{both_names}/table.csv: column memory_mb and working_set_mb are the same column; give only working_set_mb",
+    ),
+    "table: both names of a column, profile resumed": (
+        ["profile", "{space}", "-o", "{both_names}/table.csv"],
+        "column memory_mb and working_set_mb are the same column",
+    ),
     # budgets
     "budget: negative latency": ([*SEARCH, "--latency-budget", "-5"], "budgets must be positive"),
     "budget: zero memory": ([*SEARCH, "--memory-budget", "0"], "budgets must be positive"),

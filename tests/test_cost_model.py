@@ -98,7 +98,7 @@ def test_memory_is_priced_and_range_checked_along_the_ops_working_set(tiny_space
     key = OpKey.of("attn3d", 64, 4, 4, 4, {"heads": 4})
     rows = table.lookup()
     assert model.key_cost(key).coverage == "interpolated"
-    assert model.key_cost(key).memory_mb == pytest.approx(rows[key]["memory_mb"], rel=0.15)
+    assert model.key_cost(key).working_set_mb == pytest.approx(rows[key]["working_set_mb"], rel=0.15)
 
 
 class SquareOp(TemporalOp):
@@ -143,7 +143,12 @@ def test_key_with_no_basis_is_an_error_not_zero(tiny_space, table):
 def test_failed_rows_make_architectures_infeasible(tiny_space, table):
     rows = table.rows.copy()
     mask = (rows["op"] == "attn3d") & (rows["channels"] == 32)
-    rows.loc[mask, ["status", "latency_p50_ms", "latency_p90_ms", "memory_mb"]] = ["oom", math.nan, math.nan, math.nan]
+    rows.loc[mask, ["status", "latency_p50_ms", "latency_p90_ms", "working_set_mb"]] = [
+        "oom",
+        math.nan,
+        math.nan,
+        math.nan,
+    ]
     model = CostModel(tiny_space, CostTable(rows, dict(table.meta)))
     slots = {s: {"op": "none"} for s in tiny_space.slot_names}
     slots["down0"] = {"op": "attn3d"}
@@ -211,7 +216,7 @@ def user_table(rows, meta=None):
                 **k.as_dict(),
                 "latency_p50_ms": ms,
                 "latency_p90_ms": ms,
-                "memory_mb": mb,
+                "working_set_mb": mb,
                 "samples": 3,
                 "status": status,
                 "message": "",
@@ -238,7 +243,7 @@ def test_user_op_memory_is_extrapolated_along_its_own_working_set(tiny_space):
     cost = model.key_cost(square_key(5))
     assert cost.coverage == "extrapolated"
     # the op's working set grows with (H*W)^2: C*F*H*W would give 4x4's memory x 25/16, 1.56x too little
-    assert cost.memory_mb == pytest.approx(true_mb(square_key(5)), rel=0.05)
+    assert cost.working_set_mb == pytest.approx(true_mb(square_key(5)), rel=0.05)
 
 
 def test_keys_carry_every_op_parameter(tiny_space):

@@ -231,7 +231,7 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
     results = pd.read_csv(export / "results.csv", keep_default_na=False).set_index("model")
     assert (results["samples"] == 3).all() and (results["status"] == "ok").all()
     assert results.loc["tiny", "latency_p50_ms"] >= 3.0 and results.loc["split", "latency_p50_ms"] >= 6.0
-    assert (results["latency_p90_ms"] >= results["latency_p50_ms"]).all() and (results["memory_mb"] == 20.0).all()
+    assert (results["latency_p90_ms"] >= results["latency_p50_ms"]).all() and (results["working_set_mb"] == 20.0).all()
     assert results.loc["tiny", "placement"] == "ne" and results.loc["split", "placement"] == "mixed"
     code, stdout, err = cli("table", "import", export, "-o", tmp_path / "models.csv")
     assert code == 0, err
@@ -239,10 +239,18 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
     meta = yaml.safe_load((tmp_path / "models.yaml").read_text())
     assert list(measured["model"]) == ["tiny", "split"] and meta["space"] == "tiny" and meta["rows"] == 2
     assert meta["compute_units"] == "CPU_AND_NE" and "not on an iPhone" in meta["note"]
+    # Results timed by an older nas (column memory_mb) import the same, with one deprecation line.
+    results_csv = export / "results.csv"
+    new_results = results_csv.read_text()
+    results_csv.write_text(new_results.replace(",working_set_mb,", ",memory_mb,", 1))
+    code, _, err = cli("table", "import", export, "-o", tmp_path / "models_old.csv")
+    assert code == 0 and err == f"nas: warning: {results_csv}: column memory_mb is deprecated; use working_set_mb\n"
+    assert (tmp_path / "models_old.csv").read_text() == (tmp_path / "models.csv").read_text()
+    results_csv.write_text(new_results)
 
     # No footprint from the OS: memory unmeasured (empty), never the input bytes.
     time_packages(export, "CPU_AND_NE", warmup=0, repeats=3, runtime=StandInCoreMLRuntime(), progress=False)
-    assert (pd.read_csv(export / "results.csv", keep_default_na=False)["memory_mb"] == "").all()
+    assert (pd.read_csv(export / "results.csv", keep_default_na=False)["working_set_mb"] == "").all()
     # A hand-written results file (say from Xcode's report on an iPhone) is checked on import.
     broken = pd.read_csv(export / "results.csv", dtype=str, keep_default_na=False)
     broken.loc[1, "model"] = "other"

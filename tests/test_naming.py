@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from nas.cli import build_parser
 from nas.errors import NasError, NasWarning
 from nas.options import renamed_keys, renamed_kwargs
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 
 GENERATE = ["generate", "--model", "m", "--text-encoder", "e", "--prompt", "p", "-o", "o"]
 # command line before the flag, old flag, new flag, the value given, and how it parses
@@ -215,3 +218,88 @@ def test_proxy_check_functions_take_their_old_step_keywords_with_one_warning_eac
         "proxy_check(): proxy_steps is deprecated; use train_steps",
         "proxy_check(): reference_steps is deprecated; use reference_train_steps",
     ]
+
+
+def _old_column_table(tmp_path, name="old.csv"):
+    """The shipped tiny table with its working_set_mb column under the old name memory_mb."""
+    import shutil
+
+    shipped = Path(__file__).parents[1] / "latency_tables" / "cpu_tiny.csv"
+    header, _, body = shipped.read_text().partition("\n")
+    assert ",working_set_mb," in header
+    old = tmp_path / name
+    old.write_text(header.replace(",working_set_mb,", ",memory_mb,") + "\n" + body)
+    shutil.copy(shipped.with_suffix(".yaml"), old.with_suffix(".yaml"))
+    return shipped, old
+
+
+def test_old_memory_mb_table_column_reads_as_working_set_mb_and_prices_the_same(tmp_path, tiny_space):
+    import numpy as np
+
+    from nas.cost.cost_model import CostModel
+    from nas.cost.table import CostTable
+
+    shipped, old = _old_column_table(tmp_path)
+    before = old.read_bytes()
+    with pytest.warns(NasWarning) as caught:
+        table = CostTable.load(old)
+    assert [str(w.message) for w in caught] == [f"{old}: column memory_mb is deprecated; use working_set_mb"]
+    assert old.read_bytes() == before  # read, never rewritten
+    new = CostTable.load(shipped)
+    assert "memory_mb" not in table.rows.columns
+    assert table.rows.equals(new.rows)
+    old_model, new_model = CostModel(tiny_space, table), CostModel(tiny_space, new)
+    for architecture in [tiny_space.architecture("reference"), *(tiny_space.sample(seed) for seed in range(20))]:
+        assert old_model.predict(architecture).as_dict() == new_model.predict(architecture).as_dict()
+    choices = np.stack([tiny_space.encode(tiny_space.sample(seed)) for seed in range(50)])
+    for got, want in zip(old_model.price(choices), new_model.price(choices)):
+        np.testing.assert_array_equal(got, want)
+    # saved again, it is in today's format
+    table.save(tmp_path / "saved.csv")
+    assert (tmp_path / "saved.csv").read_text().splitlines()[0] == shipped.read_text().splitlines()[0]
+
+
+def test_old_table_column_is_one_warning_line_on_the_command_line(cli, tmp_path):
+    _, old = _old_column_table(tmp_path)
+    code, out, err = cli("table", "validate", old)
+    assert code == 0 and out.startswith(f"ok  {old}: ")
+    assert err == f"nas: warning: {old}: column memory_mb is deprecated; use working_set_mb\n"
+    # a search reads its table more than once, and says it once
+    _, old = _old_column_table(tmp_path, "searched.csv")
+    code, out, err = cli("search", TINY, "--table", old, "--trials", "2", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "deprecated" in line] == [
+        f"nas: warning: {old}: column memory_mb is deprecated; use working_set_mb"
+    ]
+
+
+def test_table_with_both_names_of_a_column_is_refused(tmp_path):
+    from nas.cost.table import CostTable
+
+    _, old = _old_column_table(tmp_path)
+    lines = old.read_text().splitlines()
+    old.write_text("\n".join([lines[0] + ",working_set_mb"] + [line + ",1" for line in lines[1:]]) + "\n")
+    with pytest.raises(NasError, match="column memory_mb and working_set_mb are the same column; give only"):
+        CostTable.load(old)
+
+
+def test_key_cost_memory_mb_is_the_deprecated_name_of_working_set_mb():
+    from nas.cost.cost_model import KeyCost
+
+    cost = KeyCost(1.0, 2.5, "ok", "exact")
+    with pytest.warns(NasWarning, match="KeyCost.memory_mb is deprecated; use working_set_mb") as caught:
+        assert cost.memory_mb == cost.working_set_mb == 2.5
+    assert len(caught) == 1
+
+
+def test_search_workers_do_not_repeat_the_parents_warnings(tmp_path):
+    """Spawned search workers load the same table: the deprecation is said once, as one line, by the parent."""
+    _, old = _old_column_table(tmp_path)
+    args = ["search", TINY, "--table", old, "--trials", "4", "--workers", "2", "--out", tmp_path / "run"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "nas", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    warned = [line for line in result.stderr.splitlines() if "warn" in line.lower()]
+    assert warned == [f"nas: warning: {old}: column memory_mb is deprecated; use working_set_mb"], warned

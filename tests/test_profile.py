@@ -43,7 +43,7 @@ def test_profile_measures_every_planned_key(measured, tiny_space):
     table = CostTable.load(measured)
     assert len(table.rows) == len(table_plan(tiny_space))
     assert (table.rows["status"] == "ok").all()
-    assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["memory_mb"] > 0).all()
+    assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["working_set_mb"] > 0).all()
     assert table.meta["provenance"] == "measured" and table.meta["backend"] == "torch"
     assert table.meta["command"].startswith("nas profile ")
     # attention over all 1024 positions costs more than over 4 frames at the same shape
@@ -70,6 +70,35 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     table = CostTable.load(out)
     assert len(table.rows) == 3
     assert table.rows.iloc[0]["latency_p50_ms"] == 123.0  # kept, not re-measured
+
+
+def test_profile_resumed_into_an_old_column_table_writes_one_format_and_keeps_the_original(cli, tiny_space, tmp_path):
+    from nas.cost.table import COLUMNS
+    from nas.profile.torch_profiler import TorchProfiler
+
+    plan = small_plan(tiny_space, tmp_path, n=2)
+    out = tmp_path / "t.csv"
+    first = table_plan(tiny_space)[1]
+    original = (
+        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,message\n"
+        f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.params},"
+        "123.456789012,124.5,1.23456789012,3,ok,\n"
+    )
+    out.write_text(original)
+    meta = {**TorchProfiler(tiny_space, probe_ms=1.5).metadata(), "space": "tiny", "rows": 1}
+    out.with_suffix(".yaml").write_text(yaml.safe_dump(meta))
+    code, _, err = cli("profile", TINY, "-o", out, "--plan", plan, *FAST)
+    assert code == 0, err
+    assert f"nas: warning: {out}: column memory_mb is deprecated; use working_set_mb" in err.splitlines()
+    assert "rewritten to resume (it had the old column name memory_mb (now working_set_mb))" in err
+    # never a file mixing both names: the resumed table is in today's format, the original kept as it was
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",") == COLUMNS and "memory_mb" not in out.read_text()
+    assert (tmp_path / "t.csv.orig").read_text() == original
+    table = CostTable.load(out)
+    assert len(table.rows) == 2 and table.meta["probe_ms"] == 1.5
+    kept = table.rows.iloc[0]
+    assert (kept["latency_p50_ms"], kept["working_set_mb"]) == (123.456789012, 1.23456789012)  # every digit kept
 
 
 def test_kill_9_loses_no_measured_row(tiny_space, tmp_path):
@@ -197,7 +226,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     timed = timed[timed["status"] == "ok"]
     assert (timed["samples"] == 4).all() and (timed["latency_p50_ms"] >= 3.0).all()
     assert (timed["latency_p90_ms"] >= timed["latency_p50_ms"]).all()
-    assert (timed["memory_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
+    assert (timed["working_set_mb"] == 12.0).all() and (timed["placement"] == "ne").all()
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac.csv")
     assert code == 0, err
     table = CostTable.load(tmp_path / "mac.csv")
@@ -212,7 +241,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tiny_space
     code, out, err = cli("table", "import", export, "-o", tmp_path / "mac2.csv")
     assert code == 0, err
     table = CostTable.load(tmp_path / "mac2.csv")
-    assert table.rows.loc[table.rows["status"] == "ok", "memory_mb"].isna().all()
+    assert table.rows.loc[table.rows["status"] == "ok", "working_set_mb"].isna().all()
     model = CostModel(tiny_space, table)
     prediction = model.predict(tiny_space.architecture("reference"))
     assert prediction.coverage["memory_estimated"] >= 1 and prediction.peak_memory_mb > prediction.weights_mb
@@ -227,7 +256,7 @@ def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(
     out = tmp_path / "t.csv"
     good, bad = keys
     out.write_text(
-        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,"
+        "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,working_set_mb,samples,status,"
         "message\n"
         f"{good.op},{good.channels},{good.frames},{good.height},{good.width},{good.params},1,1,1,3,ok,\n"
         f"{bad.op},{bad.channels},{bad.frames},{bad.height},{bad.width},{bad.params},,,,0,error,"

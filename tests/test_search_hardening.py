@@ -82,7 +82,7 @@ def unsupported_table(tiny_space, table_path, tmp_path_factory):
     down0 = tiny_space.slot("down0")
     at = (rows["op"] == "attn3d") & (rows["channels"] == down0.channels) & (rows["height"] == down0.height)
     assert at.sum() == 1
-    rows.loc[at, ["latency_p50_ms", "latency_p90_ms", "memory_mb"]] = np.nan
+    rows.loc[at, ["latency_p50_ms", "latency_p90_ms", "working_set_mb"]] = np.nan
     rows.loc[at, ["status", "samples"]] = ["unsupported", 0]
     path = tmp_path_factory.mktemp("unsupported") / "table.csv"
     table.save(path)
@@ -284,9 +284,10 @@ def test_cost_of_an_architecture_that_cannot_run_has_no_number(cli, tiny_space, 
 
 
 def test_a_study_stored_with_the_old_memory_mb_names_resumes(table_path, tmp_path):
-    """A study an older nas wrote (budgets.memory_mb in the space, memory_mb as metric, constraint and trial
-    attribute names) resumes with the space under either spelling, and its trials keep their memory."""
-    from nas.search.resume import SETUP_ATTR, _digest
+    """A study an older nas wrote (budgets.memory_mb in the space, memory_mb as the table column and as metric,
+    constraint and trial attribute names) resumes with the space under either spelling, and its trials keep
+    their memory."""
+    from nas.search.resume import SETUP_ATTR, VOLATILE_META, _digest
 
     old_space, url = tmp_path / "old.yaml", f"sqlite:///{tmp_path / 'study.db'}"
     old_space.write_text(TINY.read_text().replace("\n  peak_memory_mb: 512\n", "\n  memory_mb: 512\n"))
@@ -296,6 +297,11 @@ def test_a_study_stored_with_the_old_memory_mb_names_resumes(table_path, tmp_pat
     budgets = Budgets.for_space(space, latency_ms=1e9)
     record = setup_record(SearchSetup(str(TINY), str(table_path), budgets, "params", "nsga2", url, "s", 0, {}))
     record["space"] = _digest(yaml.safe_load(old_space.read_text()))  # an older nas digested the file as it was
+    table = CostTable.load(table_path)  # ... and the table's rows under their old column name
+    meta = {k: v for k, v in table.meta.items() if k not in VOLATILE_META}
+    old_rows = table.rows.rename(columns={"working_set_mb": "memory_mb"})
+    assert "memory_mb" in old_rows.columns
+    record["table"] = _digest([old_rows.to_csv(index=False), meta])
     study = optuna.create_study(study_name="s", storage=url, directions=["minimize", "minimize", "maximize"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

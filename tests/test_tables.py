@@ -76,8 +76,8 @@ def replace_field(line: str, column: str, value: str) -> str:
     "mutate, message",
     [
         (
-            lambda l: [l[0].replace(",memory_mb", ",mem")] + [",".join(r.split(",")) for r in l[1:]],
-            "missing column(s) memory_mb",
+            lambda l: [l[0].replace(",working_set_mb", ",mem")] + [",".join(r.split(",")) for r in l[1:]],
+            "missing column(s) working_set_mb",
         ),
         (
             lambda l: [l[0], replace_field(l[1], "channels", "wide")] + l[2:],

@@ -34,8 +34,8 @@ from nas.cli import (
     train,
     world,
 )
-from nas.errors import NasError, NasWarning
-from nas.quiet import third_party_quiet
+from nas.errors import NasError
+from nas.quiet import show_warning, third_party_quiet
 
 GROUPS = (space, listing, build, prune, table, profile, cost, search, proxy, world, export, data, train, generate)
 
@@ -43,7 +43,7 @@ GROUPS = (space, listing, build, prune, table, profile, cost, search, proxy, wor
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = _show_warning  # before parsing: a deprecated flag warns while it is parsed
+    warnings.showwarning = show_warning  # before parsing: a deprecated flag warns while it is parsed
     args = parser.parse_args(argv)
     args.command_line = "nas " + " ".join(shlex.quote(str(a)) for a in argv)
     try:
@@ -59,14 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """NasWarnings as one line, like errors; other warnings as Python prints them."""
-    if issubclass(category, NasWarning):
-        print(f"nas: warning: {message}", file=sys.stderr)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def build_parser() -> argparse.ArgumentParser:

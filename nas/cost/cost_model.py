@@ -5,7 +5,7 @@ its temporal op's row. A generation costs ``passes`` forwards (UNet evaluations)
 holds (VAE decode, text encoder). Peak memory is the UNet's weights plus its largest
 activation working set (the spatial UNet's own peak, or at some slot the tensors the UNet
 holds live there plus that temporal op's working set), plus the fixed parts the table holds:
-their ``memory_mb`` is their whole footprint (weights and working set), counted as resident
+their rows' ``working_set_mb`` is their whole footprint (weights and working set), counted as resident
 for the whole generation, as an app that keeps them loaded has them.
 
 Keys missing from the table are interpolated in log-log space between measured rows of the
@@ -31,7 +31,7 @@ import numpy as np
 
 from nas.cost.memory import slot_context_bytes
 from nas.cost.plan import choice_key, spatial_key
-from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, CostTable
+from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, WORKING_SET, CostTable
 from nas.errors import NasError, NasWarning
 from nas.model.size import choice_size, size_arrays
 from nas.ops import OpKey, get_op
@@ -44,10 +44,11 @@ MB = 2**20
 
 @dataclass(frozen=True)
 class KeyCost:
-    """Price of one key: p50 latency, working-set memory, device status and how it was obtained."""
+    """Price of one key: p50 latency, working set (the table rows' ``working_set_mb``), device status and how
+    it was obtained."""
 
     latency_ms: float
-    memory_mb: float
+    working_set_mb: float
     status: str
     coverage: str
     message: str = ""
@@ -56,6 +57,12 @@ class KeyCost:
     @property
     def runs(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def memory_mb(self) -> float:
+        """The old name of :attr:`working_set_mb`, for one release."""
+        warnings.warn("KeyCost.memory_mb is deprecated; use working_set_mb", NasWarning, stacklevel=2)
+        return self.working_set_mb
 
 
 @dataclass
@@ -97,12 +104,12 @@ class CostModel:
         self._rows = table.lookup()
         # Rows whose memory was not measured (a Mac without a footprint figure): the estimated working set.
         self.memory_estimated = sorted(
-            k for k, r in self._rows.items() if r["status"] == "ok" and math.isnan(float(r["memory_mb"]))
+            k for k, r in self._rows.items() if r["status"] == "ok" and math.isnan(float(r[WORKING_SET]))
         )
         for key in self.memory_estimated:
             self._rows[key] = {
                 **self._rows[key],
-                "memory_mb": _estimated_working_set_mb(space, key, table.dtype_bytes, table.meta.get("attention")),
+                WORKING_SET: _estimated_working_set_mb(space, key, table.dtype_bytes, table.meta.get("attention")),
             }
         self._cache: dict[OpKey, KeyCost] = {}
         # The attention form the rows ran in (Core ML tables and the roofline say; torch tables use the ops' default).
@@ -156,7 +163,7 @@ class CostModel:
         lat = np.maximum.accumulate(np.array([t[2]["latency_p50_ms"] for t in ok], dtype=float))
         mem_x, mem = _sorted(
             np.array([self._working_set(t[1]) for t in ok], dtype=float),
-            np.array([t[2]["memory_mb"] for t in ok], dtype=float),
+            np.array([t[2][WORKING_SET] for t in ok], dtype=float),
         )
         coverage = INTERPOLATED
         for what, value, lo, hi in (
@@ -231,7 +238,7 @@ class CostModel:
     @cached_property
     def fixed_mb(self) -> float:
         """VAE decoder and text encoder kept resident (weights and working set), where the table has them."""
-        return float(sum(row["memory_mb"] for row in self._fixed_rows))
+        return float(sum(row[WORKING_SET] for row in self._fixed_rows))
 
     @cached_property
     def fixed_parts(self) -> list[str]:
@@ -244,7 +251,7 @@ class CostModel:
     def predict(self, architecture: Architecture, passes: int | None = None) -> Prediction:
         passes = self.default_passes() if passes is None else passes
         spatial = self.spatial
-        slots, unet_ms, activation_mb = [], spatial.latency_ms, spatial.memory_mb
+        slots, unet_ms, activation_mb = [], spatial.latency_ms, spatial.working_set_mb
         params = self.space.params_spatial
         coverage = {EXACT: 0, INTERPOLATED: 0, EXTRAPOLATED: 0}
         coverage[spatial.coverage] += 1
@@ -269,7 +276,7 @@ class CostModel:
                 params += choice_size(self.space, slot, choice).params
                 row.update(
                     latency_ms=cost.latency_ms * choice.count,
-                    working_set_mb=cost.memory_mb,
+                    working_set_mb=cost.working_set_mb,
                     coverage=cost.coverage,
                     status=cost.status,
                     message=cost.message,
@@ -277,7 +284,7 @@ class CostModel:
                 )
                 placement[cost.placement or "unknown"] = placement.get(cost.placement or "unknown", 0) + 1
                 unet_ms += cost.latency_ms * choice.count
-                activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.memory_mb)
+                activation_mb = max(activation_mb, self._context_mb[slot.name] + cost.working_set_mb)
                 coverage[cost.coverage] += 1
                 runs = runs and cost.runs
             slots.append(row)
@@ -324,7 +331,7 @@ class CostModel:
                     continue
                 cost = self.key_cost(key)
                 lat.append(cost.latency_ms * choice.count)
-                mem.append(self._context_mb[slot.name] + cost.memory_mb)
+                mem.append(self._context_mb[slot.name] + cost.working_set_mb)
             arrays.append((np.array(lat), np.array(mem), params))
         return arrays
 
@@ -339,7 +346,7 @@ class CostModel:
         choices = np.asarray(choices)
         n = choices.shape[0]
         unet = np.full(n, self.spatial.latency_ms)
-        activation = np.full(n, self.spatial.memory_mb)
+        activation = np.full(n, self.spatial.working_set_mb)
         params = np.full(n, self.space.params_spatial, dtype=np.int64)
         for column, (lat, mem, par) in enumerate(self._slot_arrays):
             index = choices[:, column]
@@ -373,7 +380,7 @@ def _row_cost(row: dict[str, Any], coverage: str) -> KeyCost:
             math.inf, math.inf, row["status"], coverage, row.get("message", ""), str(row.get("placement", ""))
         )
     return KeyCost(
-        float(row["latency_p50_ms"]), float(row["memory_mb"]), "ok", coverage, "", str(row.get("placement", ""))
+        float(row["latency_p50_ms"]), float(row[WORKING_SET]), "ok", coverage, "", str(row.get("placement", ""))
     )
 
 

@@ -26,7 +26,7 @@ import torch
 
 from nas.cost.placement import ANE, RULES, PlacementTracker, UnitWork
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, PLACEMENT, CostTable, validate_rows
+from nas.cost.table import COLUMNS, PLACEMENT, WORKING_SET, CostTable, validate_rows
 from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
@@ -287,7 +287,7 @@ def estimate_table(
                     **key.as_dict(),
                     "latency_p50_ms": ms,
                     "latency_p90_ms": ms,
-                    "memory_mb": work.working_set_bytes / 2**20,
+                    WORKING_SET: work.working_set_bytes / 2**20,
                     "samples": 0,
                     "status": "ok",
                     "message": "",

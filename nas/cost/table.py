@@ -8,11 +8,14 @@ Format: the key columns are ``op, channels, frames, height, width, params`` (eve
 see :class:`nas.ops.OpKey`), then the values and a ``message`` (why a measurement failed).
 Tables of the first format (``heads`` and ``kernel`` columns instead of ``params``, no
 ``message``) are still read: their rows measured the op's defaults for every other parameter,
-which is what the migrated key says.
+which is what the migrated key says. A column under its old name (``memory_mb``, now
+``working_set_mb``: one op's working set, not a generation's peak memory) is read under the new
+one with a deprecation line; the file itself is never changed.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -26,6 +29,7 @@ import pandas as pd
 from nas.errors import NasError, NasWarning
 from nas.ops import OpKey, check_op_name, op_defaults
 from nas.ops.key import format_params, parse_params
+from nas.options import renamed_keys
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 KEY_COLUMNS = OpKey.columns()
@@ -33,8 +37,12 @@ KEY_COLUMNS = OpKey.columns()
 # Mac or the estimate's rules; empty = not known. message: why a row failed. Tables without them still load.
 PLACEMENT = "placement"
 PLACEMENTS = ("", "ne", "cpu", "gpu", "mixed")
-VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status", "message", PLACEMENT]
+# working_set_mb: peak tensor memory one call allocates beyond its inputs and weights (whole-model fixed
+# parts: their whole footprint). Old name memory_mb, which elsewhere means a generation's predicted peak.
+WORKING_SET = "working_set_mb"
+VALUE_COLUMNS = ["latency_p50_ms", "latency_p90_ms", WORKING_SET, "samples", "status", "message", PLACEMENT]
 COLUMNS = KEY_COLUMNS + VALUE_COLUMNS
+RENAMED_COLUMNS = {"memory_mb": WORKING_SET}  # old -> new: read under the new name, with a deprecation line
 LEGACY_KEY_COLUMNS = ["op", "channels", "frames", "height", "width", "heads", "kernel"]
 # ok: measured. oom/timeout: too big for the device (a larger shape fails too). unsupported: the device
 # cannot run the op. error: the measurement itself failed (a bug, say in a user's op): not evidence about
@@ -136,8 +144,25 @@ def read_rows(path: Path, allow_partial_tail: bool = False) -> pd.DataFrame:
     return validate_rows(table_columns(frame, path), path)
 
 
+def renamed_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """``frame`` with each old column name (RENAMED_COLUMNS) under its new one.
+
+    A frame with both names of a column is refused: which of the two holds the values is not known."""
+    return frame.rename(columns=_renamed(str(path), tuple(frame.columns)))
+
+
+@functools.cache
+def _renamed(path: str, columns: tuple[str, ...]) -> dict[str, str]:
+    """old -> new for a file's header, with one deprecation line per file and process: a command may read
+    a table more than once (a search does, to record its setup), and says so once."""
+    names = renamed_keys({c: c for c in columns}, RENAMED_COLUMNS, path, noun="column")
+    return {old: new for new, old in names.items() if old != new}
+
+
 def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """The COLUMNS of a CSV read as text; a first-format table is migrated, a missing message is empty."""
+    """The COLUMNS of a CSV read as text; an older format is migrated (first-format keys, renamed columns), a
+    missing message or placement is empty."""
+    frame = renamed_columns(frame, path)
     if "params" not in frame.columns and all(c in frame.columns for c in LEGACY_KEY_COLUMNS):
         frame = _migrate_first_format(frame)
     for optional in ("message", PLACEMENT):
@@ -205,9 +230,9 @@ def _parse_row(raw: dict[str, str], where: str) -> dict[str, Any]:
     row["status"] = status
     row["message"] = _text(raw.get("message"))
     row["samples"] = _number(raw["samples"], "samples", where, integer=True)
-    for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb"):
+    for column in ("latency_p50_ms", "latency_p90_ms", WORKING_SET):
         text = raw[column].strip()
-        if (status != "ok" or column == "memory_mb") and text == "":  # empty memory: not measured
+        if (status != "ok" or column == WORKING_SET) and text == "":  # empty working set: not measured
             row[column] = math.nan
             continue
         value = _number(text, column, where)

@@ -47,7 +47,7 @@ class Profiler:
         self.budget_s = budget_s
 
     def measure(self, key: OpKey) -> dict[str, Any]:
-        """Row values: latency_p50_ms, latency_p90_ms, memory_mb, samples, status."""
+        """Row values: latency_p50_ms, latency_p90_ms, working_set_mb, samples, status."""
         raise NotImplementedError
 
     def metadata(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
 from nas.metrics import kendall_tau
 from nas.model import VideoUNet
-from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, evict_caches, time_call, working_set_mb
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
@@ -128,7 +128,7 @@ def check_table(
                         "predicted_ms": prediction.unet_ms,
                         "measured_ms": None,
                         "predicted_mb": prediction.weights_mb + prediction.activation_mb,
-                        "measured_mb": weights_mb + peak_memory_mb(run),
+                        "measured_mb": weights_mb + working_set_mb(run),
                         "coverage": prediction.coverage,
                     }
                 )

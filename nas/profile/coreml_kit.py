@@ -34,7 +34,9 @@ from nas.cost.table import (
     PLACEMENT,
     PLACEMENTS,
     STATUSES,
+    WORKING_SET,
     CostTable,
+    renamed_columns,
     sidecar_keys,
     sidecar_path,
     table_columns,
@@ -63,7 +65,7 @@ MODEL_RESULT_COLUMNS = [
     "precision",
     "latency_p50_ms",
     "latency_p90_ms",
-    "memory_mb",
+    WORKING_SET,
     "samples",
     "status",
     "message",
@@ -71,7 +73,7 @@ MODEL_RESULT_COLUMNS = [
     "load_s",
 ]
 MAC_NOTE = (
-    "measured on this Mac's own Neural Engine/CPU/GPU, not on an iPhone; memory_mb = growth of the process "
+    "measured on this Mac's own Neural Engine/CPU/GPU, not on an iPhone; working_set_mb = growth of the process "
     "physical footprint during prediction, empty if unmeasured"
 )
 
@@ -250,7 +252,7 @@ def time_packages(
             values = {
                 "latency_p50_ms": "",
                 "latency_p90_ms": "",
-                "memory_mb": "",
+                WORKING_SET: "",
                 "samples": 0,
                 "status": record["status"],
                 PLACEMENT: "",
@@ -314,8 +316,10 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
 
 
 def _model_rows(frame: pd.DataFrame, known: set[str], path: Path) -> pd.DataFrame:
-    """Validated rows of a models results file; the optional columns (message, placement, load_s) may be absent."""
-    required = ["model", "latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "status"]
+    """Validated rows of a models results file; the optional columns (message, placement, load_s) may be absent,
+    an old column name is read under its new one."""
+    frame = renamed_columns(frame, path)
+    required = ["model", "latency_p50_ms", "latency_p90_ms", WORKING_SET, "samples", "status"]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise NasError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -329,8 +333,8 @@ def _model_rows(frame: pd.DataFrame, known: set[str], path: Path) -> pd.DataFram
             raise NasError(f"{where}: status must be one of {', '.join(STATUSES)}, got {row['status']!r}")
         if row[PLACEMENT] not in PLACEMENTS:
             raise NasError(f"{where}: placement must be one of {', '.join(p or '(empty)' for p in PLACEMENTS)}")
-        for column in ("latency_p50_ms", "latency_p90_ms", "memory_mb", "samples", "load_s"):
-            if row[column] == "" and (row["status"] != "ok" or column in ("memory_mb", "load_s")):
+        for column in ("latency_p50_ms", "latency_p90_ms", WORKING_SET, "samples", "load_s"):
+            if row[column] == "" and (row["status"] != "ok" or column in (WORKING_SET, "load_s")):
                 continue  # unmeasured
             try:
                 row[column] = float(row[column])

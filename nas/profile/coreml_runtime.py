@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.cost.table import WORKING_SET
 from nas.errors import NasError
 from nas.profile.timing import time_call
 
@@ -76,7 +77,7 @@ def time_chain(
     Returns ``latency_p50_ms``, ``latency_p90_ms``, ``samples``, ``status`` (``ok`` or ``timeout``:
     one call over ``time_limit_s``), ``load_s`` (loading compiles for the units; the Neural Engine
     compile can take minutes the first time, so it is apart), ``placement`` (MLComputePlan, macOS
-    14.4+, else "") and ``memory_mb``: the growth of the process's physical footprint while the
+    14.4+, else "") and ``working_set_mb``: the growth of the process's physical footprint while the
     predictions run over the footprint once loaded (the working set; weights and inputs are
     already resident), or "" where the OS gives no footprint (unmeasured, never the input bytes).
     """
@@ -93,7 +94,7 @@ def time_chain(
         return {
             "latency_p50_ms": "",
             "latency_p90_ms": "",
-            "memory_mb": "",
+            WORKING_SET: "",
             "samples": 0,
             "status": "timeout",
             "placement": placement,
@@ -103,7 +104,7 @@ def time_chain(
     return {
         "latency_p50_ms": timing.p50_ms,
         "latency_p90_ms": timing.p90_ms,
-        "memory_mb": memory,
+        WORKING_SET: memory,
         "samples": timing.samples,
         "status": "ok",
         "placement": placement,

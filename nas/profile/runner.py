@@ -28,9 +28,21 @@ from typing import Any
 from tqdm import tqdm
 
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, KEY_COLUMNS, CostTable, partial_tail, read_rows, sidecar_meta, sidecar_path
+from nas.cost.table import (
+    COLUMNS,
+    KEY_COLUMNS,
+    LEGACY_KEY_COLUMNS,
+    RENAMED_COLUMNS,
+    WORKING_SET,
+    CostTable,
+    partial_tail,
+    read_rows,
+    sidecar_meta,
+    sidecar_path,
+)
 from nas.errors import Interrupted, NasError, NasWarning
 from nas.ops import OpKey
+from nas.quiet import show_warning
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
@@ -104,8 +116,9 @@ def profile(
 
 
 def _prepare_to_append(out: Path, done) -> None:
-    """A cut-off last line or a first-format header is repaired in a new file (the rows ``done``), the
-    original kept next to it (``NAME.csv.orig``), so that new rows can be appended."""
+    """A cut-off last line or an older format's header (first-format keys, a renamed column) is repaired in
+    a new file (the rows ``done``), the original kept next to it (``NAME.csv.orig``), so that new rows can be
+    appended and no file mixes two formats."""
     with open(out, newline="") as handle:
         header = next(csv.reader(handle), [])
     if partial_tail(out) or header != COLUMNS:
@@ -115,12 +128,22 @@ def _prepare_to_append(out: Path, done) -> None:
             backup, index = out.with_name(f"{out.name}.orig{index}"), index + 1
         shutil.copy2(out, backup)
         tmp = out.with_name(out.name + ".tmp")
-        done[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        done[COLUMNS].to_csv(tmp, index=False)  # every digit of the rows kept
         os.replace(tmp, out)
-        why = "its last line was cut off" if partial_tail(backup) else "it was in the first table format"
+        why = "its last line was cut off" if partial_tail(backup) else _older_format(header)
         warnings.warn(
             f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning, stacklevel=2
         )
+
+
+def _older_format(header: list[str]) -> str:
+    """Why a table's header is not today's, as the resume warning says it."""
+    if set(LEGACY_KEY_COLUMNS) <= set(header) and "params" not in header:
+        return "it was in the first table format"
+    renamed = [f"{old} (now {new})" for old, new in RENAMED_COLUMNS.items() if old in header]
+    if renamed:
+        return f"it had the old column name {', '.join(renamed)}"
+    return "it had an older set of columns"
 
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -190,16 +213,20 @@ def _short(value: Any) -> Any:
 
 
 def _failed(status: str) -> dict[str, Any]:
-    return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": status}
+    return {"latency_p50_ms": "", "latency_p90_ms": "", WORKING_SET: "", "samples": 0, "status": status}
 
 
 def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_limit_mb: float | None) -> None:
     """Worker main loop: build the profiler once, then measure keys until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it keeps what was measured, ends us
+    warnings.showwarning = show_warning
     try:
         from nas.profile.base import get_profiler
 
-        profiler = get_profiler(backend)(SearchSpace.load(space_path), **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NasWarning)  # the parent loaded this space and said its warnings
+            space = SearchSpace.load(space_path)
+        profiler = get_profiler(backend)(space, **options)
         if memory_limit_mb:
             profiler.limit_memory(memory_limit_mb)
         conn.send(("ready", None))

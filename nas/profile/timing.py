@@ -162,8 +162,8 @@ def time_call(
     return Timing(float(np.percentile(samples, 50)), float(np.percentile(samples, 90)), len(samples))
 
 
-def peak_memory_mb(run: Callable[[], object]) -> float:
-    """Peak tensor memory (MB) one call allocates beyond its inputs and weights."""
+def working_set_mb(run: Callable[[], object]) -> float:
+    """Working set of one call: the peak tensor memory (MB) it allocates beyond its inputs and weights."""
     with torch.inference_mode(), MemoryTracker() as tracker:
         run()
     return tracker.peak_mb

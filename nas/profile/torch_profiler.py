@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from nas.cost.table import WORKING_SET
 from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.timing import SpeedProbe, device_sync, evict_caches, peak_memory_mb, time_call
+from nas.profile.timing import SpeedProbe, device_sync, evict_caches, time_call, working_set_mb
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -56,11 +57,11 @@ class TorchProfiler(Profiler):
             evict_caches if self.device.type == "cpu" else None,
         )
         if timing.timed_out:
-            return {"latency_p50_ms": "", "latency_p90_ms": "", "memory_mb": "", "samples": 0, "status": "timeout"}
+            return {"latency_p50_ms": "", "latency_p90_ms": "", WORKING_SET: "", "samples": 0, "status": "timeout"}
         return {
             "latency_p50_ms": timing.p50_ms,
             "latency_p90_ms": timing.p90_ms,
-            "memory_mb": peak_memory_mb(workload),
+            WORKING_SET: working_set_mb(workload),
             "samples": timing.samples,
             "status": "ok",
         }

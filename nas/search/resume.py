@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 
-from nas.cost.table import CostTable
+from nas.cost.table import RENAMED_COLUMNS, CostTable
 from nas.errors import NasError
 from nas.space.search_space import BUDGET_RENAMES
 from nas.space.yaml_io import read_yaml_mapping
@@ -35,12 +35,10 @@ def _digest(value: Any) -> str:
 
 def setup_record(setup) -> dict[str, str]:
     """The parts of a :class:`~nas.search.study.SearchSetup` that fix what a trial's numbers mean."""
-    table = CostTable.load(setup.table_path)
-    meta = {k: v for k, v in table.meta.items() if k not in VOLATILE_META}
     budgets = setup.budgets
     return {
         "space": _space_digests(setup.space_path)[0],
-        "table": _digest([table.rows.to_csv(index=False), meta]),
+        "table": _table_digests(setup.table_path)[0],
         "latency_budget_ms": f"{budgets.latency_ms:g}",
         "memory_budget_mb": f"{budgets.peak_memory_mb:g}",
         "passes": str(budgets.passes),
@@ -53,14 +51,26 @@ def setup_record(setup) -> dict[str, str]:
 def older_forms(setup) -> dict[str, set[str]]:
     """Stored values that mean the same as :func:`setup_record`'s: the digests an older nas made of this space.
 
-    A renamed budgets key (``memory_mb`` -> ``peak_memory_mb``) changes the file, not the search: a study
-    stored with either spelling of the budgets resumes with the other."""
-    return {"space": _space_digests(setup.space_path)[1]}
+    A renamed budgets key (``memory_mb`` -> ``peak_memory_mb``) or table column (``memory_mb`` ->
+    ``working_set_mb``) changes the file, not the search: a study stored with either spelling resumes
+    with the other."""
+    return {"space": _space_digests(setup.space_path)[1], "table": _table_digests(setup.table_path)[1]}
 
 
 def stored_attr(attrs: dict[str, Any], key: str, default: Any = None) -> Any:
     """A trial's user attribute ``key``, or the same value under the name an older nas stored it as."""
     return attrs[key] if key in attrs else attrs.get(OLD_ATTRS.get(key, key), default)
+
+
+def _table_digests(path) -> tuple[str, set[str]]:
+    """Digest of a table's rows and sidecar under today's column names, and under the names an older nas wrote."""
+    table = CostTable.load(path)
+    meta = {k: v for k, v in table.meta.items() if k not in VOLATILE_META}
+    old_names = {new: old for old, new in RENAMED_COLUMNS.items()}
+    return (
+        _digest([table.rows.to_csv(index=False), meta]),
+        {_digest([table.rows.rename(columns=old_names).to_csv(index=False), meta])},
+    )
 
 
 def _space_digests(path) -> tuple[str, set[str]]:

@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
-from nas.errors import Interrupted, NasError
+from nas.errors import Interrupted, NasError, NasWarning
 from nas.options import renamed_kwargs
+from nas.quiet import show_warning
 from nas.search.curves import Curves
 from nas.search.interrupts import Interrupts
 from nas.search.proxies import get_proxy
@@ -208,8 +209,11 @@ def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
     ends quietly, optuna marks its running trial failed, and the parent says what was kept.
     """
     optuna.logging.set_verbosity(QUIET)
+    warnings.showwarning = show_warning
     storage = open_storage(setup.storage)
-    cost = setup.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NasWarning)  # the parent loaded this setup and said its warnings
+        cost = setup.load()
     study = optuna.load_study(
         study_name=setup.study, storage=storage, sampler=make_sampler(setup, trials, cost, worker)
     )
@@ -229,8 +233,11 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
     if workers > 1 and not is_shared(setup.storage):
         raise NasError("--workers > 1 needs a shared --storage (sqlite:///..., journal:PATH or postgresql://...)")
     optuna.logging.set_verbosity(QUIET)
+    warnings.showwarning = show_warning
     storage = open_storage(setup.storage)
-    cost = setup.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NasWarning)  # the parent loaded this setup and said its warnings
+        cost = setup.load()
     study = optuna.create_study(
         study_name=setup.study,
         storage=storage,
