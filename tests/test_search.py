@@ -348,7 +348,7 @@ def test_search_own_device_example_runs_end_to_end(tmp_path):
     """The example profiles in a spawned worker, which re-imports the script: it must run as written."""
     out = tmp_path / "example"
     result = subprocess.run(
-        [sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "40"],
+        [sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "12"],
         cwd=ROOT,
         capture_output=True,
         text=True,
