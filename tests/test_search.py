@@ -126,7 +126,7 @@ def completed(storage_url: str) -> list:
     return optuna.load_study(study_name=name, storage=storage).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
+def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
     TRIALS = 60  # killed after >= 10: enough left to be cut mid-run, few for the re-run to finish
     out = tmp_path / "run"
     args = [
@@ -162,7 +162,8 @@ def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
     process.wait()
     before = {t.number: t.values for t in completed(url)}
     assert 10 <= len(before) < TRIALS
-    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+    code, _, err = cli(*args[3:])  # the same command re-run (in-process: the kill is what needs a process)
+    assert code == 0, err
     after = completed(url)
     assert len(after) == TRIALS
     assert len({t.number for t in after}) == TRIALS
