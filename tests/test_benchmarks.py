@@ -48,7 +48,9 @@ def test_generation_runs_the_4_step_loop_and_decodes_every_frame():
 
 def test_bad_clip_shape_is_one_line(monkeypatch, capsys):
     """In-process (a fresh interpreter costs ~10 s of imports): the script's own entry, run_main(main)."""
-    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "unet_forward.py"), "--space", str(TINY), "--height", "100"])
+    monkeypatch.setattr(
+        sys, "argv", [str(ROOT / "benchmarks" / "unet_forward.py"), "--space", str(TINY), "--height", "100"]
+    )
     with pytest.raises(SystemExit) as exit_:
         unet_forward.run_main(unet_forward.main)
     err = capsys.readouterr().err
