@@ -26,9 +26,10 @@ demo: $(VENV)/.installed
 
 # Two worker processes (pytest-xdist; each module stays on one worker, so its expensive fixtures are
 # made once): the suite's target is ~5 minutes on 2 cores. TEST_WORKERS=0 runs it in one process.
+# --no-loadscope-reorder keeps the collection order, which tests/conftest.py sets to longest modules first.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # ruff's formatter and linter (ruff.toml); .ci/run runs it before the tests
 lint: $(VENV)/.installed

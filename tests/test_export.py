@@ -10,6 +10,7 @@ import io
 import json
 import platform
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -61,6 +62,13 @@ def exported(tiny_model, tmp_path_factory):
             ]
         )
     return json.loads(out.with_suffix(".json").read_text()), out, code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def chunks(exported, tmp_path_factory):
+    """The exported package split in two (``split_chunk1/2.mlpackage``), once: bisecting costs as much as a
+    conversion, and the chain check and the Mac kit of a chunked model use the same two parts."""
+    return split_package(exported[1], 2, tmp_path_factory.mktemp("chunks") / "split")
 
 
 def names_and_shapes(features):
@@ -118,10 +126,10 @@ def test_palettized_weights_shrink_by_the_bit_width(exported, tmp_path, nbits, m
     assert names_and_shapes(small["outputs"]) == names_and_shapes(summary["packages"][0]["outputs"])
 
 
-def test_chunks_chain_back_into_the_whole_model(exported, tmp_path):
+def test_chunks_chain_back_into_the_whole_model(exported, chunks):
     summary, out, *_ = exported
-    parts = [describe_package(p) for p in split_package(out, 2, tmp_path / "tiny")]
-    assert [p["path"].rsplit("/", 1)[1] for p in parts] == ["tiny_chunk1.mlpackage", "tiny_chunk2.mlpackage"]
+    parts = [describe_package(p) for p in chunks]
+    assert [p["path"].rsplit("/", 1)[1] for p in parts] == ["split_chunk1.mlpackage", "split_chunk2.mlpackage"]
     assert check_chain(parts, summary["inputs"], summary["outputs"]) == []
     whole = summary["packages"][0]["weight_bytes"]
     assert sum(p["weight_bytes"] for p in parts) == pytest.approx(whole, rel=0.02)
@@ -186,7 +194,7 @@ def test_timing_off_macos_is_one_clear_error(exported):
         time_chain([out], {}, "CPU_AND_NE")
 
 
-def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, capsys, tmp_path):
+def test_model_export_folder_alone_is_enough_to_time_and_import(exported, chunks, cli, capsys, tmp_path):
     """The folder `nas export coreml` writes is a Mac kit, chunked models included (a chain of packages)."""
     summary, out, *_ = exported
     made = tmp_path / "made"
@@ -195,7 +203,7 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, cli, c
     (row,) = manifest.to_dict("records")
     assert info["kind"] == "models" and row["packages"] == "tiny.mlpackage" and row["config"] == "tiny.config.json"
     # a second model in the same folder, split in two chunks (as --chunks 2 writes it)
-    parts = split_package(made / "tiny.mlpackage", 2, made / "split")
+    parts = [Path(shutil.copytree(chunk, made / chunk.name)) for chunk in chunks]
     capsys.readouterr()  # coremltools' progress bars are not the commands' output
     write_model_kit(
         made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(), space_path=TINY

@@ -126,7 +126,7 @@ def completed(storage_url: str) -> list:
     return optuna.load_study(study_name=name, storage=storage).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
+def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
     TRIALS = 60  # killed after >= 10: enough left to be cut mid-run, few for the re-run to finish
     out = tmp_path / "run"
     args = [
@@ -162,7 +162,8 @@ def test_kill_9_then_rerun_completes_without_loss(table_path, tmp_path):
     process.wait()
     before = {t.number: t.values for t in completed(url)}
     assert 10 <= len(before) < TRIALS
-    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+    code, _, err = cli(*args[3:])  # the same command re-run (in-process: the kill is what needs a process)
+    assert code == 0, err
     after = completed(url)
     assert len(after) == TRIALS
     assert len({t.number for t in after}) == TRIALS
@@ -344,11 +345,28 @@ def test_bad_proxy_options(cli, table_path, tmp_path, args, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_search_own_device_example_runs_end_to_end(tmp_path):
-    """The example profiles in a spawned worker, which re-imports the script: it must run as written."""
+def test_search_own_device_example_runs_end_to_end(tiny_space, tmp_path):
+    """The example profiles in a spawned worker, which re-imports the script: it must run as written.
+
+    Its table is found as a resumed run finds it, with all but two keys measured (rows of the shipped CPU
+    table, in their probe scale): the worker starts and measures two keys, not all 17 at 10 repeats each.
+    """
+    from nas.cost.plan import table_plan
+    from nas.cost.table import COLUMNS, sidecar_path
+    from nas.profile.torch_profiler import TorchProfiler
+    from nas.space.yaml_io import read_yaml_mapping, write_yaml
+
     out = tmp_path / "example"
+    out.mkdir()
+    shipped = ROOT / "latency_tables" / "cpu_tiny.csv"
+    rows = pd.read_csv(shipped, keep_default_na=False)[COLUMNS].iloc[:-2]
+    rows.to_csv(out / "my_device.csv", index=False)
+    probe_ms = read_yaml_mapping(sidecar_path(shipped))["probe_ms"]
+    meta = {**TorchProfiler(tiny_space, probe_ms=probe_ms).metadata(), "space": "tiny", "rows": len(rows)}
+    del meta["device"]  # its thread count is the worker's to say (a resumed run checks the fields present)
+    write_yaml(sidecar_path(out / "my_device.csv"), meta)
     result = subprocess.run(
-        [sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "40"],
+        [sys.executable, "examples/search_own_device.py", "--out", str(out), "--trials", "12"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -356,7 +374,9 @@ def test_search_own_device_example_runs_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pareto architectures under" in result.stdout and (out / "model" / "config.json").is_file()
-    assert pd.read_csv(out / "my_device.csv")["op"].ne("op").all()  # one header: the worker did not re-run it
+    table = pd.read_csv(out / "my_device.csv")
+    assert table["op"].ne("op").all()  # one header: the worker did not re-run it
+    assert len(table) == len(table_plan(tiny_space)) and (table["status"] == "ok").all()  # the two measured
 
 
 @pytest.mark.parametrize(
