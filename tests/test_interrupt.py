@@ -91,3 +91,25 @@ def test_interrupted_profile_is_one_line_and_keeps_its_rows(tmp_path):
     ], lines
     planned = yaml.safe_load(table.with_suffix(".yaml").read_text())["rows"]
     assert len(rows) >= 2 and planned > len(rows)  # the sidecar says the table is partial: a re-run resumes
+
+
+def test_ctrl_c_ends_the_profilers_wait_for_its_worker_at_once():
+    """The handler only sets a flag; the wait looks at it between short slices, so Ctrl-C is neither
+    held back by a long wait for a slow key nor lost where an exception raised by a handler is dropped."""
+    import threading
+
+    from nas.interrupts import Interrupts
+    from nas.profile.runner import _answered
+
+    class SilentWorker:
+        def poll(self, timeout):
+            time.sleep(timeout)
+            return False
+
+    interrupts = Interrupts()
+    threading.Timer(0.3, interrupts._handle, args=(signal.SIGINT, None)).start()  # Ctrl-C while waiting
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _answered(SilentWorker(), 600, interrupts)
+    assert time.monotonic() - start < 5
+    assert not _answered(SilentWorker(), 0.3, Interrupts())  # no answer, no Ctrl-C: the wait times out

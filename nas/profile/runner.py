@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,14 @@ from nas.cost.table import (
     sidecar_path,
 )
 from nas.errors import Interrupted, NasError, NasWarning
+from nas.interrupts import Interrupts
 from nas.ops import OpKey
 from nas.quiet import show_warning
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
 
 STARTUP_S = 180.0  # importing torch and diffusers in a fresh worker
+POLL_S = 0.2  # longest wait without a look at Ctrl-C (see _answered)
 
 
 def profile(
@@ -85,25 +88,27 @@ def profile(
     # per-call limit before the worker itself can tell; past that the worker is presumed hung.
     per_key_s = options.get("time_limit_s", 30.0) * (options.get("warmup", 3) + 3) + options.get("budget_s", 10.0) + 30
 
-    worker = _Worker(str(space_path), backend, options, memory_limit_mb)
+    interrupts = Interrupts()
+    worker = _Worker(str(space_path), backend, options, memory_limit_mb, interrupts)
     bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
     kept = 0 if done is None else len(done)
     try:
-        meta = {**worker.metadata(), "space": space.name, "command": command}
-        if memory_limit_mb:
-            meta["memory_limit_mb"] = memory_limit_mb
-        _check_same_setup(out, previous, meta)
-        write_yaml(sidecar_path(out), {**meta, "rows": len(set(status) | set(todo))})
-        with open(out, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            if done is None:
-                writer.writeheader()
-            for key in bar:
-                values = worker.measure(key, per_key_s)
-                writer.writerow({**key.as_dict(), "message": "", **{k: _short(v) for k, v in values.items()}})
-                handle.flush()
-                os.fsync(handle.fileno())
-                kept += 1
+        with interrupts.installed():
+            meta = {**worker.metadata(), "space": space.name, "command": command}
+            if memory_limit_mb:
+                meta["memory_limit_mb"] = memory_limit_mb
+            _check_same_setup(out, previous, meta)
+            write_yaml(sidecar_path(out), {**meta, "rows": len(set(status) | set(todo))})
+            with open(out, "a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+                if done is None:
+                    writer.writeheader()
+                for key in bar:
+                    values = worker.measure(key, per_key_s)
+                    writer.writerow({**key.as_dict(), "message": "", **{k: _short(v) for k, v in values.items()}})
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    kept += 1
     except KeyboardInterrupt:
         bar.leave = False
         bar.close()
@@ -159,8 +164,16 @@ def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any])
 class _Worker:
     """A child process that owns the profiler; restarted after a crash or a hang."""
 
-    def __init__(self, space_path: str, backend: str, options: dict[str, Any], memory_limit_mb: float | None):
+    def __init__(
+        self,
+        space_path: str,
+        backend: str,
+        options: dict[str, Any],
+        memory_limit_mb: float | None,
+        interrupts: Interrupts | None = None,
+    ):
         self.args = (space_path, backend, options, memory_limit_mb)
+        self.interrupts = interrupts or Interrupts()
         self.process = None
         self.conn = None
 
@@ -170,7 +183,7 @@ class _Worker:
         self.process = context.Process(target=_serve, args=(child, *self.args), daemon=True)
         self.process.start()
         child.close()
-        if not self.conn.poll(STARTUP_S):
+        if not _answered(self.conn, STARTUP_S, self.interrupts):
             self.close()
             raise NasError(f"profiler worker did not start within {STARTUP_S:.0f} s")
         kind, payload = self.conn.recv()
@@ -182,7 +195,7 @@ class _Worker:
         if self.process is None or not self.process.is_alive():
             self._start()
         self.conn.send(key)
-        if not self.conn.poll(wait_s):
+        if not _answered(self.conn, wait_s, self.interrupts):
             self.close()
             return {**_failed("timeout"), "message": f"no answer within {wait_s:.0f} s"}
         try:
@@ -198,6 +211,9 @@ class _Worker:
         if self.process is None or not self.process.is_alive():
             self._start()
         self.conn.send("metadata")
+        if not _answered(self.conn, STARTUP_S, self.interrupts):
+            self.close()
+            raise NasError(f"profiler worker did not answer within {STARTUP_S:.0f} s")
         return self.conn.recv()[1]
 
     def close(self) -> None:
@@ -206,6 +222,23 @@ class _Worker:
                 self.process.kill()
             self.process.join()
         self.process = None
+
+
+def _answered(conn, seconds: float, interrupts: Interrupts) -> bool:
+    """Whether the worker answers within ``seconds``, waiting in short slices; Ctrl-C ends the wait.
+
+    The Ctrl-C handler only sets a flag (see :class:`~nas.interrupts.Interrupts`), looked at between
+    slices: an exception raised from the handler itself could land in code that drops it (a
+    finalizer), and one long wait would hold it back for up to a key's whole time limit."""
+    deadline = time.monotonic() + seconds
+    while not conn.poll(min(POLL_S, max(0.0, deadline - time.monotonic()))):
+        if interrupts.requested:
+            raise KeyboardInterrupt
+        if time.monotonic() >= deadline:
+            return False
+    if interrupts.requested:
+        raise KeyboardInterrupt
+    return True
 
 
 def _short(value: Any) -> Any:

@@ -27,10 +27,10 @@ from tqdm import tqdm
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
 from nas.errors import Interrupted, NasError, NasWarning
+from nas.interrupts import Interrupts
 from nas.options import renamed_kwargs
 from nas.quiet import show_warning
 from nas.search.curves import Curves
-from nas.search.interrupts import Interrupts
 from nas.search.proxies import get_proxy
 from nas.search.resume import check_resume, older_forms, setup_record
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen

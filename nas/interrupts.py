@@ -1,4 +1,4 @@
-"""Ctrl-C during a search, delivered where optuna copes with it (see :class:`Interrupts`)."""
+"""Ctrl-C during long work (a search, a profile), delivered where the work copes with it (see :class:`Interrupts`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ class Interrupts:
     and stop; raised inside optuna's own bookkeeping between trials (``tell``, the sampler's
     ``after_trial``) it breaks optuna 5 with an UnboundLocalError. So while this handler is
     installed, a Ctrl-C outside a trial is held until the next trial starts (or the run ends).
+
+    The profiler uses only the flag (``requested``, never ``inside_trial``): it looks at it between
+    short waits, so a Ctrl-C is neither swallowed by code that happened to be running when the
+    handler raised (a finalizer prints and drops an exception) nor held back by one long wait.
     """
 
     def __init__(self):
