@@ -64,6 +64,24 @@ def inputs(tiny_space, tmp_path_factory):
 
 
 SEARCH = ["search", "{space}", "--table", "{table}", "--trials", "2", "--out", "{out}"]
+
+
+def generate(model: str) -> list[str]:
+    """`nas generate` of ``model`` (a corpus checkpoint), cheap: no text encoder, latents only."""
+    return [
+        "generate",
+        "--model",
+        model,
+        "--text-encoder",
+        "{missing}",
+        "--prompt",
+        "x",
+        "--latents-only",
+        "-o",
+        "{out}/x.safetensors",
+    ]
+
+
 CASES = {
     # spaces
     "space: YAML syntax": (["space", "show", "{broken}"], "{broken}"),
@@ -112,48 +130,15 @@ CASES = {
     "proxy: unknown proxy": ([*SEARCH, "--proxy", "oracle"], "--proxy: unknown proxy 'oracle'"),
     # checkpoints
     "checkpoint: .bin only": (
-        [
-            "generate",
-            "--model",
-            "{pickle_only}",
-            "--text-encoder",
-            "{missing}",
-            "--prompt",
-            "x",
-            "--latents-only",
-            "-o",
-            "{out}/x.safetensors",
-        ],
+        generate("{pickle_only}"),
         "weights only as pickles (diffusion_pytorch_model.bin)",
     ),
     "checkpoint: truncated safetensors": (
-        [
-            "generate",
-            "--model",
-            "{truncated}",
-            "--text-encoder",
-            "{missing}",
-            "--prompt",
-            "x",
-            "--latents-only",
-            "-o",
-            "{out}/x.safetensors",
-        ],
+        generate("{truncated}"),
         "{truncated}/model: cannot load",
     ),
     "checkpoint: another class": (
-        [
-            "generate",
-            "--model",
-            "{other_class}",
-            "--text-encoder",
-            "{missing}",
-            "--prompt",
-            "x",
-            "--latents-only",
-            "-o",
-            "{out}/x.safetensors",
-        ],
+        generate("{other_class}"),
         "names class AutoencoderKL, not VideoUNet",
     ),
 }
