@@ -82,3 +82,19 @@ def test_side_by_side_at_a_toy_clip(tmp_path):
     result = json.loads((tmp_path / "f.json").read_text())
     assert set(result["models"]) == {"reference", "animatediff"} and result["ratio_latency"] > 0
     assert result["models"]["animatediff"]["params"] > 1_300_000_000
+
+
+def test_pruned_backbone_prices_a_backbone_on_the_estimated_roofline():
+    """The benchmark's roofline pair goes through today's cost API (it once called an older signature)."""
+    import math
+
+    import pruned_backbone
+
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(TINY)
+    small, large = (
+        pruned_backbone.roofline_estimate(pruned_backbone.image_space(TINY, space.backbone, side, side), 0.2)
+        for side in (64, 512)
+    )
+    assert 0 < small < large and math.isfinite(large)  # 64x more pixels, more time
