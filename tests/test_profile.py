@@ -183,6 +183,35 @@ def test_check_reports_prediction_accuracy(cli, measured):
     assert report["samples"] == 3 and len(report["architectures"]) == 3
 
 
+def test_check_times_as_many_architectures_as_asked_when_the_table_rules_some_out(measured, tiny_space, tmp_path):
+    from nas.profile.check import check_table
+
+    table = pd.read_csv(measured, dtype=str, keep_default_na=False)
+    first = tiny_space.sample(0).choices[0][1]  # down0, at the tiny space's largest size
+    ruled_out = (table["op"] == first.op) & (table["height"] == str(tiny_space.video.latent_height))
+    assert ruled_out.sum() == 1
+    table.loc[ruled_out, ["latency_p50_ms", "latency_p90_ms", "working_set_mb", "samples", "status"]] = [
+        "",
+        "",
+        "",
+        "0",
+        "oom",
+    ]
+    path = tmp_path / "partly_oom.csv"
+    table.to_csv(path, index=False)
+    shutil.copy(measured.with_suffix(".yaml"), path.with_suffix(".yaml"))
+    report = check_table(TINY, path, samples=3, warmup=0, repeats=1, progress=False)
+    assert report["samples"] == 3 and report["skipped"] >= 1
+    assert tiny_space.sample(0).id not in {a["arch_id"] for a in report["architectures"]}
+
+
+def test_large_models_are_kept_together_as_far_as_half_the_free_memory_allows():
+    from nas.profile.check import memory_groups
+
+    assert memory_groups([3, 3, 3, 10, 1], free_mb=12) == [[0, 1], [2], [3], [4]]
+    assert memory_groups([1, 1, 1], free_mb=100) == [[0, 1, 2]]
+
+
 def test_coreml_timing_needs_macos_here(cli, tmp_path):
     if sys.platform == "darwin":
         pytest.skip("this checks the Linux message")

@@ -25,8 +25,9 @@ from nas.profile.timing import SpeedProbe, device_sync, evict_caches, time_call,
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
-ROUND_ROBIN_MB = 2048  # below this much weight in all, keep every model and time them round-robin
+ROUND_ROBIN_MB = 2048  # below this much weight in all, forwards are short: ROUNDS rounds, each re-warmed
 ROUNDS = 10
+MAX_DRAWS = 20  # random architectures drawn per one asked for, when the table rules many out
 
 
 def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -39,6 +40,28 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
         f"{prefix}mean_ratio": float((predicted / measured).mean()),
         f"{prefix}kendall_tau": kendall_tau(predicted, measured),
     }
+
+
+def memory_groups(sizes_mb: list[float], free_mb: float | None = None) -> list[list[int]]:
+    """Consecutive groups of model indices whose sizes add up to at most half the free memory (one at least)."""
+    if free_mb is None:
+        free_mb = free_memory_mb()
+    groups: list[list[int]] = [[]]
+    total = 0.0
+    for i, size in enumerate(sizes_mb):
+        if groups[-1] and total + size > free_mb / 2:
+            groups.append([])
+            total = 0.0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def free_memory_mb() -> float:
+    """Memory this process may still fill (MB): psutil's available memory, which counts reclaimable caches."""
+    import psutil
+
+    return psutil.virtual_memory().available / 2**20
 
 
 def check_table(
@@ -84,68 +107,78 @@ def check_table(
     # Measured in the table's probe-relative scale when it has one (see nas.profile.timing).
     probe_ms = table.meta.get("probe_ms") if device.type == "cpu" else None
     probe = SpeedProbe() if probe_ms else None
-    built = []
-    for index in range(samples):
-        architecture = space.sample(seed + index)
+    built, draws = [], 0
+    while len(built) < samples and draws < MAX_DRAWS * samples:
+        architecture = space.sample(seed + draws)
+        draws += 1
         prediction = cost.predict(architecture, passes=1)
         if prediction.runs:  # else the table says it cannot run here: nothing to compare
             built.append((architecture, prediction))
-    # Small models are all kept and timed round-robin, so each sees the same mix of machine speed
-    # (ranking them is then fair); large ones are built and timed one at a time.
-    together = sum(p.weights_mb for _, p in built) < ROUND_ROBIN_MB
-    rounds = ROUNDS if together else 1
-    models: dict[int, torch.nn.Module] = {}
+    # Every model is timed in rounds, one call of each model per round, so that each sees the same
+    # mix of machine speed: on a shared VM a full-size forward varies by +-10% from one call to the
+    # next, and calls of one model back to back would all land in the same fast or slow spell.
+    # Small models get ROUNDS rounds, re-warmed each; large ones one round per repeat, warmed once,
+    # and as many kept at once as fit in half the free memory (the others wait for the next group).
+    if sum(p.weights_mb for _, p in built) < ROUND_ROBIN_MB:
+        rounds, per_round, rewarm = ROUNDS, max(3, repeats // ROUNDS), min(1, warmup)
+    else:
+        rounds = min(repeats, ROUNDS)
+        per_round, rewarm = max(1, repeats // rounds), 0
+    rows: list[dict[str, Any]] = []
     round_p50: dict[int, list[float]] = {i: [] for i in range(len(built))}
-    rows = []
     bar = tqdm(total=rounds * len(built), desc="check", unit="run", disable=not progress)
-    for round_index in range(rounds):
-        for i, (architecture, prediction) in enumerate(built):
-            if i not in models:
-                torch.manual_seed(seed + i)
-                model = VideoUNet.from_space(space, architecture).to(device).eval()
-                models[i] = model.to(dtype) if dtype != torch.float32 else model
-            model = models[i]
+    for group in memory_groups([p.weights_mb + p.activation_mb for _, p in built]):
+        models: dict[int, torch.nn.Module] = {}
+        for round_index in range(rounds):
+            for i in group:
+                architecture, prediction = built[i]
+                if i not in models:
+                    torch.manual_seed(seed + i)
+                    model = VideoUNet.from_space(space, architecture).to(device).eval()
+                    models[i] = model.to(dtype) if dtype != torch.float32 else model
+                model = models[i]
 
-            def run(model=model):
-                return model(sample, timestep, text, return_dict=False)
+                def run(model=model):
+                    return model(sample, timestep, text, return_dict=False)
 
-            timing = time_call(
-                run,
-                warmup if round_index == 0 else min(1, warmup),
-                max(3, repeats // rounds),
-                time_limit_s=math.inf,
-                sync=device_sync(device),
-                probe=probe,
-                probe_ms=probe_ms,
-                evict=evict_caches if device.type == "cpu" else None,
-            )
-            round_p50[i].append(timing.p50_ms)
-            if round_index == 0:
-                weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-                rows.append(
-                    {
-                        "arch_id": architecture.id,
-                        "predicted_ms": prediction.unet_ms,
-                        "measured_ms": None,
-                        "predicted_mb": prediction.weights_mb + prediction.activation_mb,
-                        "measured_mb": weights_mb + working_set_mb(run),
-                        "coverage": prediction.coverage,
-                    }
+                if round_index == 0:  # the memory measurement doubles as the first warm-up call
+                    weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+                    rows.append(
+                        {
+                            "arch_id": architecture.id,
+                            "predicted_ms": prediction.unet_ms,
+                            "measured_ms": None,
+                            "predicted_mb": prediction.weights_mb + prediction.activation_mb,
+                            "measured_mb": weights_mb + working_set_mb(run),
+                            "coverage": prediction.coverage,
+                        }
+                    )
+                timing = time_call(
+                    run,
+                    max(0, warmup - 1) if round_index == 0 else rewarm,
+                    per_round,
+                    time_limit_s=math.inf,
+                    sync=device_sync(device),
+                    probe=probe,
+                    probe_ms=probe_ms,
+                    evict=evict_caches if device.type == "cpu" else None,
                 )
-            if not together:
-                del models[i]
-            bar.update()
+                round_p50[i].append(timing.p50_ms)
+                bar.update()
+        del models
     bar.close()
     for i, row in enumerate(rows):
         row["measured_ms"] = float(np.median(round_p50[i]))
     if len(rows) < 2:
-        raise NasError(f"{table.path}: fewer than 2 of {samples} sampled architectures can run per the table")
+        raise NasError(f"{table.path}: fewer than 2 of {draws} sampled architectures can run per the table")
     pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
     pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
     return {
         "space": space.name,
         "table": str(table.path),
         "samples": len(rows),
+        # drawn but left out: the table says they cannot run (an op out of memory or unsupported)
+        "skipped": draws - len(rows),
         "probe_ms": probe_ms,
         **accuracy(pm, mm),
         **accuracy(pb, mb, "memory_"),

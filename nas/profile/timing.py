@@ -6,8 +6,12 @@ call's time divided by the probe's is stable across such drift, and scaling that
 reference probe time (kept in the table's sidecar as ``probe_ms``) gives latencies that stay
 comparable between a profile and a later check. One probe run is itself noisy (~1.5x from run
 to run), so the scale is the median of a window of probe runs taken just before and just after
-each call (:class:`SpeedScale`): a long call no longer inherits one probe's noise. On a
-machine of steady speed the correction is a no-op.
+the last several calls (:class:`SpeedScale`): a call inherits neither one probe's noise nor a
+burst that lands on the few milliseconds of probing around it. The window spans more time as
+calls get longer, so for a whole full-size UNet (~30 s a call) the scale moves slowly: with a
+window of the last two calls, the 2-core VM's probe-scaled times of one such model spread more
+than its plain wall times (28.7-36.3 s against 33.5-38.4 s over five calls). On a machine of
+steady speed the correction is a no-op.
 
 Inside a whole UNet a layer never finds its weights in the CPU's caches: the layers before it
 have evicted them, and a UNet forward's own traffic exceeds the last-level cache. Timed alone in
@@ -73,14 +77,16 @@ class SpeedProbe:
 
 
 class SpeedScale:
-    """Reference probe time over the median probe time of a window around the current call.
+    """Reference probe time over the median probe time of a window around the recent calls.
 
     ``before()`` and ``after()`` each add ``runs`` probe runs to a window of the last ``window``
-    runs; ``factor()`` turns a call's time into the reference scale.
+    runs (the last eight calls' probing); the first ``before()`` fills ``start`` runs, so a short
+    measurement does not pay for a full window. ``factor()`` turns a call's time into the
+    reference scale.
     """
 
-    def __init__(self, probe: SpeedProbe, reference_ms: float, runs: int = 4, window: int = 16):
-        self.probe, self.reference_ms, self.runs = probe, reference_ms, runs
+    def __init__(self, probe: SpeedProbe, reference_ms: float, runs: int = 4, window: int = 64, start: int = 16):
+        self.probe, self.reference_ms, self.runs, self.start = probe, reference_ms, runs, start
         self.times: deque[float] = deque(maxlen=window)
 
     def _add(self, runs: int) -> None:
@@ -88,7 +94,7 @@ class SpeedScale:
             self.times.append(self.probe.run() * 1e3)
 
     def before(self) -> None:
-        self._add(self.times.maxlen if not self.times else self.runs)
+        self._add(self.start if not self.times else self.runs)
 
     def after(self) -> None:
         self._add(self.runs)
