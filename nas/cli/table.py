@@ -23,14 +23,19 @@ def add_parser(commands) -> None:
     check = table.add_parser("check", help="predicted vs measured cost of random architectures")
     check.add_argument("space", type=Path)
     check.add_argument("--table", type=Path, required=True)
-    check.add_argument("--samples", type=int, default=20)
+    check.add_argument(
+        "--samples",
+        type=int,
+        default=20,
+        help="architectures to time, drawn at random (those the table says cannot run are skipped, more drawn)",
+    )
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--warmup", type=int, default=5, help="untimed calls per architecture before timing")
     check.add_argument(
         "--repeats",
         type=int,
         default=100,
-        help="timed calls per architecture (at least 3; spread over rounds when models are small)",
+        help="timed calls per architecture, one per round across all of them (small models: at least 3 per round)",
     )
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_table_check)
@@ -96,7 +101,8 @@ def cmd_table_check(args) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['samples']} architectures of {report['space']} on {report['table']}")
+    skipped = f" ({report['skipped']} drawn that the table says cannot run were skipped)" if report["skipped"] else ""
+    print(f"{report['samples']} architectures of {report['space']} on {report['table']}{skipped}")
     for what, prefix in (("latency", ""), ("memory", "memory_")):
         print(
             f"{what:8s} within 10%: {report[prefix + 'within_10pct']:.0%}  MAPE: {report[prefix + 'mape']:.1%}  "

@@ -21,7 +21,14 @@ from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
 from nas.metrics import kendall_tau
 from nas.model import VideoUNet
-from nas.profile.timing import SpeedProbe, device_sync, evict_caches, time_call, working_set_mb
+from nas.profile.timing import (
+    SpeedProbe,
+    device_sync,
+    evict_caches,
+    keep_freed_memory,
+    time_call,
+    working_set_mb,
+)
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
@@ -107,6 +114,8 @@ def check_table(
     # Measured in the table's probe-relative scale when it has one (see nas.profile.timing).
     probe_ms = table.meta.get("probe_ms") if device.type == "cpu" else None
     probe = SpeedProbe() if probe_ms else None
+    if device.type == "cpu":
+        keep_freed_memory()  # as the profiler's worker does
     built, draws = [], 0
     while len(built) < samples and draws < MAX_DRAWS * samples:
         architecture = space.sample(seed + draws)

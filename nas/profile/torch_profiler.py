@@ -12,7 +12,14 @@ from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.timing import SpeedProbe, device_sync, evict_caches, time_call, working_set_mb
+from nas.profile.timing import (
+    SpeedProbe,
+    device_sync,
+    evict_caches,
+    keep_freed_memory,
+    time_call,
+    working_set_mb,
+)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -39,6 +46,8 @@ class TorchProfiler(Profiler):
         # CPU speed drifts on shared machines: time relative to a probe (see nas.profile.timing), in the
         # scale ``probe_ms`` of the rows a resumed table already has, or in a reference measured now.
         self.probe = SpeedProbe() if self.device.type == "cpu" else None
+        if self.probe is not None:
+            keep_freed_memory()
         self.probe_ms = None
         if self.probe is not None:
             self.probe_ms = float(probe_ms) if probe_ms else self.probe.reference_ms()
