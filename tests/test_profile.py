@@ -3,6 +3,7 @@ limits, the Core ML export/import path, and the end-to-end accuracy check."""
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -374,6 +375,47 @@ def test_probe_scale_is_a_median_over_probes_around_the_call():
         scale.after()
         factors.append(scale.factor())
     assert factors == [1.0] * 5  # a single probe run no longer sets a call's scale
+
+
+def test_long_calls_are_reported_as_timed_and_short_ones_in_the_probe_scale(monkeypatch):
+    from nas.profile import timing
+
+    class SlowProbe:  # reads the machine as twice as slow as the reference: short calls are halved
+        def run(self):
+            return 0.002
+
+    def measure():
+        return timing.time_call(lambda: time.sleep(0.01), warmup=0, repeats=3, probe=SlowProbe(), probe_ms=1.0).p50_ms
+
+    assert measure() == pytest.approx(5, rel=0.5)
+    monkeypatch.setattr(timing, "LONG_CALL_MS", 5.0)  # a 10 ms call now counts as long
+    assert measure() == pytest.approx(10, rel=0.5) and measure() >= 9.9
+
+
+def test_the_budget_counts_the_probing_and_sweeping_around_each_call():
+    """A 1 ms op is timed with ~40 ms of probe runs and cache sweep around it: the budget is the key's time."""
+    from nas.profile.timing import time_call
+
+    timing = time_call(lambda: None, warmup=0, repeats=1000, budget_s=0.2, evict=lambda: time.sleep(0.02))
+    assert 3 <= timing.samples <= 12
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_cpu_measurements_take_no_page_faults_for_memory_freed_before():
+    import resource
+
+    import torch
+
+    from nas.profile.timing import keep_freed_memory
+
+    def faults() -> int:  # minor page faults of allocating 64 MB, which is freed at once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(64 * 2**20 // 4)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    assert keep_freed_memory()
+    warm = [faults() for _ in range(10)]  # the allocator settles within a few calls, as a warm-up does
+    assert warm[-1] < 1000  # by default: 16,384 (4 kB pages mapped fresh) on every call
 
 
 def test_every_call_starts_from_swept_caches():

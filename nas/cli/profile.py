@@ -18,7 +18,12 @@ def add_parser(commands) -> None:
     prof.add_argument("--compute-units", default="CPU_AND_NE", help="coreml backend: CPU_AND_NE, CPU_AND_GPU, ...")
     prof.add_argument("--warmup", type=int, default=3)
     prof.add_argument("--repeats", type=int, default=50)
-    prof.add_argument("--budget", type=float, default=10.0, help="seconds of timed calls per key (after 3)")
+    prof.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="seconds of timing per key, its probe runs and cache sweeps included (after 3 calls)",
+    )
     prof.add_argument("--time-limit", type=float, default=30.0, help="seconds one call may take before 'timeout'")
     prof.add_argument("--memory-limit", type=float, default=None, help="MB a measurement may allocate ('oom' past it)")
     prof.add_argument("--plan", type=Path, help="measure only the keys of this plan CSV")

@@ -5,13 +5,13 @@ next. Each timed call is therefore paired with short fixed *speed probe* runs ar
 call's time divided by the probe's is stable across such drift, and scaling that ratio by a
 reference probe time (kept in the table's sidecar as ``probe_ms``) gives latencies that stay
 comparable between a profile and a later check. One probe run is itself noisy (~1.5x from run
-to run), so the scale is the median of a window of probe runs taken just before and just after
-the last several calls (:class:`SpeedScale`): a call inherits neither one probe's noise nor a
-burst that lands on the few milliseconds of probing around it. The window spans more time as
-calls get longer, so for a whole full-size UNet (~30 s a call) the scale moves slowly: with a
-window of the last two calls, the 2-core VM's probe-scaled times of one such model spread more
-than its plain wall times (28.7-36.3 s against 33.5-38.4 s over five calls). On a machine of
-steady speed the correction is a no-op.
+to run), so the scale is the median of a window of probe runs taken around the last several
+calls (:class:`SpeedScale`): a call inherits neither one probe's noise nor a burst that lands on
+the few milliseconds of probing around it. Calls of a second or more are not scaled at all
+(``LONG_CALL_MS``): drift averages out within them, and the probe, run between such calls,
+misreads the machine (with the scale, five forwards of one full-size model spread 20.6-29.5 s;
+as timed, 27.9-29.4 s). A full-size table is therefore in the speed of the day it was measured.
+On a machine of steady speed the correction is a no-op.
 
 Inside a whole UNet a layer never finds its weights in the CPU's caches: the layers before it
 have evicted them, and a UNet forward's own traffic exceeds the last-level cache. Timed alone in
@@ -24,6 +24,7 @@ faults that a deployed model, with its memory planned once, never takes.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import time
@@ -106,6 +107,7 @@ class SpeedScale:
         return self.reference_ms / float(np.median(self.times))
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse rather than hand large blocks back to the kernel.
 
@@ -127,6 +129,12 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # malloc.h
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
+
+# Calls this long are reported as timed, not probe-scaled. Over a second the machine's drift from one
+# moment to the next averages out within the call itself, while the probe, run between calls, reads
+# the state a long call leaves behind: on the 2-core VM, probe medians taken between five full-size
+# forwards (27.9-29.4 s each) ranged 2.4-3.4 ms, and scaling by them spread the times to 20.6-29.5 s.
+LONG_CALL_MS = 1000.0
 
 _sweep: torch.Tensor | None = None
 
@@ -160,19 +168,23 @@ def time_call(
     probe_ms: float | None = None,
     evict: Callable[[], None] | None = None,
 ) -> Timing:
-    """Warm up, then time up to ``repeats`` calls (at least 3, within ``budget_s`` once past 3).
+    """Warm up, then time up to ``repeats`` calls: at least 3, and no more once the timed calls, with
+    their probe runs and cache sweeps, have taken ``budget_s`` (for a 1 ms op those take ~40x the call).
 
     With ``probe`` and ``probe_ms``, each call is reported as ``call x probe_ms / probe``, the probe
-    time being the median of the probe runs just before and after it (see :class:`SpeedScale`).
+    time being the median of the probe runs around the recent calls (see :class:`SpeedScale`),
+    unless the calls take a second or more (median): those are reported as timed (LONG_CALL_MS).
     With ``evict``, it runs before every call (see :func:`evict_caches`). A single call slower
     than ``time_limit_s`` ends the measurement as timed out.
     """
     samples: list[float] = []
+    raw: list[float] = []
     spent = 0.0
     scale = SpeedScale(probe, probe_ms) if probe is not None and probe_ms else None
     with torch.inference_mode():
         for index in range(warmup + repeats):
             timed = index >= warmup
+            began = time.perf_counter()
             if scale is not None and timed:
                 scale.before()
             if evict is not None:
@@ -187,9 +199,12 @@ def time_call(
                 if scale is not None:
                     scale.after()
                 samples.append(elapsed * 1e3 * (scale.factor() if scale is not None else 1.0))
-                spent += elapsed
+                raw.append(elapsed * 1e3)
+                spent += time.perf_counter() - began  # probing and sweeping too: the budget is the key's time
                 if len(samples) >= 3 and spent > budget_s:
                     break
+    if np.median(raw) >= LONG_CALL_MS:
+        samples = raw
     return Timing(float(np.percentile(samples, 50)), float(np.percentile(samples, 90)), len(samples))
 
 

@@ -46,13 +46,21 @@ class TorchProfiler(Profiler):
         # CPU speed drifts on shared machines: time relative to a probe (see nas.profile.timing), in the
         # scale ``probe_ms`` of the rows a resumed table already has, or in a reference measured now.
         self.probe = SpeedProbe() if self.device.type == "cpu" else None
-        if self.probe is not None:
-            keep_freed_memory()
-        self.probe_ms = None
-        if self.probe is not None:
-            self.probe_ms = float(probe_ms) if probe_ms else self.probe.reference_ms()
+        self._probe_ms = float(probe_ms) if probe_ms else None
+
+    @property
+    def probe_ms(self) -> float | None:
+        """The scale's reference probe time: the one given, or measured on first use (so a profiler built only
+        to check its options, as the runner does before starting its worker, measures nothing)."""
+        if self.probe is None:
+            return None
+        if self._probe_ms is None:
+            self._probe_ms = self.probe.reference_ms()
+        return self._probe_ms
 
     def measure(self, key: OpKey) -> dict[str, Any]:
+        if self.device.type == "cpu":
+            keep_freed_memory()
         workload = build_workload(self.space, key, self.device, DTYPES[self.precision])
         timing = time_call(
             workload,
