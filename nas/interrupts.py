@@ -35,9 +35,11 @@ class Interrupts:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+        # Pending even when raised now: code running inside the trial (a finalizer) may print and drop the
+        # exception, and the search would then go on for all its trials; the next trial's start raises it again.
+        self.pending = True
         if self.busy:
             raise KeyboardInterrupt
-        self.pending = True
 
     @contextlib.contextmanager
     def installed(self):

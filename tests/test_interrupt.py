@@ -113,3 +113,16 @@ def test_ctrl_c_ends_the_profilers_wait_for_its_worker_at_once():
         _answered(SilentWorker(), 600, interrupts)
     assert time.monotonic() - start < 5
     assert not _answered(SilentWorker(), 0.3, Interrupts())  # no answer, no Ctrl-C: the wait times out
+
+
+def test_a_ctrl_c_dropped_inside_a_trial_stops_the_next_one():
+    from nas.interrupts import Interrupts
+
+    interrupts = Interrupts()
+    with interrupts.inside_trial():
+        try:
+            interrupts._handle(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass  # dropped, as a finalizer running at that moment prints and drops an exception
+    with pytest.raises(KeyboardInterrupt), interrupts.inside_trial():
+        pass

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from nas import plugins
 from nas.cost.plan import table_plan
 from nas.cost.table import (
     COLUMNS,
@@ -178,9 +180,10 @@ class _Worker:
         self.conn = None
 
     def _start(self) -> None:
-        context = mp.get_context("spawn")
+        context = _context()
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, *self.args), daemon=True)
+        here = (plugins.loaded(), list(sys.path), dict(os.environ))
+        self.process = context.Process(target=_serve, args=(child, *self.args, *here), daemon=True)
         self.process.start()
         child.close()
         if not _answered(self.conn, STARTUP_S, self.interrupts):
@@ -224,6 +227,18 @@ class _Worker:
         self.process = None
 
 
+def _context():
+    """Workers are forked from a server process that has imported torch and the profilers once (forkserver,
+    where the OS has it; spawn elsewhere): a worker restarted after an oom or a hang, or the next profile of a
+    notebook or test session, starts in a fraction of a second instead of importing torch and diffusers again.
+    The server forks before any thread or measurement exists, so a worker starts as clean as a spawned one."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["nas.profile.torch_profiler", "nas.profile.coreml_profiler"])
+    return context
+
+
 def _answered(conn, seconds: float, interrupts: Interrupts) -> bool:
     """Whether the worker answers within ``seconds``, waiting in short slices; Ctrl-C ends the wait.
 
@@ -249,11 +264,27 @@ def _failed(status: str) -> dict[str, Any]:
     return {"latency_p50_ms": "", "latency_p90_ms": "", WORKING_SET: "", "samples": 0, "status": status}
 
 
-def _serve(conn, space_path: str, backend: str, options: dict[str, Any], memory_limit_mb: float | None) -> None:
-    """Worker main loop: build the profiler once, then measure keys until the pipe closes."""
+def _serve(
+    conn,
+    space_path: str,
+    backend: str,
+    options: dict[str, Any],
+    memory_limit_mb: float | None,
+    plugin_modules: list[str],
+    path: list[str],
+    environ: dict[str, str],
+) -> None:
+    """Worker main loop: build the profiler once, then measure keys until the pipe closes.
+
+    A forked worker starts with its server's import path and environment; it takes the parent's as of
+    now, as a spawned one would, and imports the parent's plugins."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it keeps what was measured, ends us
     warnings.showwarning = show_warning
+    sys.path[:] = path
+    os.environ.clear()
+    os.environ.update(environ)
     try:
+        plugins.load(plugin_modules)
         from nas.profile.base import get_profiler
 
         with warnings.catch_warnings():

@@ -84,7 +84,10 @@ class TorchProfiler(Profiler):
         }
 
     def limit_memory(self, limit_mb: float) -> None:
-        """CUDA/MPS: cap what torch's allocator may hold (it raises OutOfMemoryError past it); CPU: address space."""
+        """CUDA/MPS: cap what torch's allocator may hold (it raises OutOfMemoryError past it); CPU: address space.
+
+        The reference probe is measured first: the cap is for the measured ops, not for the probe."""
+        self.probe_ms  # noqa: B018  (measured on first use)
         if self.device.type == "cuda":
             total = torch.cuda.get_device_properties(self.device).total_memory
             used = torch.cuda.memory_reserved(self.device)
