@@ -21,14 +21,7 @@ from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
 from nas.metrics import kendall_tau
 from nas.model import VideoUNet
-from nas.profile.timing import (
-    SpeedProbe,
-    device_sync,
-    evict_caches,
-    keep_freed_memory,
-    time_call,
-    working_set_mb,
-)
+from nas.profile import timing
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
@@ -113,9 +106,9 @@ def check_table(
     timestep = torch.tensor([500.0], device=device)
     # Measured in the table's probe-relative scale when it has one (see nas.profile.timing).
     probe_ms = table.meta.get("probe_ms") if device.type == "cpu" else None
-    probe = SpeedProbe() if probe_ms else None
+    probe = timing.SpeedProbe() if probe_ms else None
     if device.type == "cpu":
-        keep_freed_memory()  # as the profiler's worker does
+        timing.keep_freed_memory()  # as the profiler's worker does
     built, draws = [], 0
     while len(built) < samples and draws < MAX_DRAWS * samples:
         architecture = space.sample(seed + draws)
@@ -158,21 +151,21 @@ def check_table(
                             "predicted_ms": prediction.unet_ms,
                             "measured_ms": None,
                             "predicted_mb": prediction.weights_mb + prediction.activation_mb,
-                            "measured_mb": weights_mb + working_set_mb(run),
+                            "measured_mb": weights_mb + timing.working_set_mb(run),
                             "coverage": prediction.coverage,
                         }
                     )
-                timing = time_call(
+                measured = timing.time_call(
                     run,
                     max(0, warmup - 1) if round_index == 0 else rewarm,
                     per_round,
                     time_limit_s=math.inf,
-                    sync=device_sync(device),
+                    sync=timing.device_sync(device),
                     probe=probe,
                     probe_ms=probe_ms,
-                    evict=evict_caches if device.type == "cpu" else None,
+                    evict=timing.evict_caches if device.type == "cpu" else None,
                 )
-                round_p50[i].append(timing.p50_ms)
+                round_p50[i].append(measured.p50_ms)
                 bar.update()
         del models
     bar.close()
