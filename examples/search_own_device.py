@@ -5,7 +5,7 @@ It measures the tiny space on this machine's CPU (your device: change the profil
 or write a table by hand in the format of latency_tables/README.md), searches it under a
 latency budget, and builds the fastest Pareto architecture as a VideoUNet.
 
-The work sits under ``if __name__ == "__main__"``: the profiler measures in a spawned worker
+The work sits under ``if __name__ == "__main__"``: the profiler measures in a child worker
 process, which imports this file again, as any script that uses ``nas.profile`` must allow.
 """
 

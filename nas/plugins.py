@@ -1,10 +1,11 @@
 """User plugins (``nas --plugin MODULE``): modules that register temporal ops, proxies or profilers.
 
 A plugin is imported once per process. The work of ``nas profile`` (its measuring worker) and of
-``nas search --workers K`` runs in spawned processes, which import nothing of their parent, so
-:func:`load` also records the modules in the environment (``NAS_PLUGINS``), which every child
-process inherits; the registries call :func:`load_inherited` before they report a name as
-unknown, so a child imports the user's modules exactly where it first needs one of their names.
+``nas search --workers K`` runs in child processes (forked from a server, or spawned: see
+:mod:`nas.processes`), which have none of their parent's imports, so :func:`load` also records the
+modules in the environment (``NAS_PLUGINS``), which every child process is handed at its start;
+the registries call :func:`load_inherited` before they report a name as unknown, so a child
+imports the user's modules exactly where it first needs one of their names.
 """
 
 from __future__ import annotations

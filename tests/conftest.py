@@ -84,6 +84,26 @@ def cli(capsys):
     return run
 
 
+def two_levels(data: dict) -> dict:
+    """The tiny space (as loaded from YAML) cut to its first two levels: 32 and 64 channels, one cross-attention
+    level each way and the mid block, the slots there and the reference's choices at them. A Core ML conversion
+    costs by the op (~20 ms each on this CPU), and this model has half the tiny reference's ops with the same
+    kinds of blocks and temporal ops."""
+    data = copy.deepcopy(data)
+    data["backbone"].update(
+        block_out_channels=[32, 64],
+        down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+    )
+    data["slots"] = [s for s in data["slots"] if s.get("level", 1) <= 1]
+    kept = {s["name"] for s in data["slots"]}
+    data["architectures"] = {
+        name: {slot: choice for slot, choice in arch.items() if slot in kept}
+        for name, arch in data.get("architectures", {}).items()
+    }
+    return data
+
+
 def clip_inputs(space: SearchSpace, batch: int = 2, seed: int = 0):
     """Random latents (B, C, F, H, W), timesteps (B,) and text embeddings (B, T, D) for ``space``."""
     g = torch.Generator().manual_seed(seed)

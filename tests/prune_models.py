@@ -111,7 +111,7 @@ def train_teacher(folder: Path, steps: int = 200, seed: int = 0) -> Path:
     model = UNet2DConditionModel(**TEACHER)
     latents, text = synthetic_frames()
     latents, text = latents[:-HOLDOUT], text[:-HOLDOUT]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, fused=True)
     g = torch.Generator().manual_seed(seed)
     a = alphas()
     for _ in range(steps):

@@ -1,7 +1,9 @@
 """nas export coreml: a whole tiny VideoUNet to verified Core ML packages, on any OS.
 
-Converting even the tiny model takes ~15 s (coremltools' graph passes over ~2,500 ops), so the
-module converts once, through the command, and palettization and chunking run on that package.
+coremltools' graph passes take ~20 ms per op on this CPU: the tiny reference (~2,000 ops) takes ~45 s
+to convert. So the module converts once, through the command, a model of the tiny space cut to two
+levels (:func:`tests.conftest.two_levels`: ~950 ops, the same kinds of blocks and temporal ops), and
+palettization and chunking run on that package.
 Running a package needs macOS, so on Linux the timing step is checked to stop with one line.
 """
 
@@ -27,23 +29,36 @@ from nas.export.verify import check_chain, describe_package  # noqa: E402
 from nas.model import VideoUNet  # noqa: E402
 from nas.profile.coreml_kit import read_export, read_inputs, time_packages, write_model_kit  # noqa: E402
 from nas.profile.coreml_runtime import run_chain, time_chain  # noqa: E402
-from tests.conftest import TINY  # noqa: E402
+from nas.space import SearchSpace  # noqa: E402
+from tests.conftest import TINY, two_levels  # noqa: E402
 from tests.coreml_stand_in import StandInCoreMLRuntime  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_space):
-    return VideoUNet.from_space(tiny_space, tiny_space.architecture("reference")).eval()
+def space_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "tiny2.yaml"
+    path.write_text(yaml.safe_dump(two_levels(yaml.safe_load(TINY.read_text())), sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model, tmp_path_factory):
-    """``nas export coreml --model RUN --compute-units CPU_AND_NE`` of the tiny reference, run once.
+def space(space_path):
+    return SearchSpace.load(space_path)
+
+
+@pytest.fixture(scope="module")
+def model(space):
+    return VideoUNet.from_space(space, space.architecture("reference")).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """``nas export coreml --model RUN --compute-units CPU_AND_NE`` of the two-level reference, run once.
 
     Returns (summary, package path, exit code, stdout, stderr); off macOS the timing step fails.
     """
     root = tmp_path_factory.mktemp("export")
-    tiny_model.save_pretrained(root / "run")
+    model.save_pretrained(root / "run")
     out = root / "tiny.mlpackage"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -75,13 +90,13 @@ def names_and_shapes(features):
     return [(f["name"], f["shape"]) for f in features]
 
 
-def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny_model):
+def test_export_writes_a_verified_package_and_summary(exported, space, model):
     summary, out, code, stdout, stderr = exported
-    v = tiny_space.video
+    v = space.video
     latent = [1, v.latent_channels, v.frames, v.latent_height, v.latent_width]
     assert out.is_dir() and out.with_suffix(".json").is_file()
     (package,) = summary["packages"]
-    text = [1, 77, tiny_space.cross_attention_dim]
+    text = [1, 77, space.cross_attention_dim]
     assert names_and_shapes(package["inputs"]) == [
         ("sample", latent),
         ("timestep", [1]),
@@ -95,11 +110,11 @@ def test_export_writes_a_verified_package_and_summary(exported, tiny_space, tiny
     assert package["transposes"] == package["op_types"]["transpose"] and package["conv3d"] == 0
     # every distinct temporal layer of the reference, converted alone: rank <= 4 and no 3D conv
     ops = summary["temporal_ops"]
-    reference = tiny_space.architecture("reference").slots_dict()
+    reference = space.architecture("reference").slots_dict()
     assert {t["op"] for t in ops} == {c["op"] for c in reference.values()} - {"none"}
     assert sorted(s for t in ops for s in t["slots"]) == sorted(n for n, c in reference.items() if c["op"] != "none")
     assert all(t["max_rank"] <= 4 and t["conv3d"] == 0 and t["ops"] > 0 and not t["warnings"] for t in ops), ops
-    params = sum(p.numel() for p in tiny_model.parameters())
+    params = sum(p.numel() for p in model.parameters())
     # FP16: two bytes per weight, less a little: identical constants (the zero-initialised output
     # layers of fresh temporal ops) are stored once
     assert 0.97 < package["weight_bytes"] / (2 * params) < 1.01
@@ -194,7 +209,7 @@ def test_timing_off_macos_is_one_clear_error(exported):
         time_chain([out], {}, "CPU_AND_NE")
 
 
-def test_model_export_folder_alone_is_enough_to_time_and_import(exported, chunks, cli, capsys, tmp_path):
+def test_model_export_folder_alone_is_enough_to_time_and_import(exported, chunks, space_path, cli, capsys, tmp_path):
     """The folder `nas export coreml` writes is a Mac kit, chunked models included (a chain of packages)."""
     summary, out, *_ = exported
     made = tmp_path / "made"
@@ -206,7 +221,7 @@ def test_model_export_folder_alone_is_enough_to_time_and_import(exported, chunks
     parts = [Path(shutil.copytree(chunk, made / chunk.name)) for chunk in chunks]
     capsys.readouterr()  # coremltools' progress bars are not the commands' output
     write_model_kit(
-        made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(), space_path=TINY
+        made, "split", parts, read_inputs(made, row, "tiny"), (made / row["config"]).read_text(), space_path=space_path
     )
     export = tmp_path / "elsewhere" / "kit"
     shutil.copytree(made, export)  # copied alone: no checkout, no absolute path to follow
@@ -282,7 +297,7 @@ def test_bad_export_arguments_fail_in_one_line(cli, args, message):
     assert code == 2 and message in err and err.strip().count("\n") == 0
 
 
-def test_conversion_failure_names_the_problem(tiny_model, tmp_path, monkeypatch):
+def test_conversion_failure_names_the_problem(model, tmp_path, monkeypatch):
     import nas.export.package as package
 
     def broken(*args, **kwargs):
@@ -290,7 +305,7 @@ def test_conversion_failure_names_the_problem(tiny_model, tmp_path, monkeypatch)
 
     monkeypatch.setattr(package, "convert_video_unet", broken)
     with pytest.raises(NasError, match="conversion failed: PyTorch convert function for op 'frobnicate'"):
-        export_coreml(tiny_model, tmp_path / "x.mlpackage")
+        export_coreml(model, tmp_path / "x.mlpackage")
 
 
 @pytest.mark.heavy

@@ -15,8 +15,16 @@ PACKAGE = ROOT / "nas"
 # __init__); a unit may import its own modules and units of lower layers, nothing else.
 LAYERS = (
     ("errors",),
-    ("nas", "quiet", "rss", "plugins", "metrics", "options", "interrupts"),  # small base modules anyone may import
-    ("registry",),  # the one plug-in mechanism (it loads inherited plugins)
+    (
+        "nas",
+        "quiet",
+        "rss",
+        "plugins",
+        "metrics",
+        "options",
+        "interrupts",
+    ),  # small base modules anyone may import
+    ("registry", "processes"),  # the one plug-in mechanism (it loads inherited plugins); warm child processes
     ("ops",),  # temporal op types, their registry and table keys: what a space is written in
     ("space",),
     ("model",),

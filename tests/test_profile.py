@@ -19,7 +19,7 @@ from nas.cost.plan import plan_frame, table_plan
 from nas.cost.table import CostTable
 from nas.profile.coreml_kit import time_packages
 from nas.space import SearchSpace
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, two_levels
 from tests.coreml_stand_in import StandInCoreMLRuntime
 
 FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
@@ -105,6 +105,7 @@ def test_profile_resumed_into_an_old_column_table_writes_one_format_and_keeps_th
 
 def test_kill_9_loses_no_measured_row(cli, tiny_space, tmp_path):
     out = tmp_path / "t.csv"
+    planned = 6  # killed after 2 rows: 4 keys (a few seconds) left to be cut in, and to resume
     args = [
         sys.executable,
         "-m",
@@ -113,6 +114,8 @@ def test_kill_9_loses_no_measured_row(cli, tiny_space, tmp_path):
         str(TINY),
         "-o",
         str(out),
+        "--plan",
+        str(small_plan(tiny_space, tmp_path, n=planned)),
         "--warmup",
         "1",
         "--repeats",
@@ -129,11 +132,11 @@ def test_kill_9_loses_no_measured_row(cli, tiny_space, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     before = pd.read_csv(out)
-    assert 2 <= len(before) < len(table_plan(tiny_space))
+    assert 2 <= len(before) < planned
     code, _, err = cli(*args[3:])  # the same command re-run (in-process: the kill is what needs a process)
     assert code == 0, err
     after = CostTable.load(out).rows
-    assert len(after) == len(table_plan(tiny_space))
+    assert len(after) == planned
     pd.testing.assert_frame_equal(
         after.iloc[: len(before)].reset_index(drop=True)[before.columns[:7]],
         before[before.columns[:7]],
@@ -225,13 +228,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tmp_path):
     # The tiny space narrowed to two levels and one temporal op (3 keys, not 17): each key is a Core ML
     # conversion (the backbone's the slowest), and the kit's layout, copy-alone, timing and import do not
     # depend on which ops it holds (test_coreml.py converts every op, test_export.py a whole model).
-    data = yaml.safe_load(TINY.read_text())
-    data["backbone"].update(
-        block_out_channels=[32, 64],
-        down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
-    )
-    data["slots"] = [s for s in data["slots"] if s.get("level", 1) <= 1]
+    data = two_levels(yaml.safe_load(TINY.read_text()))
     data["choices"] = [{"op": "none"}, {"op": "conv1d", "kernel": 3}]
     data["architectures"] = {"reference": {s["name"]: {"op": "conv1d", "count": 1, "kernel": 3} for s in data["slots"]}}
     space_path = tmp_path / "tiny.yaml"

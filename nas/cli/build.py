@@ -22,9 +22,12 @@ def add_parser(commands) -> None:
 
 
 def cmd_build(args) -> None:
+    from nas.space import SearchSpace
+
+    space = SearchSpace.load(args.space)  # a bad space is one line before the model code is even imported
     from nas.model.build import build
 
-    built = build(args.space, args.arch, spatial_weights=args.spatial_weights, device=args.device, out=args.out)
+    built = build(space, args.arch, spatial_weights=args.spatial_weights, device=args.device, out=args.out)
     report, architecture = built.report, built.architecture
     if args.json:
         print(json.dumps(report, indent=2))

@@ -2,7 +2,7 @@
 
 One :class:`nas.registry.Registry`, with the rules every plug-in point shares. Users extend it
 from their own code: decorate a TemporalOp subclass with ``@register_op`` before loading a space
-that names it, load its module with ``nas --plugin MODULE`` (spawned workers import it too, see
+that names it, load its module with ``nas --plugin MODULE`` (child workers import it too, see
 :mod:`nas.plugins`), or expose it under the ``nas.temporal_ops`` entry-point group of an
 installed package so that the ``nas`` command finds it too.
 """

@@ -17,11 +17,8 @@ their ``probe_ms`` and refuses a different device, backend or precision.
 from __future__ import annotations
 
 import csv
-import multiprocessing as mp
 import os
 import shutil
-import signal
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas import plugins
+from nas import plugins, processes
 from nas.cost.plan import table_plan
 from nas.cost.table import (
     COLUMNS,
@@ -180,11 +177,14 @@ class _Worker:
         self.conn = None
 
     def _start(self) -> None:
-        context = _context()
+        # forked warm from a server that imported the profilers (see nas.processes): a worker restarted
+        # after an oom or a hang, or the next profile of a notebook or test session, starts in a fraction
+        # of a second instead of importing torch and diffusers again
+        context = processes.context(["nas.profile.torch_profiler", "nas.profile.coreml_profiler"])
         self.conn, child = context.Pipe()
-        here = (plugins.loaded(), list(sys.path), dict(os.environ))
+        here = (plugins.loaded(), processes.parent_state())
         self.process = context.Process(target=_serve, args=(child, *self.args, *here), daemon=True)
-        self.process.start()
+        processes.start(context, [self.process])
         child.close()
         if not _answered(self.conn, STARTUP_S, self.interrupts):
             self.close()
@@ -227,18 +227,6 @@ class _Worker:
         self.process = None
 
 
-def _context():
-    """Workers are forked from a server process that has imported torch and the profilers once (forkserver,
-    where the OS has it; spawn elsewhere): a worker restarted after an oom or a hang, or the next profile of a
-    notebook or test session, starts in a fraction of a second instead of importing torch and diffusers again.
-    The server forks before any thread or measurement exists, so a worker starts as clean as a spawned one."""
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["nas.profile.torch_profiler", "nas.profile.coreml_profiler"])
-    return context
-
-
 def _answered(conn, seconds: float, interrupts: Interrupts) -> bool:
     """Whether the worker answers within ``seconds``, waiting in short slices; Ctrl-C ends the wait.
 
@@ -271,18 +259,14 @@ def _serve(
     options: dict[str, Any],
     memory_limit_mb: float | None,
     plugin_modules: list[str],
-    path: list[str],
-    environ: dict[str, str],
+    parent: processes.ParentState,
 ) -> None:
     """Worker main loop: build the profiler once, then measure keys until the pipe closes.
 
-    A forked worker starts with its server's import path and environment; it takes the parent's as of
-    now, as a spawned one would, and imports the parent's plugins."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it keeps what was measured, ends us
+    It takes the parent's import path and environment and imports the parent's plugins. Ctrl-C is
+    the parent's: it keeps what was measured, and ends this process."""
+    processes.adopt(parent)
     warnings.showwarning = show_warning
-    sys.path[:] = path
-    os.environ.clear()
-    os.environ.update(environ)
     try:
         plugins.load(plugin_modules)
         from nas.profile.base import get_profiler

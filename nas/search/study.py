@@ -11,7 +11,6 @@ trial count and several workers (processes or machines) can share it.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import optuna
 from tqdm import tqdm
 
+from nas import processes
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
 from nas.errors import Interrupted, NasError, NasWarning
@@ -202,12 +202,14 @@ def _optimize(study: optuna.Study, objective: Objective, n_trials: int, callback
         study.optimize(objective, n_trials=n_trials, callbacks=callbacks)
 
 
-def _work(setup: SearchSetup, trials: int, quota: int, worker: int) -> None:
+def _work(setup: SearchSetup, trials: int, quota: int, worker: int, parent: processes.ParentState) -> None:
     """One worker: run its ``quota`` of trials on the shared study (never past ``trials`` in all).
 
-    It starts with Ctrl-C ignored (see :func:`run_study`) and takes it from here on: then it
-    ends quietly, optuna marks its running trial failed, and the parent says what was kept.
+    It takes the parent's import path and environment (plugins included), starts with Ctrl-C ignored
+    and takes it once its trials run: then it ends quietly, optuna marks its running trial failed, and
+    the parent says what was kept.
     """
+    processes.adopt(parent)
     optuna.logging.set_verbosity(QUIET)
     warnings.showwarning = show_warning
     storage = open_storage(setup.storage)
@@ -282,29 +284,26 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
         bar.set_postfix(feasible=feasible, front=len(study_.best_trials) if feasible else 0)
         bar.refresh()
 
-    processes: list = []
+    children: list = []
     try:
         if remaining > 0 and workers <= 1:
             _optimize(study, Objective(setup, storage, cost), remaining, [update])
         elif remaining > 0:
-            context = mp.get_context("spawn")
+            # forked warm from a server that imported the search once (see nas.processes), spawned elsewhere
+            context = processes.context(["nas.search.study"])
             # Fixed quotas rather than a shared stop rule: workers that check a shared count at once overshoot.
             quotas = [remaining // workers + (w < remaining % workers) for w in range(workers)]
-            processes = [context.Process(target=_work, args=(setup, trials, quotas[w], w)) for w in range(workers)]
-            ignore = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: no traceback while a worker starts
-            try:
-                for process in processes:
-                    process.start()
-            finally:
-                signal.signal(signal.SIGINT, ignore)
-            while any(p.is_alive() for p in processes):
+            here = processes.parent_state()
+            children = [context.Process(target=_work, args=(setup, trials, quotas[w], w, here)) for w in range(workers)]
+            processes.start(context, children)
+            while any(p.is_alive() for p in children):
                 update(study)
                 time.sleep(1.0)
-            failed = [p.exitcode for p in processes if p.exitcode]
+            failed = [p.exitcode for p in children if p.exitcode]
             if failed:
                 raise NasError(f"{len(failed)} search worker(s) failed (exit codes {failed}); re-run to resume")
     except KeyboardInterrupt:
-        _stop(processes)
+        _stop(children)
         bar.leave = False
         bar.close()
         kept = len(study.get_trials(deepcopy=False, states=COMPLETED))
@@ -321,12 +320,12 @@ def run_study(setup: SearchSetup, trials: int, workers: int = 1, progress: bool 
     return study
 
 
-def _stop(processes: list) -> None:
+def _stop(children: list) -> None:
     """Pass Ctrl-C on to the workers (a terminal sends it to them too; ``kill -INT`` does not) and wait."""
-    for process in processes:
+    for process in children:
         if process.is_alive():
             os.kill(process.pid, signal.SIGINT)
-    for process in processes:
+    for process in children:
         process.join(STOP_S)
         if process.is_alive():
             process.kill()

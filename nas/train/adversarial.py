@@ -38,6 +38,7 @@ from nas.train.discriminator import Discriminator
 from nas.train.ema import EMA
 from nas.train.loop import RunState, train_loop
 from nas.train.runtime import (
+    adamw,
     draw_batch,
     finish_run,
     global_randint,
@@ -78,8 +79,8 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
     train_clips, held_out = data.split(config.holdout)
     discriminator = Discriminator(model, unet.cross_attention_dim, config.disc_heads)
 
-    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    opt_d = torch.optim.AdamW(discriminator.trainable_parameters(), lr=config.disc_lr, weight_decay=config.weight_decay)
+    opt_g = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt_d = adamw(discriminator.trainable_parameters(), lr=config.disc_lr, weight_decay=config.weight_decay)
     generator_ddp, discriminator_ddp, opt_g, opt_d = accelerator.prepare(model, discriminator, opt_g, opt_d)
     gen, disc = accelerator.unwrap_model(generator_ddp), accelerator.unwrap_model(discriminator_ddp)
     ema = EMA(gen, config.ema_decay) if config.ema_decay is not None else None

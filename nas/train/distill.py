@@ -33,6 +33,7 @@ from nas.train.config import DistillConfig, save_config
 from nas.train.ema import EMA
 from nas.train.loop import RunState, train_loop
 from nas.train.runtime import (
+    adamw,
     draw_batch,
     finish_run,
     global_randint,
@@ -87,7 +88,7 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     }
     scheduler = noise_scheduler()
     params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(params, lr=config.lr, weight_decay=config.weight_decay)
     student, optimizer = accelerator.prepare(student, optimizer)
     raw = accelerator.unwrap_model(student)
     ema = EMA(raw.model, config.ema_decay) if config.ema_decay is not None else None

@@ -57,6 +57,20 @@ def prepare_run_folder(config: TrainConfig, resume: bool) -> Path:
     return out
 
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel that every torch build ships
+
+
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``params``, with torch's fused kernel when they all lie on a CPU or CUDA device.
+
+    The default on CPU updates one tensor at a time from Python; a UNet has hundreds of small tensors,
+    so on the tiny test models the optimizer step took as long as a forward pass (tiny VideoUNet: ~50 ms
+    a step, ~10 ms fused). The update is AdamW's either way, to within a float's last bit."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_ADAMW_DEVICES for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def lr_at(step: int, config: TrainConfig, base: float | None = None) -> float:
     """Linear warm-up to the base rate, then constant (so a run can be extended by raising max_steps)."""
     base = config.lr if base is None else base
