@@ -29,19 +29,20 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-# The modules that take longest (each over a minute on this 2-core VM), longest first. Under `make test`
+# The modules that take longest (25 s to 2 minutes each on this 2-core VM), longest first. Under `make test`
 # (--dist loadscope --no-loadscope-reorder) xdist hands whole modules to the two workers in collection
 # order; by default it orders them by test count, which put these few-test modules last, where one ran
 # alone while the other worker idled. Longest first, the short modules fill in at the end.
 SLOW_MODULES = (
-    "test_profile.py",
     "test_search.py",
-    "test_export.py",
+    "test_profile.py",
     "test_train.py",
     "test_recipe.py",
-    "test_interrupt.py",
+    "test_export.py",
     "test_prune.py",
     "test_proxy_check.py",
+    "test_interrupt.py",
+    "test_naming.py",
     "test_search_hardening.py",
 )
 

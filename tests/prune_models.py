@@ -105,7 +105,7 @@ def alphas() -> torch.Tensor:
     return torch.cumprod(1 - betas, 0)
 
 
-def train_teacher(folder: Path, steps: int = 200, seed: int = 0) -> Path:
+def train_teacher(folder: Path, steps: int = 120, seed: int = 0) -> Path:
     """The teacher trained with the denoising loss on the training frames; saved as a diffusers unet/."""
     torch.manual_seed(seed)
     model = UNet2DConditionModel(**TEACHER)

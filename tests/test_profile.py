@@ -167,7 +167,20 @@ def test_memory_limit_records_oom_and_goes_on(cli, tiny_space, tmp_path):
 
 def test_check_reports_prediction_accuracy(cli, measured):
     code, out, err = cli(
-        "table", "check", TINY, "--table", measured, "--samples", "3", "--warmup", "1", "--repeats", "5", "--json"
+        "table",
+        "check",
+        TINY,
+        "--table",
+        measured,
+        "--samples",
+        "3",
+        "--warmup",
+        "1",
+        "--repeats",
+        "5",
+        "--rounds",
+        "2",
+        "--json",
     )
     assert code == 0, err
     report = json.loads(out)
@@ -187,6 +200,12 @@ def test_check_reports_prediction_accuracy(cli, measured):
     assert report["samples"] == 3 and len(report["architectures"]) == 3
 
 
+@pytest.mark.parametrize("flag", ["--rounds", "--repeats"])
+def test_check_protocol_counts_below_one_are_one_line(cli, flag):
+    code, _, err = cli("table", "check", TINY, "--table", ROOT / "latency_tables" / "cpu_tiny.csv", flag, "0")
+    assert code == 2 and err.count("\n") == 1 and "--repeats and --rounds >= 1" in err, err
+
+
 def test_check_times_as_many_architectures_as_asked_when_the_table_rules_some_out(measured, tiny_space, tmp_path):
     from nas.profile.check import check_table
 
@@ -204,7 +223,7 @@ def test_check_times_as_many_architectures_as_asked_when_the_table_rules_some_ou
     path = tmp_path / "partly_oom.csv"
     table.to_csv(path, index=False)
     shutil.copy(measured.with_suffix(".yaml"), path.with_suffix(".yaml"))
-    report = check_table(TINY, path, samples=3, warmup=0, repeats=1, progress=False)
+    report = check_table(TINY, path, samples=3, warmup=0, repeats=1, progress=False, rounds=1)
     assert report["samples"] == 3 and report["skipped"] >= 1
     assert tiny_space.sample(0).id not in {a["arch_id"] for a in report["architectures"]}
 

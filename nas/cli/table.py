@@ -37,6 +37,11 @@ def add_parser(commands) -> None:
         default=100,
         help="timed calls per architecture, one per round across all of them (small models: at least 3 per round)",
     )
+    check.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of timing, each model once per round (default 10; large models: at most one per repeat)",
+    )
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_table_check)
     time_ = table.add_parser("time", help="(macOS) time the packages of a Core ML export folder")
@@ -97,6 +102,7 @@ def cmd_table_check(args) -> None:
         warmup=args.warmup,
         repeats=args.repeats,
         progress=not args.json,
+        **({"rounds": args.rounds} if args.rounds is not None else {}),
     )
     if args.json:
         print(json.dumps(report, indent=2))

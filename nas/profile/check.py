@@ -25,8 +25,8 @@ from nas.profile import timing
 from nas.profile.torch_profiler import DTYPES
 from nas.space import SearchSpace
 
-ROUND_ROBIN_MB = 2048  # below this much weight in all, forwards are short: ROUNDS rounds, each re-warmed
-ROUNDS = 10
+ROUND_ROBIN_MB = 2048  # below this much weight in all, forwards are short: ``rounds`` rounds, each re-warmed
+ROUNDS = 10  # the default number of rounds (large models: at most this many, one per repeat)
 MAX_DRAWS = 20  # random architectures drawn per one asked for, when the table rules many out
 
 
@@ -72,12 +72,16 @@ def check_table(
     warmup: int = 5,
     repeats: int = 100,
     progress: bool = True,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """Measure ``samples`` random architectures end to end and compare with the table's predictions."""
+    """Measure ``samples`` random architectures end to end and compare with the table's predictions.
+
+    Every model is timed once per round (``rounds``; small models at least 3 calls a round), so that
+    all see the same spells of machine speed; fewer rounds make a quicker, noisier check."""
     if samples < 2:
         raise NasError(f"--samples must be at least 2, got {samples}")
-    if warmup < 0 or repeats < 1:
-        raise NasError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
+    if warmup < 0 or repeats < 1 or rounds < 1:
+        raise NasError(f"--warmup must be >= 0, --repeats and --rounds >= 1, got {warmup}, {repeats} and {rounds}")
     space = SearchSpace.load(space_path)
     table = CostTable.load(table_path)
     if table.meta.get("backend") != "torch":
@@ -119,12 +123,13 @@ def check_table(
     # Every model is timed in rounds, one call of each model per round, so that each sees the same
     # mix of machine speed: on a shared VM a full-size forward varies by +-10% from one call to the
     # next, and calls of one model back to back would all land in the same fast or slow spell.
-    # Small models get ROUNDS rounds, re-warmed each; large ones one round per repeat, warmed once,
-    # and as many kept at once as fit in half the free memory (the others wait for the next group).
+    # Small models get ``rounds`` rounds, re-warmed each; large ones one round per repeat (at most
+    # ``rounds``), warmed once, and as many kept at once as fit in half the free memory (the others
+    # wait for the next group).
     if sum(p.weights_mb for _, p in built) < ROUND_ROBIN_MB:
-        rounds, per_round, rewarm = ROUNDS, max(3, repeats // ROUNDS), min(1, warmup)
+        per_round, rewarm = max(3, repeats // rounds), min(1, warmup)
     else:
-        rounds = min(repeats, ROUNDS)
+        rounds = min(repeats, rounds)
         per_round, rewarm = max(1, repeats // rounds), 0
     rows: list[dict[str, Any]] = []
     round_p50: dict[int, list[float]] = {i: [] for i in range(len(built))}
