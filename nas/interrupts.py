@@ -27,11 +27,26 @@ class Interrupts:
     def inside_trial(self):
         if self.pending:
             raise KeyboardInterrupt
-        self.busy = True
+        busy, self.busy = self.busy, True
         try:
             yield
         finally:
-            self.busy = False
+            self.busy = busy
+
+    @contextlib.contextmanager
+    def held(self):
+        """Inside a trial, hold Ctrl-C for the block and raise it once the block is done.
+
+        For the trial's database writes: a KeyboardInterrupt raised in the middle of one can leave the
+        write's lock behind, and the next write (optuna marking the trial failed) then fails with
+        ``database is locked`` and a traceback instead of the one line."""
+        busy, self.busy = self.busy, False
+        try:
+            yield
+        finally:
+            self.busy = busy
+        if busy and self.pending:
+            raise KeyboardInterrupt
 
     def _handle(self, signum, frame) -> None:
         self.requested = True

@@ -126,3 +126,19 @@ def test_a_ctrl_c_dropped_inside_a_trial_stops_the_next_one():
             pass  # dropped, as a finalizer running at that moment prints and drops an exception
     with pytest.raises(KeyboardInterrupt), interrupts.inside_trial():
         pass
+
+
+def test_a_ctrl_c_during_a_trials_database_write_is_raised_when_the_write_is_done():
+    """Raised in the middle of a write, a KeyboardInterrupt can leave the write's lock behind: optuna's
+    next write (marking the trial failed) then fails with `database is locked` instead of one line."""
+    from nas.interrupts import Interrupts
+
+    interrupts, done = Interrupts(), []
+    with pytest.raises(KeyboardInterrupt), interrupts.inside_trial():
+        with interrupts.held():
+            interrupts._handle(signal.SIGINT, None)  # Ctrl-C while the write runs: held
+            done.append("write")
+        done.append("after")  # not reached: raised as the write ends
+    assert done == ["write"] and interrupts.busy is False
+    with pytest.raises(KeyboardInterrupt), interrupts.inside_trial():  # still pending: the next step raises
+        pass

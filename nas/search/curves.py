@@ -15,7 +15,9 @@ as the search, so every worker, and a resumed run, sees every earlier curve.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Callable
 
 import optuna
 
@@ -40,7 +42,15 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 class Curves:
     """The companion study of one search; :meth:`start` opens the curve of one search trial."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, search_study: str, pruner: str):
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage,
+        search_study: str,
+        pruner: str,
+        held: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        """``held`` wraps each database write of a run (the search holds Ctrl-C there, see Interrupts.held)."""
+        self.held = held
         self.study = optuna.create_study(
             study_name=f"{search_study}:curves",
             storage=storage,
@@ -50,7 +60,8 @@ class Curves:
         )
 
     def start(self, search_trial: int, latency_ms: float, peak_memory_mb: float) -> Curve:
-        return Curve(self.study, search_trial, latency_ms, peak_memory_mb)
+        with self.held():
+            return Curve(self.study, search_trial, latency_ms, peak_memory_mb, self.held)
 
 
 class Curve:
@@ -58,8 +69,15 @@ class Curve:
     ``optuna.TrialPruned`` when the pruner stops the run), then ``finish`` with the final one.
     A run that ends any other way is marked failed, so no curve is left running."""
 
-    def __init__(self, study: optuna.Study, search_trial: int, latency_ms: float, peak_memory_mb: float):
-        self.study = study
+    def __init__(
+        self,
+        study: optuna.Study,
+        search_trial: int,
+        latency_ms: float,
+        peak_memory_mb: float,
+        held: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        self.study, self.held = study, held
         self.cost = (latency_ms, peak_memory_mb)
         with warnings.catch_warnings():  # the search trial's own heartbeat covers this run
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -70,9 +88,12 @@ class Curve:
         self.ended = False
 
     def report(self, value: float, step: int) -> None:
-        self.trial.report(value, step)
-        if self.trial.should_prune() and self._dominated(value, step):
-            self._end(state=optuna.trial.TrialState.PRUNED)
+        with self.held():
+            self.trial.report(value, step)
+            pruned = self.trial.should_prune() and self._dominated(value, step)
+            if pruned:
+                self._end(state=optuna.trial.TrialState.PRUNED)
+        if pruned:
             raise optuna.TrialPruned(f"proxy score {value:.4g} at step {step}: stopped by the pruner")
 
     def _dominated(self, value: float, step: int) -> bool:
@@ -91,8 +112,9 @@ class Curve:
         self._end(values=value)
 
     def _end(self, **outcome) -> None:
-        self.study.tell(self.trial, **outcome)
-        self.ended = True
+        with self.held():
+            self.study.tell(self.trial, **outcome)
+            self.ended = True
 
     def __enter__(self) -> Curve:
         return self

@@ -128,11 +128,13 @@ class Objective:
         self.setup = setup
         self.space, self.cost = cost.space, cost
         self.proxy = get_proxy(setup.proxy)(self.space, seed=setup.seed, **setup.proxy_options)
-        self.curves = Curves(storage, setup.study, setup.pruner) if self.proxy.reports else None
         self.interrupts = Interrupts()
+        self.curves = Curves(storage, setup.study, setup.pruner, self.interrupts.held) if self.proxy.reports else None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float, float]:
-        with self.interrupts.inside_trial():
+        # Ctrl-C is raised at once only in the proxy's run (its database writes held too, see
+        # Interrupts.held); one during the trial's own writes is raised when they are done
+        with self.interrupts.inside_trial(), self.interrupts.held():
             return self._evaluate(trial)
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[float, float, float]:
@@ -169,9 +171,11 @@ class Objective:
                 raise optuna.TrialPruned(f"{architecture.id}: its proxy run was pruned in trial {earlier.number}")
             return earlier.values[2]
         if self.curves is None:
-            return self.proxy.score(architecture)
+            with self.interrupts.inside_trial():
+                return self.proxy.score(architecture)
         with self.curves.start(trial.number, latency, memory) as curve:
-            quality = self.proxy.score(architecture, curve)
+            with self.interrupts.inside_trial():
+                quality = self.proxy.score(architecture, curve)
             curve.finish(quality)
         return quality
 
