@@ -59,13 +59,21 @@ class Interrupts:
     @contextlib.contextmanager
     def installed(self):
         """Handle SIGINT as above for the block (main thread only: elsewhere Python delivers none)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
+        with sigint_handler(self._handle):
             yield
             if self.pending:
                 raise KeyboardInterrupt
-        finally:
-            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def sigint_handler(handler):
+    """SIGINT handled by ``handler`` (a function, or ``signal.SIG_IGN``) inside the block; a no-op off the
+    main thread, where Python delivers no signal and allows no handler to be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -14,15 +14,13 @@ parent's as of now: the parent passes :func:`parent_state` along and the child c
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 
-from nas.interrupts import Interrupts
+from nas.interrupts import Interrupts, sigint_handler
 
 _PRELOAD: list[str] = []  # what the server imports, from every caller so far (it starts once per process)
 
@@ -41,7 +39,7 @@ def context(preload: Sequence[str]):
     _PRELOAD.extend(m for m in preload if m not in _PRELOAD)
     forkserver = mp.get_context("forkserver")
     forkserver.set_forkserver_preload(list(_PRELOAD))
-    with _interrupts_ignored():
+    with sigint_handler(signal.SIG_IGN):
         server.ensure_running()  # returns at once; the server imports ``preload`` in the background
     return forkserver
 
@@ -55,26 +53,13 @@ def start(context, children: Sequence) -> None:
     started, so that each one has a handle to be stopped by.
     """
     if context.get_start_method() == "spawn":
-        with _interrupts_ignored():
+        with sigint_handler(signal.SIG_IGN):
             for child in children:
                 child.start()
         return
     with Interrupts().installed():
         for child in children:
             child.start()
-
-
-@contextlib.contextmanager
-def _interrupts_ignored():
-    """SIGINT ignored inside (a no-op off the main thread, where Python allows no signal handling)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 ParentState = tuple[list[str], dict[str, str]]
