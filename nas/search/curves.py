@@ -75,7 +75,7 @@ class Curve:
         search_trial: int,
         latency_ms: float,
         peak_memory_mb: float,
-        held: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        held: Callable[[], contextlib.AbstractContextManager],
     ):
         self.study, self.held = study, held
         self.cost = (latency_ms, peak_memory_mb)
