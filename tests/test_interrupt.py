@@ -5,37 +5,32 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 import yaml
 
+from tests.command_process import NasProcess
 from tests.conftest import ROOT, TINY
 
 TABLE = ROOT / "latency_tables" / "cpu_tiny.csv"
 
 
-def interrupt(args, ready, timeout=400):
-    """Run ``nas ARGS``, send SIGINT once ``ready()`` holds; returns (exit code, stderr lines that are not progress)."""
+def interrupt(args, ready, tmp_path, timeout=400):
+    """Run ``nas ARGS`` in a process of its own, send SIGINT once ``ready()`` holds; returns (exit code, stderr
+    lines that are not progress)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nas", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stderr = tmp_path / "stderr.txt"
+    process = NasProcess(args, cwd=ROOT, env=env, stderr=stderr)  # `python -m nas ARGS`, forked warm
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None and not ready():
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    code = process.wait(timeout=120)
+    err = stderr.read_text()
     lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not re.match(r"^(search|profile) ", line)]
-    return process.returncode, lines
+    return code, lines
 
 
 def finished(db):
@@ -68,7 +63,7 @@ def test_interrupted_search_is_one_line_naming_what_is_kept(tmp_path, workers):
         workers,
     ]
     count = finished(out / "study.db")
-    code, lines = interrupt(args, lambda: count() >= 2)
+    code, lines = interrupt(args, lambda: count() >= 2, tmp_path)
     assert code == 130 and len(lines) == 1, lines
     kept = count()
     assert lines[0] == (
@@ -84,6 +79,7 @@ def test_interrupted_profile_is_one_line_and_keeps_its_rows(tmp_path):
     code, lines = interrupt(
         ["profile", TINY, "-o", table, "--repeats", "1000", "--budget", "1"],
         lambda: table.exists() and len(table.read_text().splitlines()) >= 3,
+        tmp_path,
     )
     rows = pd.read_csv(table)
     assert code == 130 and lines == [

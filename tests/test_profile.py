@@ -2,11 +2,9 @@
 limits, the Core ML export/import path, and the end-to-end accuracy check."""
 
 import json
-import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -19,6 +17,7 @@ from nas.cost.plan import plan_frame, table_plan
 from nas.cost.table import CostTable
 from nas.profile.coreml_kit import time_packages
 from nas.space import SearchSpace
+from tests.command_process import NasProcess
 from tests.conftest import ROOT, TINY, two_levels
 from tests.coreml_stand_in import StandInCoreMLRuntime
 
@@ -106,34 +105,17 @@ def test_profile_resumed_into_an_old_column_table_writes_one_format_and_keeps_th
 def test_kill_9_loses_no_measured_row(cli, tiny_space, tmp_path):
     out = tmp_path / "t.csv"
     planned = 6  # killed after 2 rows: 4 keys (a few seconds) left to be cut in, and to resume
-    args = [
-        sys.executable,
-        "-m",
-        "nas",
-        "profile",
-        str(TINY),
-        "-o",
-        str(out),
-        "--plan",
-        str(small_plan(tiny_space, tmp_path, n=planned)),
-        "--warmup",
-        "1",
-        "--repeats",
-        "3",
-        "--budget",
-        "0.3",
-    ]
-    process = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    plan = small_plan(tiny_space, tmp_path, n=planned)
+    args = ["profile", TINY, "-o", out, "--plan", plan, "--warmup", "1", "--repeats", "3", "--budget", "0.3"]
+    process = NasProcess(args, cwd=ROOT, new_session=True)  # `python -m nas ARGS`, forked warm
     deadline = time.time() + 120
     while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    process.killpg(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
     before = pd.read_csv(out)
     assert 2 <= len(before) < planned
-    code, _, err = cli(*args[3:])  # the same command re-run (in-process: the kill is what needs a process)
+    code, _, err = cli(*args)  # the same command re-run (in-process: the kill is what needs a process)
     assert code == 0, err
     after = CostTable.load(out).rows
     assert len(after) == planned

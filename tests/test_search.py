@@ -3,7 +3,6 @@
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -22,6 +21,7 @@ from nas.search import search
 from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.storage import open_storage
 from nas.space import SearchSpace
+from tests.command_process import NasProcess
 from tests.conftest import ROOT, TINY
 
 
@@ -130,24 +130,19 @@ def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
     TRIALS = 30  # killed after >= 10: enough left to be cut mid-run, few for the re-run to finish
     out = tmp_path / "run"
     args = [
-        sys.executable,
-        "-m",
-        "nas",
         "search",
-        str(TINY),
+        TINY,
         "--table",
-        str(table_path),
+        table_path,
         "--trials",
-        str(TRIALS),
+        TRIALS,
         "--out",
-        str(out),
+        out,
         "--latency-budget",
         "1e9",
         "--json",
     ]
-    process = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    process = NasProcess(args, cwd=ROOT, new_session=True)  # `python -m nas ARGS`, forked warm
     url = f"sqlite:///{out.resolve() / 'study.db'}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -158,11 +153,11 @@ def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
                     break
             except (IndexError, KeyError, ValueError, NasError, optuna.exceptions.StorageInternalError):
                 pass  # polling a study the search is still creating: try again; the assertions below are strict
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    process.killpg(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
     before = {t.number: t.values for t in completed(url)}
     assert 10 <= len(before) < TRIALS
-    code, _, err = cli(*args[3:])  # the same command re-run (in-process: the kill is what needs a process)
+    code, _, err = cli(*args)  # the same command re-run (in-process: the kill is what needs a process)
     assert code == 0, err
     after = completed(url)
     assert len(after) == TRIALS
