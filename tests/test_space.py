@@ -114,3 +114,27 @@ def test_spaces_count_params_without_allocating():
     space = SearchSpace.load(DEFAULT)
     assert 300e6 < space.params_spatial < 450e6
     assert math.prod(len(s.choices) for s in space.slots) == space.num_architectures
+
+
+def test_a_backbone_is_built_once_per_config_and_a_bad_one_fails_every_time(tiny_dict, monkeypatch):
+    """Loading a space builds its backbone on meta to count it (and to catch a bad config at once); a process
+    that loads the same backbone again (every command of a search does) counts it once."""
+    import diffusers
+
+    built = []
+    real = diffusers.UNet2DConditionModel
+
+    def counting(**config):
+        built.append(config["block_out_channels"])
+        return real(**config)
+
+    monkeypatch.setattr(diffusers, "UNet2DConditionModel", counting)
+    tiny_dict["backbone"]["block_out_channels"] = [24, 48, 48, 48]  # a config no other test loads
+    first = SearchSpace.from_dict(tiny_dict).params_spatial
+    assert SearchSpace.from_dict(tiny_dict).params_spatial == first and built == [[24, 48, 48, 48]]
+    tiny_dict["backbone"]["block_out_channels"] = [16, 48, 48, 48]
+    assert SearchSpace.from_dict(tiny_dict).params_spatial < first and len(built) == 2
+    tiny_dict["backbone"]["attention_head_dim"] = [4, 4]  # two for four blocks: diffusers refuses it
+    for _ in range(2):
+        with pytest.raises(NasError, match="backbone: "):
+            SearchSpace.from_dict(tiny_dict)

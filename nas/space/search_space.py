@@ -6,7 +6,9 @@ mistake in a space is reported once, naming the file, before any search or train
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import math
 import random
 from collections.abc import Iterator
@@ -190,15 +192,14 @@ class SearchSpace:
     @cached_property
     def params_spatial(self) -> int:
         """Parameters of the spatial backbone (counted on the meta device, nothing allocated)."""
-        import torch
-        from diffusers import UNet2DConditionModel
-
         try:
-            with torch.device("meta"):
-                unet = UNet2DConditionModel(**self.backbone)
+            try:
+                key = json.dumps(self.backbone, sort_keys=True)
+            except TypeError:  # a value JSON cannot write (given through the API): counted, not remembered
+                return _count_backbone_params(self.backbone)
+            return _backbone_params(key)
         except (TypeError, ValueError, AttributeError) as exc:
             raise NasError(f"{self.source}: backbone: {exc}") from None
-        return sum(p.numel() for p in unet.parameters())
 
     def architecture(self, name_or_path: str | Path):
         """A named architecture of this space, or one read from an architecture YAML file."""
@@ -452,3 +453,22 @@ def _choices(raw, counts, channels, where, fail) -> tuple[Choice, ...]:
     if len(set(expanded)) != len(expanded):
         raise fail(f"{where}: the same choice is listed twice")
     return tuple(expanded)
+
+
+@functools.lru_cache(maxsize=256)
+def _backbone_params(config: str) -> int:
+    """:func:`_count_backbone_params` of a backbone config (JSON), once per process.
+
+    Every command and every API call that loads a space counts its backbone (building it on meta:
+    ~0.2 s for the tiny space, ~1 s for SD1.5's), and a search loads its space in several places.
+    """
+    return _count_backbone_params(json.loads(config))
+
+
+def _count_backbone_params(backbone: dict[str, Any]) -> int:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**backbone)
+    return sum(p.numel() for p in unet.parameters())
