@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,25 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def tiny_space() -> SearchSpace:
     return SearchSpace.load(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_estimate(tiny_space, tmp_path_factory) -> Path:
+    """A valid table for the tiny space (roofline estimate for the A18 Pro: nothing measured), made once per
+    worker process; a test that writes to a table takes a :func:`copy_table` of it."""
+    from nas.cost.roofline import CHIPS, estimate_table
+
+    path = tmp_path_factory.mktemp("estimate") / "tiny_table.csv"
+    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
+    return path
+
+
+def copy_table(table: Path, folder: Path) -> Path:
+    """``table`` and its sidecar copied into ``folder``; returns the copy's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (table, table.with_suffix(".yaml")):
+        shutil.copy(path, folder / path.name)
+    return folder / table.name
 
 
 @pytest.fixture

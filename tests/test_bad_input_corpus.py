@@ -8,7 +8,6 @@ import shutil
 import pytest
 import yaml
 
-from nas.cost.roofline import CHIPS, estimate_table
 from nas.model import VideoUNet
 from tests.conftest import TINY
 
@@ -18,11 +17,12 @@ def digests(folder):
 
 
 @pytest.fixture(scope="module")
-def inputs(tiny_space, tmp_path_factory):
+def inputs(tiny_space, tiny_estimate, tmp_path_factory):
     """Good and bad files, made once; the tests copy them so that each can check its own."""
     root = tmp_path_factory.mktemp("corpus")
     shutil.copy(TINY, root / "space.yaml")
-    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(root / "table.csv")
+    shutil.copy(tiny_estimate, root / "table.csv")
+    shutil.copy(tiny_estimate.with_suffix(".yaml"), root / "table.yaml")
     (root / "broken.yaml").write_text("name: tiny\nslots: [down0\n")
     (root / "list.yaml").write_text("- just\n- a list\n")
     data = yaml.safe_load(TINY.read_text())

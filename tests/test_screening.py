@@ -5,13 +5,13 @@ import pytest
 from optuna._hypervolume import compute_hypervolume
 
 from nas.cost.cost_model import CostModel
-from nas.cost.roofline import CHIPS, estimate_table
+from nas.cost.table import CostTable
 from nas.search.exhaustive import exhaustive_front
 from nas.search.proxies import get_proxy
 from nas.search.results import pareto_set, trials_frame
 from nas.search.screening import QualitySurrogate, hypervolume_improvement
 from nas.search.study import Budgets, SearchSetup, run_study
-from tests.conftest import TINY
+from tests.conftest import TINY, copy_table
 
 
 def test_hypervolume_improvement_equals_the_recomputed_difference():
@@ -40,11 +40,10 @@ def test_surrogate_learns_an_additive_score_and_grows_sure():
 
 
 @pytest.fixture(scope="module")
-def tiny_search(tiny_space, tmp_path_factory):
+def tiny_search(tiny_space, tiny_estimate, tmp_path_factory):
     """The tiny space priced by an estimated table, with a latency budget that cuts the space in half."""
-    table_path = tmp_path_factory.mktemp("screen") / "table.csv"
-    table = estimate_table(tiny_space, CHIPS["a18-pro-ne"])
-    table.save(table_path)
+    table_path = copy_table(tiny_estimate, tmp_path_factory.mktemp("screen"))
+    table = CostTable.load(table_path)
     cost = CostModel(tiny_space, table)
     rng = np.random.default_rng(0)
     sample = np.stack([rng.integers(0, len(s.choices), 5000) for s in tiny_space.slots], axis=1)

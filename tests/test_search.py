@@ -14,7 +14,6 @@ import sqlalchemy.exc
 import yaml
 
 from nas.cost.cost_model import CostModel
-from nas.cost.roofline import CHIPS, estimate_table
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.search import search
@@ -22,14 +21,12 @@ from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.storage import open_storage
 from nas.space import SearchSpace
 from tests.command_process import NasProcess
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, copy_table
 
 
 @pytest.fixture(scope="module")
-def table_path(tiny_space, tmp_path_factory):
-    path = tmp_path_factory.mktemp("search") / "tiny_table.csv"
-    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
-    return path
+def table_path(tiny_estimate, tmp_path_factory):
+    return copy_table(tiny_estimate, tmp_path_factory.mktemp("search"))
 
 
 @pytest.fixture(scope="module")

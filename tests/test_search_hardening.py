@@ -21,14 +21,12 @@ from nas.search.resume import setup_record
 from nas.search.screening import TableScreen
 from nas.search.study import Budgets, SearchSetup
 from nas.space import SearchSpace
-from tests.conftest import TINY
+from tests.conftest import TINY, copy_table
 
 
 @pytest.fixture(scope="module")
-def table_path(tiny_space, tmp_path_factory):
-    path = tmp_path_factory.mktemp("hardening") / "tiny_table.csv"
-    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
-    return path
+def table_path(tiny_estimate, tmp_path_factory):
+    return copy_table(tiny_estimate, tmp_path_factory.mktemp("hardening"))
 
 
 def test_resume_refuses_another_setup_and_resumes_the_same(table_path, tmp_path):

@@ -5,18 +5,9 @@ import pytest
 import yaml
 
 from nas.cost.plan import table_plan
-from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import COLUMNS, CostTable
 from nas.errors import NasError
 from tests.conftest import TINY
-
-
-@pytest.fixture(scope="session")
-def tiny_estimate(tiny_space, tmp_path_factory):
-    """A valid table for the tiny space (roofline estimate: no measuring needed)."""
-    path = tmp_path_factory.mktemp("tables") / "tiny_est.csv"
-    estimate_table(tiny_space, CHIPS["a18-pro-ne"]).save(path)
-    return path
 
 
 @pytest.fixture

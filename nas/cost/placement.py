@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
+
+from nas.ops.memory_tracker import tensors
 
 ANE = "ne"
 ANE_MAX_AXIS = 16384
@@ -49,7 +50,6 @@ _CONVOLUTIONS = {torch.ops.aten.convolution.default, torch.ops.aten.convolution_
 
 def ane_violation(func, args, outputs) -> str | None:
     """The name of the first rule that keeps this aten op off the Neural Engine, or None."""
-    tensors = [t for t in tree_flatten((args, outputs))[0] if isinstance(t, torch.Tensor)]
     if func in _CONVOLUTIONS:
         weight = args[1]
         if weight.dim() >= 5:
@@ -59,7 +59,7 @@ def ane_violation(func, args, outputs) -> str | None:
     # aten runs a Linear as view-to-2D + addmm, folding all batch axes into one; the converted program
     # keeps them apart (and the Neural Engine layout runs it as a 1x1 conv), so only the feature axis counts.
     flattening = func.overloadpacket in _FLATTENING
-    if any(d > ANE_MAX_AXIS for t in tensors for d in (t.shape[-1:] if flattening else t.shape)):
+    if any(d > ANE_MAX_AXIS for t in tensors((args, outputs)) for d in (t.shape[-1:] if flattening else t.shape)):
         return "axis>16384"
     return None
 
@@ -103,9 +103,7 @@ class PlacementTracker(TorchDispatchMode):
             work.ops += 1
         if rule is not None:
             self.violations[rule] = self.violations.get(rule, 0) + 1
-        for value in tree_flatten(args)[0]:
-            if not isinstance(value, torch.Tensor):
-                continue
+        for value in tensors(args):
             storage = id(value.untyped_storage())
             if storage in self._weights:
                 continue
@@ -115,17 +113,16 @@ class PlacementTracker(TorchDispatchMode):
             elif self._unit_of[storage] != unit:
                 self.transfer_bytes += value.numel() * value.element_size()
                 self.switches += 1
-        for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
-                storage = id(value.untyped_storage())
-                if storage in self._weights:
-                    continue
-                if computes or func.overloadpacket in _MATERIALISED:
-                    work.written_bytes += value.numel() * value.element_size()
-                if storage not in self._unit_of:  # ids are reused once a storage dies: forget it then
-                    weakref.finalize(value.untyped_storage(), self._unit_of.pop, storage, None)
-                self._unit_of[storage] = unit
-                self._last = value
+        for value in tensors(out):
+            storage = id(value.untyped_storage())
+            if storage in self._weights:
+                continue
+            if computes or func.overloadpacket in _MATERIALISED:
+                work.written_bytes += value.numel() * value.element_size()
+            if storage not in self._unit_of:  # ids are reused once a storage dies: forget it then
+                weakref.finalize(value.untyped_storage(), self._unit_of.pop, storage, None)
+            self._unit_of[storage] = unit
+            self._last = value
         return out
 
     def finish(self) -> None:

@@ -16,7 +16,21 @@ import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+
+
+def tensors(tree) -> list[torch.Tensor]:
+    """The tensors in an aten op's arguments or outputs: alone, or in (nested) lists, tuples and dicts.
+
+    A dispatch mode looks at every op of a model, several times: torch's ``tree_flatten`` handles
+    any registered pytree type at several times the cost, which made it most of a roofline estimate.
+    """
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in tensors(item)]
+    if isinstance(tree, dict):
+        return [t for item in tree.values() for t in tensors(item)]
+    return []
 
 
 class MemoryTracker(TorchDispatchMode):
@@ -36,16 +50,13 @@ class MemoryTracker(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = None
-        for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
-                self.moved += value.numel() * value.element_size()
-                storage = value.untyped_storage()
-                if inputs is None:
-                    inputs = {
-                        id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
-                    }
-                if id(storage) not in inputs:
-                    self._track(storage)
+        for value in tensors(out):
+            self.moved += value.numel() * value.element_size()
+            storage = value.untyped_storage()
+            if inputs is None:
+                inputs = {id(t.untyped_storage()) for t in tensors((args, kwargs))}
+            if id(storage) not in inputs:
+                self._track(storage)
         return out
 
     def _track(self, storage) -> None:
