@@ -8,11 +8,12 @@ counted, so the two checks read alike.
 The statistics work along the last axis of a whole batch of samples at once: a bootstrap
 interval is a thousand resamples, and scipy's per-call overhead (~1 ms for a tau of 12 values)
 made the intervals most of ``nas proxy check``'s own time. They are scipy's formulas
-(``kendalltau`` variant b, ``spearmanr``); tests/test_metrics.py holds them to scipy.
+(``kendalltau`` variant b, ``spearmanr``); tests/test_metrics.py holds the batches to scipy.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -23,8 +24,13 @@ PAIRS_PER_BATCH = 2_000_000  # resample x pair elements held at once by bootstra
 
 def kendall_tau(a, b) -> float | np.ndarray:
     """Kendall's tau-b along the last axis (ties count as neither concordant nor discordant); NaN where
-    either side is constant. A float for 1-D samples, an array for a batch."""
+    either side is constant. A float for 1-D samples (scipy's ``kendalltau``, O(n log n)); an array for a
+    batch of samples (the same statistic from the signs of all pairs, O(n^2) each: bootstrap resamples)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim == 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            return float(stats.kendalltau(a, b).statistic)
     first, second = np.triu_indices(a.shape[-1], k=1)
     sign_a, sign_b = np.sign(a[..., first] - a[..., second]), np.sign(b[..., first] - b[..., second])
     with np.errstate(invalid="ignore", divide="ignore"):
