@@ -193,11 +193,11 @@ class SearchSpace:
     def params_spatial(self) -> int:
         """Parameters of the spatial backbone (counted on the meta device, nothing allocated)."""
         try:
-            try:
-                key = json.dumps(self.backbone, sort_keys=True)
-            except TypeError:  # a value JSON cannot write (given through the API): counted, not remembered
-                return _count_backbone_params(self.backbone)
-            return _backbone_params(key)
+            key = json.dumps(self.backbone, sort_keys=True)
+        except TypeError:  # a value JSON cannot write (given through the API): counted, not remembered
+            key = None
+        try:
+            return _count_backbone_params(self.backbone) if key is None else _backbone_params(key)
         except (TypeError, ValueError, AttributeError) as exc:
             raise NasError(f"{self.source}: backbone: {exc}") from None
 
