@@ -67,9 +67,12 @@ class NasProcess:
         return self._process.exitcode
 
     def wait(self, timeout: float | None = None) -> int:
+        """The exit code (-N: killed by signal N); past ``timeout`` the command is killed and TimeoutError raised."""
         self._process.join(timeout)
         if self._process.exitcode is None:
-            raise TimeoutError(f"nas process {self.pid} still runs after {timeout} s")
+            self._process.kill()
+            self._process.join()
+            raise TimeoutError(f"nas process {self.pid} still ran after {timeout} s: killed")
         return self._process.exitcode
 
     def send_signal(self, signum: int) -> None:
