@@ -43,7 +43,6 @@ class NasProcess:
         new_session: bool = False,
     ):
         context = processes.context(PRELOAD)
-        self.stderr = stderr
         self._process = context.Process(
             target=_run,
             args=(
@@ -58,10 +57,6 @@ class NasProcess:
         )
         processes.start(context, [self._process])
         self.pid = self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode

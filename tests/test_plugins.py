@@ -85,7 +85,7 @@ def test_plugin_op_through_build_profile_and_two_search_workers(tmp_path):
     profiled = nas(
         tmp_path, "profile", space, "--plan", plan, "-o", table, "--warmup", "1", "--repeats", "2", "--budget", "0.1"
     )
-    assert profiled.returncode == 0, profiled.stderr  # the spawned measuring worker knew the op
+    assert profiled.returncode == 0, profiled.stderr  # the measuring worker (a child process) knew the op
     assert pd.read_csv(table)["status"].tolist() == ["ok"]
 
     estimated = estimate_table(twin, CHIPS["a18-pro-ne"])
@@ -109,7 +109,7 @@ def test_plugin_op_through_build_profile_and_two_search_workers(tmp_path):
         "1e9",
         "--json",
     )
-    assert searched.returncode == 0, searched.stderr  # both spawned search workers knew the op
+    assert searched.returncode == 0, searched.stderr  # both search workers (child processes) knew the op
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert (
         len(trials) == 6

@@ -109,7 +109,7 @@ def test_a_plugin_named_in_the_environment_is_imported_by_get(point, tmp_path, m
     module, name = f"registry_test_plugin_{noun}", f"plugin_{noun}"
     write_plugin(tmp_path, module, point, name)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("NAS_PLUGINS", module)  # as a spawned worker inherits it from `nas --plugin`
+    monkeypatch.setenv("NAS_PLUGINS", module)  # as a child worker inherits it from `nas --plugin`
     assert module not in sys.modules and name not in registry._entries
     assert get(name).__module__ == module
     assert registry.source(name) == f"plugin {module}"
