@@ -47,8 +47,7 @@ class NasProcess:
             target=_run,
             args=(
                 [str(a) for a in args],
-                processes.parent_state(),
-                dict(os.environ if env is None else env),
+                (list(sys.path), dict(os.environ if env is None else env)),  # as processes.parent_state
                 str(cwd),
                 str(stdout or os.devnull),
                 str(stderr or os.devnull),
@@ -77,14 +76,12 @@ class NasProcess:
         os.killpg(self.pid, signum)
 
 
-def _run(argv, state, env, cwd, stdout, stderr, new_session) -> None:
+def _run(argv, state, cwd, stdout, stderr, new_session) -> None:
     """In the child: become what a fresh ``python -m nas ARGV`` would be, then run it."""
-    processes.adopt(state)
-    os.environ.clear()
-    os.environ.update(env)
+    processes.adopt(state)  # the import path and the environment
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if "OMP_NUM_THREADS" in env and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(env["OMP_NUM_THREADS"]))
+    if "OMP_NUM_THREADS" in os.environ and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     if new_session:
         os.setsid()
     os.chdir(cwd)
