@@ -23,8 +23,8 @@ from optuna._hypervolume import compute_hypervolume
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
+from nas.quality.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.exhaustive import exhaustive_front
-from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.results import pareto_set, trials_frame
 from nas.search.study import SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace

@@ -5,7 +5,7 @@ Usage: python benchmarks/proxy_check.py [--world runs/world] [--samples 12] [--t
 Makes the world first if the folder does not exist (``nas world make``, default recipe). The
 ground truth trains each architecture's temporal layers ``--reference-train-steps`` steps (default
 10x the longest proxy run) with another seed and data order, and scores it on the world's
-test clips (see nas/search/ground_truth.py). Scores are cached in WORLD/check-cache, so a
+test clips (see nas/quality/ground_truth.py). Scores are cached in WORLD/check-cache, so a
 killed run resumes where it stopped. Prints one line per proxy and metric; writes check.json,
 architectures.csv, results.csv and scatter.png to ``--out``.
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas.cli.aliases import deprecated_flag  # noqa: E402
 from nas.data.world import World, make_world  # noqa: E402
-from nas.search.proxy_check import proxy_check, write_outputs  # noqa: E402
+from nas.quality.proxy_check import proxy_check, write_outputs  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
 
 

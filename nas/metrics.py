@@ -1,7 +1,7 @@
 """Rank metrics, written once for the two places that judge a predictor against the truth.
 
 The table check (:mod:`nas.profile.check`: predicted vs measured cost) and the proxy check
-(:mod:`nas.search.proxy_check`: proxy scores vs trained quality) both ask whether a cheap number
+(:mod:`nas.quality.proxy_check`: proxy scores vs trained quality) both ask whether a cheap number
 orders architectures as the expensive one does. This module fixes how a degenerate sample is
 counted, so the two checks read alike.
 

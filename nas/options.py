@@ -8,6 +8,8 @@ and the consumer coerces it to the type it declares.
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -57,7 +59,17 @@ def renamed_kwargs(**renames: str):
         def call(*args, **kwargs):
             return function(*args, **renamed_keys(kwargs, renames, f"{function.__qualname__}()"))
 
-        call.renamed = renames  # for checkers of options by signature (nas.search.proxies.check_options)
+        call.renamed = renames  # for checkers of options by signature (nas.quality.proxies.check_options)
         return call
 
     return wrap
+
+
+def moved_module(old: str, new: str) -> None:
+    """Make module ``old`` an alias of ``new`` for one release, with one deprecation line.
+
+    Called by a module left at an old import path: the import system hands its importer whatever
+    ``sys.modules[old]`` holds once the module has run, so ``import old`` gives the new module itself
+    (its classes, registries and private helpers, the same objects as under the new path)."""
+    warnings.warn(f"{old} is deprecated; use {new}", NasWarning, stacklevel=3)
+    sys.modules[old] = importlib.import_module(new)

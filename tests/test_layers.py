@@ -30,7 +30,8 @@ LAYERS = (
     ("model",),
     ("data", "prune"),  # latents in, pruned 2D weights in
     ("cost", "pipeline"),  # device tables and pricing; the few-step sampling pipeline
-    ("profile", "search"),  # measuring (and Core ML conversion, which the profiler needs); searching
+    ("profile", "quality"),  # measuring (and Core ML conversion, which the profiler needs); quality proxies
+    ("search",),  # the study: prices with cost, scores with quality
     ("train", "generate", "export"),
     ("cli",),
     ("__main__",),  # python -m nas
@@ -148,12 +149,12 @@ def test_the_check_names_an_upward_import_and_a_cycle(tmp_path):
     assert Import("nas.profile", 1, "nas.profile.workload") in imports  # relative, resolved
     found = problems(imports, LAYERS)
     assert (
-        "nas.cost.roofline (line 5) imports nas.profile.workload: up, from layer cost/pipeline to profile/search"
+        "nas.cost.roofline (line 5) imports nas.profile.workload: up, from layer cost/pipeline to profile/quality"
         in found
     )
     assert "nas.tools: in no layer (add it to LAYERS in tests/test_layers.py and to README)" in found
     assert "import cycle: cost -> profile -> cost" in found
-    siblings = problems([Import("nas.search.job", 3, "nas.profile.runner")])
+    siblings = problems([Import("nas.quality.proxies", 3, "nas.profile.runner")])
     assert siblings == [
-        "nas.search.job (line 3) imports nas.profile.runner: sideways, from layer profile/search to profile/search"
+        "nas.quality.proxies (line 3) imports nas.profile.runner: sideways, from layer profile/quality to profile/quality"
     ]

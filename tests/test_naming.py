@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -93,6 +95,27 @@ def test_renamed_keyword_argument_still_works_with_one_warning():
         assert cost("a", passes=3) == ("a", 3)
 
 
+@pytest.mark.parametrize("module", ["proxies", "zero_cost", "ground_truth", "proxy_check", "clips"])
+def test_quality_modules_keep_their_old_search_path_for_one_release(module, monkeypatch):
+    monkeypatch.delitem(sys.modules, f"nas.search.{module}", raising=False)
+    with pytest.warns(
+        NasWarning, match=rf"^nas\.search\.{module} is deprecated; use nas\.quality\.{module}$"
+    ) as caught:
+        old = importlib.import_module(f"nas.search.{module}")
+    assert len(caught) == 1
+    assert old is importlib.import_module(f"nas.quality.{module}")  # the same module: registries, classes
+
+
+def test_proxy_names_keep_their_old_search_import_for_one_release():
+    import nas.quality
+
+    with pytest.warns(NasWarning, match="^nas.search.register_proxy is deprecated; use nas.quality.register_proxy$"):
+        from nas.search import register_proxy
+    assert register_proxy is nas.quality.register_proxy
+    with pytest.raises(ImportError):
+        from nas.search import no_such_name  # noqa: F401
+
+
 def test_latency_table_is_the_deprecated_name_of_cost_table():
     import nas.cost.table as table
 
@@ -134,7 +157,7 @@ def test_adversarial_config_reads_its_old_steps_key_as_sampling_steps(tmp_path):
 
 
 def test_distill_proxy_reads_its_old_steps_option_as_train_steps():
-    from nas.search.proxies import check_options, get_proxy
+    from nas.quality.proxies import check_options, get_proxy
 
     distill = get_proxy("distill")
     with pytest.warns(NasWarning, match="--proxy-option: steps is deprecated; use train_steps") as caught:
@@ -193,7 +216,7 @@ def test_world_recipe_takes_its_old_backbone_steps_keyword_with_one_warning():
 
 
 def test_proxy_check_functions_take_their_old_step_keywords_with_one_warning_each(monkeypatch, tiny_space, tmp_path):
-    from nas.search import proxy_check as check
+    from nas.quality import proxy_check as check
 
     seen = {}
 

@@ -10,7 +10,7 @@ import nas.registry
 from nas import NasError
 from nas.ops.registry import BUILTIN_DEFAULTS, OP_REGISTRY, get_op, list_ops, op_defaults, register_op
 from nas.profile.base import PROFILER_REGISTRY, get_profiler, list_profilers, register_profiler
-from nas.search.proxies import PROXY_REGISTRY, get_proxy, list_proxies, register_proxy
+from nas.quality.proxies import PROXY_REGISTRY, get_proxy, list_proxies, register_proxy
 
 # noun: kind (in messages), registry, the module and public functions users' plugins call, a built-in name
 POINTS = {
@@ -18,7 +18,7 @@ POINTS = {
     "proxy": (
         "proxy",
         PROXY_REGISTRY,
-        "nas.search.proxies",
+        "nas.quality.proxies",
         "register_proxy",
         register_proxy,
         get_proxy,

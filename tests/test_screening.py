@@ -6,8 +6,8 @@ from optuna._hypervolume import compute_hypervolume
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
+from nas.quality.proxies import get_proxy
 from nas.search.exhaustive import exhaustive_front
-from nas.search.proxies import get_proxy
 from nas.search.results import pareto_set, trials_frame
 from nas.search.screening import QualitySurrogate, hypervolume_improvement
 from nas.search.study import Budgets, SearchSetup, run_study

@@ -16,8 +16,8 @@ import yaml
 from nas.cost.cost_model import CostModel
 from nas.errors import NasError
 from nas.model import VideoUNet
+from nas.quality.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search import search
-from nas.search.proxies import QualityProxy, get_proxy, register_proxy
 from nas.search.storage import open_storage
 from nas.space import SearchSpace
 from tests.command_process import NasProcess

@@ -15,8 +15,8 @@ from nas.cost.cost_model import CostModel
 from nas.cost.roofline import CHIPS, estimate_table
 from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
+from nas.quality.proxies import get_proxy
 from nas.search import screening, search
-from nas.search.proxies import get_proxy
 from nas.search.resume import setup_record
 from nas.search.screening import TableScreen
 from nas.search.study import Budgets, SearchSetup
@@ -192,7 +192,7 @@ def test_optuna_internals_still_do_what_nas_needs():
 
 
 def test_proxy_options_are_coerced_to_the_declared_types():
-    from nas.search.proxies import check_options
+    from nas.quality.proxies import check_options
 
     distill = get_proxy("distill")
     assert check_options(distill, {"lr": "1e-3", "train_steps": "40", "clips": 4, "data": "d"}) == {
@@ -233,7 +233,7 @@ def test_search_takes_lr_written_as_1e_3(cli, table_path, tmp_path):
 
 
 def test_proxy_check_reference_follows_the_proxy_steps_and_options_are_typed(cli, monkeypatch, tmp_path):
-    from nas.search import proxy_check as check
+    from nas.quality import proxy_check as check
 
     seen = {}
 

@@ -26,7 +26,7 @@ def cmd_ops(args) -> None:
 
 
 def cmd_proxies(args) -> None:
-    from nas.search.proxies import describe_proxies
+    from nas.quality.proxies import describe_proxies
 
     show("proxy", describe_proxies(), args.json)
 

@@ -71,7 +71,7 @@ def add_parser(commands) -> None:
 
 def cmd_proxy_check(args) -> None:
     from nas.options import key_values
-    from nas.search.proxy_check import check_proxies
+    from nas.quality.proxy_check import check_proxies
 
     report, paths = check_proxies(
         args.out,

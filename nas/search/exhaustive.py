@@ -11,8 +11,8 @@ import pandas as pd
 
 from nas.cost.cost_model import CostModel
 from nas.errors import NasError
+from nas.quality.proxies import QualityProxy
 from nas.search.optuna_internals import is_pareto_front
-from nas.search.proxies import QualityProxy
 from nas.search.results import COLUMNS, LEAST_VIOLATING
 from nas.search.study import Budgets
 from nas.space import SearchSpace

@@ -10,10 +10,10 @@ from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
 from nas.errors import NasError
 from nas.options import renamed_kwargs
+from nas.quality.proxies import check_options, get_proxy
 from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
 from nas.search.picks import make_picks, write_picks
-from nas.search.proxies import check_options, get_proxy
 from nas.search.results import pareto_set, trials_frame, write_results
 from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace

@@ -29,9 +29,9 @@ from nas.cost.table import CostTable
 from nas.errors import Interrupted, NasError, NasWarning
 from nas.interrupts import Interrupts
 from nas.options import renamed_kwargs
+from nas.quality.proxies import get_proxy
 from nas.quiet import show_warning
 from nas.search.curves import Curves
-from nas.search.proxies import get_proxy
 from nas.search.resume import check_resume, older_forms, setup_record
 from nas.search.screening import ScreenedNSGAIISampler, TableScreen
 from nas.search.storage import is_shared, open_storage
