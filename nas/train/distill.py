@@ -38,6 +38,7 @@ from nas.train.runtime import (
     finish_run,
     global_randint,
     global_randn,
+    image_split,
     lr_at,
     make_accelerator,
     noise_scheduler,
@@ -71,7 +72,7 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     if images:
         if config.freeze_spatial:
             raise NasError(f"{config.teacher}: a 2D teacher trains the backbone itself; drop freeze_spatial")
-        train_clips, held_out = _image_split(data, config.holdout)
+        train_clips, held_out = image_split(data, config.holdout)
         model = backbone_student(space, config.spatial_weights)
     else:
         train_clips, held_out = data.split(config.holdout)
@@ -183,14 +184,6 @@ def backbone_student(space: SearchSpace, spatial_weights) -> VideoUNet:
     if spatial_weights is not None:
         load_spatial_weights(model.spatial, spatial_weights, space)
     return model
-
-
-def _image_split(data: LatentDataset, holdout: int) -> tuple[list[int], list[int]]:
-    """(train, held out) over all samples (stills and clips alike); the last ``holdout`` are held out."""
-    samples = list(range(len(data)))
-    if holdout < 0 or holdout >= len(samples):
-        raise NasError(f"{data.folder}: cannot hold out {holdout} of {len(samples)} sample(s)")
-    return samples[: len(samples) - holdout], samples[len(samples) - holdout :]
 
 
 @torch.no_grad()
