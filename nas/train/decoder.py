@@ -153,22 +153,15 @@ def decoder(config: DecoderConfig, resume: bool = False, stop_after: int | None 
         shown=("loss_output",),
         stop_after=stop_after,
     )
-    log = run.log
-    summary = {
-        "stage": "decoder",
-        "step": run.step,
-        "finished": run.finished,
-        "processes": accelerator.num_processes,
-        "s_per_step": run.s_per_step,
-        "held_out_frames": len(held_latents),
-        "eval_psnr_first": log.first("eval_psnr"),
-        "eval_psnr_last": log.last("eval_psnr"),
-        "eval_ssim_first": log.first("eval_ssim"),
-        "eval_ssim_last": log.last("eval_ssim"),
-        "eval_psnr_random": random.get("eval_psnr"),
-        "eval_ssim_random": random.get("eval_ssim"),
-        "loss_last": log.last("loss"),
-    }
+    summary = run.summary(
+        "decoder",
+        accelerator.num_processes,
+        ("eval_psnr", "eval_ssim"),
+        eval_psnr_random=random.get("eval_psnr"),
+        eval_ssim_random=random.get("eval_ssim"),
+        held_out_frames=len(held_latents),
+        loss_last=run.log.last("loss"),
+    )
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"vae": evaluated}, pipeline=False)
     if accelerator.is_main_process and run.finished:
         report = pruned_part(config.init) or {}

@@ -148,18 +148,13 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
         shown=("loss_denoise",),
         stop_after=stop_after,
     )
-    log = run.log
-    summary = {
-        "stage": "distill",
-        "step": run.step,
-        "finished": run.finished,
-        "processes": accelerator.num_processes,
-        "s_per_step": run.s_per_step,
-        "eval_denoise_first": log.first("eval_denoise"),
-        "eval_denoise_last": log.last("eval_denoise"),
-        "loss_last": log.last("loss"),
-        "student": "backbone (images)" if images else "video",
-    }
+    summary = run.summary(
+        "distill",
+        accelerator.num_processes,
+        ("eval_denoise",),
+        loss_last=run.log.last("loss"),
+        student="backbone (images)" if images else "video",
+    )
     saved = {"model": evaluated, "scheduler": scheduler}
     if images:
         saved["spatial"] = evaluated.spatial  # the recovered backbone as a plain UNet2DConditionModel folder
