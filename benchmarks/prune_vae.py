@@ -30,12 +30,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (gets ~0.4 GB)")
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "snapgen_v.yaml")
+    parser.add_argument("--seed", type=int, default=0, help="of the source's random weights (a new --work each)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "prune_vae_cpu.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     source = args.work / "vae"
     if not source.is_dir():
-        write_random(AutoencoderKL, SD15_VAE_CONFIG, source)
+        write_random(AutoencoderKL, SD15_VAE_CONFIG, source, args.seed)
     pruned = args.work / "pruned"
     widths = ",".join(str(w) for w in LIGHT_DECODER["block_out_channels"])
     argv = ["prune", str(source), "--decoder", "--widths", widths, "--layers-per-block"]
@@ -47,6 +48,7 @@ def main() -> None:
         "machine": machine(torch.device("cpu")),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "source_seed": args.seed,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "prune": {k: v for k, v in prune.items() if k != "stdout"},
