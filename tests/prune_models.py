@@ -150,6 +150,13 @@ def mse_to_teacher(teacher: UNet2DConditionModel, student: UNet2DConditionModel)
     return total / 5
 
 
+def one_line_error(cli, *args) -> str:
+    """Run ``nas ARGS`` (the ``cli`` fixture); it must end with one line ``nas: error: ...`` and exit 2."""
+    code, _, err = cli(*args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("nas: error: "), (code, err)
+    return err
+
+
 def write_image_space(folder: Path, **backbone) -> Path:
     """A two-level space at 64 px (latent 8x8), one frame, whose backbone is BACKBONE (+ overrides)."""
     slots = [

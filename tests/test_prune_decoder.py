@@ -17,7 +17,16 @@ from diffusers import AutoencoderKL
 from nas.cli import main
 from nas.prune import prune_decoder
 from tests.conftest import TINY
-from tests.prune_models import DECODER, FRAME, VAE, VAE_HOLDOUT, train_vae, write_latent_frames, write_vae_latents
+from tests.prune_models import (
+    DECODER,
+    FRAME,
+    VAE,
+    VAE_HOLDOUT,
+    one_line_error,
+    train_vae,
+    write_latent_frames,
+    write_vae_latents,
+)
 
 RECOVERY = ["--max-steps", 50, "--batch-size", 8, "--lr", 2e-3, "--set", f"holdout={VAE_HOLDOUT}"]
 WIDTHS = ",".join(str(w) for w in DECODER["block_out_channels"])
@@ -104,12 +113,6 @@ def test_decoder_resume_gives_the_same_weights(recovered, cli, tmp_path):
     assert code == 0, err
     once = json.loads((tmp_path / "once" / "summary.json").read_text())
     assert json.loads(out)["weights_fingerprints"] == once["weights_fingerprints"]
-
-
-def one_line_error(cli, *args) -> str:
-    code, _, err = cli(*args)
-    assert code == 2 and err.count("\n") == 1 and err.startswith("nas: error: "), (code, err)
-    return err
 
 
 def test_bad_input_is_one_line(recovered, cli, tmp_path):
