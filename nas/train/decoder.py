@@ -92,8 +92,8 @@ def decoder(config: DecoderConfig, resume: bool = False, stop_after: int | None 
     student = Decoding(vae, teacher.channels if config.loss_feature else None)
     train_pool, held_out = image_split(data, config.holdout)
     held_latents = held_out_frames(data, held_out, accelerator.device)
-    with torch.no_grad():
-        held_reference = torch.cat([teacher(z)[0] for z in held_latents.split(config.batch_size)])
+    with torch.no_grad():  # the teacher's frames of the held-out latents: the same at every evaluation
+        held_reference = [teacher(z)[0] for z in held_latents.split(config.batch_size)] if held_out else []
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = adamw(params, lr=config.lr, weight_decay=config.weight_decay)
     student_ddp, optimizer = accelerator.prepare(student, optimizer)
@@ -131,7 +131,8 @@ def decoder(config: DecoderConfig, resume: bool = False, stop_after: int | None 
                 ema.copy_to(evaluated)
         with torch.no_grad():
             frames = torch.cat([decode(model, z) for z in held_latents.split(config.batch_size)])
-        return {"eval_psnr": psnr(frames, held_reference), "eval_ssim": ssim(frames, held_reference)}
+        reference = torch.cat(held_reference)
+        return {"eval_psnr": psnr(frames, reference), "eval_ssim": ssim(frames, reference)}
 
     random = {}
     if held_out:
@@ -159,7 +160,7 @@ def decoder(config: DecoderConfig, resume: bool = False, stop_after: int | None 
         ("eval_psnr", "eval_ssim"),
         eval_psnr_random=random.get("eval_psnr"),
         eval_ssim_random=random.get("eval_ssim"),
-        held_out_frames=len(held_latents),
+        held_out_frames=len(held_latents) if held_out else 0,
         loss_last=run.log.last("loss"),
     )
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"vae": evaluated}, pipeline=False)
@@ -192,10 +193,10 @@ def _check(config: DecoderConfig, data: LatentDataset, teacher: AutoencoderKL, s
         )
 
 
-def held_out_frames(data: LatentDataset, samples: list[int], device) -> torch.Tensor:
-    """Every frame of the ``samples`` (a still has one) as latents (N, C, h, w); none for no samples."""
+def held_out_frames(data: LatentDataset, samples: list[int], device) -> torch.Tensor | None:
+    """Every frame of the ``samples`` (a still has one) as latents (N, C, h, w); None for no samples."""
     if not samples:
-        return torch.empty(0)
+        return None
     indices, frames = [], []
     for i in samples:
         count = data.frames if data.samples[i]["kind"] == "video" else 1
