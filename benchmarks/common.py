@@ -17,6 +17,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ SD_VAE = {
     "block_out_channels": [128, 256, 512, 512],
     "scaling_factor": 0.18215,
 }
+# The light decoder: what `nas prune SD_VAE --decoder` makes (benchmarks/prune_vae.py), 0.20 of SD's
+# decoder FLOPs per frame; its shape is all a timing needs.
+LIGHT_DECODER = {"block_out_channels": [64, 128, 256, 256], "layers_per_block": 1}
 
 
 def add_shape_arguments(parser, space_default: Path = DEFAULT_SPACE) -> None:
@@ -116,11 +120,26 @@ def build_unet(name: str, space: SearchSpace, device: torch.device, dtype: torch
     return model, forward
 
 
-def build_vae(device: torch.device, dtype: torch.dtype):
+def build_vae(device: torch.device, dtype: torch.dtype, name: str = "sd", folder: Path | None = None):
+    """SD's VAE ("sd"), or the light decoder ("light"): loaded from ``folder`` (a `nas prune --decoder`
+    output) when given, else random-init at LIGHT_DECODER's shape."""
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(**SD_VAE)
+    from nas.data.pretrained import load_vae
+
+    if name == "light" and folder is not None:
+        vae = load_vae(folder)
+    else:
+        vae = AutoencoderKL(**{**SD_VAE, **(LIGHT_DECODER if name == "light" else {})})
     return vae.to(device=device, dtype=None if dtype == torch.float32 else dtype).eval().requires_grad_(False)
+
+
+def write_random(cls, config: dict[str, Any], folder: Path, seed: int = 0) -> Path:
+    """A diffusers model of ``config`` with random weights (``seed``), saved to ``folder`` as safetensors:
+    a full-size stand-in for a published checkpoint (its public config, no download)."""
+    torch.manual_seed(seed)
+    cls(**config).save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 def params(model) -> int:
@@ -188,6 +207,25 @@ def _cpu_name() -> str:
         return match.group(1).strip() if match else platform.processor()
     except OSError:
         return platform.processor()
+
+
+def timed(argv: list[str]) -> dict[str, Any]:
+    """Run ``python -m nas ARGV`` under /usr/bin/time -v: rc, wall s, peak RSS MB, stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "nas", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    return {
+        "command": "nas " + " ".join(argv),
+        "returncode": proc.returncode,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(int(peak.group(1)) / 1024) if peak else None,
+        "stdout": proc.stdout,
+        "stderr_tail": proc.stderr[-2000:] if proc.returncode else "",
+    }
 
 
 def run_worker(script: Path, argv: list[str]) -> dict[str, Any]:

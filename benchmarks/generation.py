@@ -1,10 +1,16 @@
-"""Whole generation: our 4 steps without guidance vs UNetMotionModel's 25 steps with CFG.
+"""Whole generation: our 4 steps without guidance + the light decoder vs UNetMotionModel's 25 steps
+with CFG + SD's decoder.
 
 Each pipeline is run for real, in a fresh process per model: DDIM denoising loop (ours: 4
 steps, batch 1, "trailing" timesteps as few-step distilled models sample; AnimateDiff: 25
-steps, classifier-free guidance = batch 2 per step), then the SD VAE decodes the latents one
-frame at a time. Reported: UNet-loop time, VAE time, total, and peak memory of the process
-during generation. Text encoding is left out (the same CLIP for both; random embeddings).
+steps, classifier-free guidance = batch 2 per step), then its VAE decodes the latents one frame at
+a time: ours the light decoder (`nas prune --decoder` of SD's VAE to 64/128/256/256, one layer per
+block: 0.20 of its FLOPs per frame; `--decoder DIR` loads such a folder, else it is random-init at
+that shape: the timing does not depend on the weights), AnimateDiff SD's. Reported: UNet-loop
+time, decode time and its share of the total, total, and peak memory of the process during
+generation. Our worker then also decodes the same latents with SD's VAE (built after the peak is
+read), so the with-SD-decoder ratio of earlier runs is measured in the same run. Text encoding is
+left out (the same CLIP for both; random embeddings).
 
     python benchmarks/generation.py --frames 8 --height 128 --width 128 -o benchmarks/results/generation_cpu.json
 """
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    LIGHT_DECODER,
     MODELS,
     add_shape_arguments,
     build_unet,
@@ -38,10 +45,10 @@ from common import (
 )
 from diffusers import DDIMScheduler
 
-# How each model is sampled: steps, guidance (None = no CFG), DDIM timestep spacing.
+# How each model is sampled: steps, guidance (None = no CFG), DDIM timestep spacing, its decoder.
 RECIPES = {
-    "reference": {"steps": 4, "guidance": None, "timestep_spacing": "trailing"},
-    "animatediff": {"steps": 25, "guidance": 7.5, "timestep_spacing": "linspace"},
+    "reference": {"steps": 4, "guidance": None, "timestep_spacing": "trailing", "decoder": "light"},
+    "animatediff": {"steps": 25, "guidance": 7.5, "timestep_spacing": "linspace", "decoder": "sd"},
 }
 SD15_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False}
 
@@ -55,7 +62,7 @@ def generate(model_name: str, args) -> dict:
     recipe = RECIPES[model_name]
     torch.manual_seed(0)
     unet, forward = build_unet(model_name, space, device, dtype)
-    vae = build_vae(device, dtype)
+    vae = build_vae(device, dtype, recipe["decoder"], args.decoder)
     scheduler = DDIMScheduler(**SD15_SCHEDULE, timestep_spacing=recipe["timestep_spacing"])
     cfg = recipe["guidance"] is not None
     text = torch.randn(2 if cfg else 1, space.text_tokens, space.cross_attention_dim, device=device, dtype=dtype)
@@ -77,25 +84,40 @@ def generate(model_name: str, args) -> dict:
             latents = scheduler.step(noise, t, latents).prev_sample
         sync(device)
         unet_s = time.perf_counter() - start
-        start = time.perf_counter()
-        frames = [vae.decode(latents[:, :, f] / vae.config.scaling_factor).sample for f in range(v.frames)]
-        sync(device)
-        vae_s = time.perf_counter() - start
-    assert frames[0].shape[-2:] == (v.height, v.width)
-    return {
+        vae_s = decode_seconds(vae, latents, device, (v.height, v.width))
+    peak = peak_memory_mb(device)
+    row = {
         "model": model_name,
         **recipe,
         "unet_calls": recipe["steps"],
         "batch_per_call": 2 if cfg else 1,
         "unet_params": params(unet),
-        "vae_params": params(vae),
+        "decoder_params": params(vae.decoder) + params(vae.post_quant_conv),
         "unet_s": round(unet_s, 2),
         "vae_decode_s": round(vae_s, 2),
         "total_s": round(unet_s + vae_s, 2),
-        "peak_memory_mb": round(peak_memory_mb(device)),
+        "decoder_share": round(vae_s / (unet_s + vae_s), 3),
+        "peak_memory_mb": round(peak),
         "memory_after_build_mb": round(memory_after_build),
         "dtype": str(dtype).removeprefix("torch."),
     }
+    if recipe["decoder"] != "sd":  # the same latents through SD's decoder, outside the peak
+        del vae
+        with torch.inference_mode():
+            sd_s = decode_seconds(build_vae(device, dtype), latents, device, (v.height, v.width))
+        row["sd_decode_s"] = round(sd_s, 2)
+        row["total_with_sd_decoder_s"] = round(unet_s + sd_s, 2)
+    return row
+
+
+def decode_seconds(vae, latents, device, size: tuple[int, int]) -> float:
+    """Seconds to decode every frame of ``latents`` (B, C, F, h, w), one frame at a time (a phone's way)."""
+    sync(device)
+    start = time.perf_counter()
+    frames = [vae.decode(latents[:, :, f] / vae.config.scaling_factor).sample for f in range(latents.shape[2])]
+    sync(device)
+    assert frames[0].shape[-2:] == size
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -103,6 +125,7 @@ def main() -> None:
     add_shape_arguments(parser)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("-o", "--out", type=Path, default=Path("benchmarks/results/generation.json"))
+    parser.add_argument("--decoder", type=Path, help="our light decoder: a `nas prune --decoder` folder")
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -120,9 +143,11 @@ def main() -> None:
     rows = {}
     for name in args.models:
         print(f"generating with {name} ({RECIPES[name]}) at {shape} ...", flush=True)
-        rows[name] = run_worker(Path(__file__), ["--worker", name, *shape_argv(args)])
+        decoder = ["--decoder", str(args.decoder)] if args.decoder else []
+        rows[name] = run_worker(Path(__file__), ["--worker", name, *decoder, *shape_argv(args)])
     results = {
-        "what": "one whole generation (text encoding excluded)",
+        "what": "one whole generation (text encoding excluded), each with its decoder",
+        "light_decoder": str(args.decoder) if args.decoder else {"random_init": LIGHT_DECODER},
         "shape": shape,
         "machine": machine(setup(args)),
         "models": rows,
@@ -131,16 +156,19 @@ def main() -> None:
         ref, other = rows["reference"], rows["animatediff"]
         results["ratio_unet"] = round(other["unet_s"] / ref["unet_s"], 1)
         results["ratio_total"] = round(other["total_s"] / ref["total_s"], 1)
+        results["ratio_total_both_sd_decoder"] = round(other["total_s"] / ref["total_with_sd_decoder_s"], 1)
         results["ratio_memory"] = round(other["peak_memory_mb"] / ref["peak_memory_mb"], 2)
     write_results(args.out, results)
     print_table(
-        ["model", "steps", "UNet s", "VAE s", "total s", "peak MB"],
+        ["model", "steps", "decoder", "UNet s", "decode s", "decoder share", "total s", "peak MB"],
         [
             [
                 n,
                 f"{r['steps']}{' +CFG' if r['guidance'] else ''}",
+                r["decoder"],
                 r["unet_s"],
                 r["vae_decode_s"],
+                f"{r['decoder_share']:.0%}",
                 r["total_s"],
                 f"{r['peak_memory_mb']:,}",
             ]
@@ -149,7 +177,8 @@ def main() -> None:
     )
     if "ratio_unet" in results:
         print(
-            f"animatediff / reference: UNet x{results['ratio_unet']}, with VAE decode x{results['ratio_total']}, "
+            f"animatediff / reference: UNet x{results['ratio_unet']}, with decode x{results['ratio_total']} "
+            f"(x{results['ratio_total_both_sd_decoder']} if ours decoded with SD's VAE too), "
             f"memory x{results['ratio_memory']} at {v.frames} frames x {v.height}x{v.width} px"
         )
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, timed, write_random
+from diffusers import UNet2DConditionModel
 
 # stable-diffusion-v1-5/unet/config.json as published (diffusers layout).
 SD15_UNET_CONFIG = {
@@ -43,35 +40,6 @@ SD15_UNET_CONFIG = {
 }
 
 
-def write_sd15_unet(folder: Path, seed: int = 0) -> Path:
-    """``folder/unet``: SD1.5's UNet config with random weights, saved by diffusers (safetensors)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**SD15_UNET_CONFIG).save_pretrained(folder / "unet", safe_serialization=True)
-    return folder / "unet"
-
-
-def timed(argv: list[str]) -> dict:
-    """Run ``python -m nas ARGV`` under /usr/bin/time -v: rc, wall s, peak RSS MB, stdout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-v", sys.executable, "-m", "nas", *argv], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - started
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return {
-        "command": "nas " + " ".join(argv),
-        "returncode": proc.returncode,
-        "wall_s": round(wall, 1),
-        "peak_rss_mb": round(int(peak.group(1)) / 1024) if peak else None,
-        "stdout": proc.stdout,
-        "stderr_tail": proc.stderr[-2000:] if proc.returncode else "",
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (gets ~5 GB)")
@@ -79,7 +47,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "prune_sd15_cpu.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    source = args.work / "unet" if (args.work / "unet").is_dir() else write_sd15_unet(args.work)
+    source = args.work / "unet"
+    if not source.is_dir():
+        write_random(UNet2DConditionModel, SD15_UNET_CONFIG, source)
     pruned = args.work / "pruned"
     prune = timed(["prune", str(source), "--space", str(args.space), "-o", str(pruned), "--json"])
     build = timed(["build", str(args.space), "--arch", "reference", "--spatial-weights", str(pruned), "--json"])

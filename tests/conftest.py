@@ -41,6 +41,7 @@ SLOW_MODULES = (
     "test_recipe.py",
     "test_export.py",
     "test_prune.py",
+    "test_prune_decoder.py",
     "test_proxy_check.py",
     "test_interrupt.py",
     "test_naming.py",

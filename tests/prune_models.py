@@ -63,8 +63,15 @@ def synthetic_frames(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def write_frames(folder: Path) -> Path:
     """The synthetic frames as a LatentDataset folder of one-frame image samples."""
-    folder.mkdir(parents=True)
     latents, text = synthetic_frames()
+    return write_latent_frames(folder, latents, text)
+
+
+def write_latent_frames(folder: Path, latents: torch.Tensor, text: torch.Tensor, **manifest) -> Path:
+    """Latents (N, C, h, w) and text (N, T, D) as a `nas data encode` folder of one-frame image samples
+    (8x the latent size in pixels); ``manifest`` adds or overrides keys (e.g. height, scaling_factor)."""
+    folder.mkdir(parents=True)
+    count, channels, height, width = latents.shape
     save_file(
         {
             "latents": latents[:, :, None].half().contiguous(),
@@ -76,14 +83,14 @@ def write_frames(folder: Path) -> Path:
     manifest = {
         "space": "tiny",
         "frames": 1,
-        "height": 64,
-        "width": 64,
-        "latent_channels": 4,
-        "latent_height": LATENT,
-        "latent_width": LATENT,
-        "text_tokens": 77,
-        "text_dim": 32,
-        "shards": [{"file": "images-00000.safetensors", "kind": "image", "count": SAMPLES, "frames": 1}],
+        "height": 8 * height,
+        "width": 8 * width,
+        "latent_channels": channels,
+        "latent_height": height,
+        "latent_width": width,
+        "text_tokens": text.shape[1],
+        "text_dim": text.shape[2],
+        "shards": [{"file": "images-00000.safetensors", "kind": "image", "count": count, "frames": 1}],
         "samples": [
             {
                 "kind": "image",
@@ -92,9 +99,10 @@ def write_frames(folder: Path) -> Path:
                 "source": f"{i}.png",
                 "caption": f"class {i % CLASSES}",
             }
-            for i in range(SAMPLES)
+            for i in range(count)
         ],
         "skipped": [],
+        **manifest,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
@@ -142,6 +150,13 @@ def mse_to_teacher(teacher: UNet2DConditionModel, student: UNet2DConditionModel)
     return total / 5
 
 
+def one_line_error(cli, *args) -> str:
+    """Run ``nas ARGS`` (the ``cli`` fixture); it must end with one line ``nas: error: ...`` and exit 2."""
+    code, _, err = cli(*args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("nas: error: "), (code, err)
+    return err
+
+
 def write_image_space(folder: Path, **backbone) -> Path:
     """A two-level space at 64 px (latent 8x8), one frame, whose backbone is BACKBONE (+ overrides)."""
     slots = [
@@ -172,3 +187,64 @@ def write_image_space(folder: Path, **backbone) -> Path:
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+# ---------------------------------------------------------------- a tiny VAE for the decoder's pruning
+FRAME = 32  # pixels; latents 8x8 (4x down)
+VAE = {
+    "block_out_channels": [8, 16, 16],
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "layers_per_block": 2,
+    "norm_num_groups": 4,
+    "latent_channels": 4,
+    "sample_size": FRAME,
+}
+# half the widths, one layer per block (two per up block)
+DECODER = {"block_out_channels": [4, 8, 8], "layers_per_block": 1}
+VAE_FRAMES = 96  # synthetic stills; the last VAE_HOLDOUT are never trained on, by the VAE or a decoder
+VAE_HOLDOUT = 16
+
+
+def vae_frames() -> torch.Tensor:
+    """Synthetic stills (coloured shapes, as `nas data synth` draws) in [-1, 1], (N, 3, FRAME, FRAME)."""
+    from nas.data.synth import synth_frames
+
+    return torch.from_numpy(synth_frames(VAE_FRAMES, FRAME, FRAME)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def train_vae(folder: Path, steps: int = 150, seed: int = 0) -> Path:
+    """The tiny VAE trained to reconstruct the training stills (posterior mean, MSE), its scaling_factor
+    set to bring their latents to unit std, saved as a diffusers AutoencoderKL folder."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**VAE)
+    frames = vae_frames()[:-VAE_HOLDOUT]
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=3e-3, fused=True)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = frames[torch.randint(len(frames), (4,), generator=g)]
+        loss = F.mse_loss(vae.decode(vae.encode(batch).latent_dist.mode()).sample, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        vae.register_to_config(scaling_factor=1.0 / vae.encode(frames).latent_dist.mean.std().item())
+    vae.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@torch.no_grad()
+def write_vae_latents(folder: Path, vae_dir: Path) -> Path:
+    """Every still encoded by the VAE at ``vae_dir`` (posterior mean x scaling_factor, as `nas data encode`
+    does) as an image folder, the held-out stills last."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, local_files_only=True)
+    scaling = vae.config.scaling_factor
+    latents = vae.encode(vae_frames()).latent_dist.mean * scaling
+    text = torch.zeros(len(latents), 1, 4)  # captions play no part in decoding
+    return write_latent_frames(
+        folder, latents, text, height=FRAME, width=FRAME, scaling_factor=scaling, shift_factor=0.0
+    )

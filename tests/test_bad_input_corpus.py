@@ -8,6 +8,7 @@ import shutil
 import pytest
 import yaml
 
+from nas.data.tiny_models import write_vae
 from nas.model import VideoUNet
 from tests.conftest import TINY
 
@@ -60,6 +61,11 @@ def inputs(tiny_space, tiny_estimate, tmp_path_factory):
     weights.write_bytes(weights.read_bytes()[:4096])
     config = root / "other_class" / "model" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "AutoencoderKL"}))
+    # VAEs for `nas prune --decoder`: a tiny one, and its config beside pickled weights only
+    write_vae(root / "vae")
+    (root / "pickle_vae").mkdir()
+    shutil.copy(root / "vae" / "config.json", root / "pickle_vae" / "config.json")
+    (root / "pickle_vae" / "diffusion_pytorch_model.bin").write_bytes(b"never unpickled")
     return root
 
 
@@ -140,6 +146,15 @@ CASES = {
     "checkpoint: another class": (
         generate("{other_class}"),
         "names class AutoencoderKL, not VideoUNet",
+    ),
+    # a VAE's decoder to prune
+    "decoder: pickle-only VAE": (
+        ["prune", "{pickle_vae}", "--decoder", "--widths", "4,4,8,8", "-o", "{out}"],
+        "{pickle_vae}/diffusion_pytorch_model.bin: a pickled checkpoint is never loaded",
+    ),
+    "decoder: target wider than the source": (
+        ["prune", "{vae}", "--decoder", "--widths", "16,16,32,32", "-o", "{out}"],
+        "the target is wider than the source",
     ),
 }
 

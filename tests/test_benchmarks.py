@@ -28,6 +28,7 @@ def arguments(**overrides) -> argparse.Namespace:
         "width": None,
         "device": "cpu",
         "threads": None,
+        "decoder": None,
         "repeats": 1,
         "warmup": 0,
     }
@@ -44,6 +45,9 @@ def test_generation_runs_the_4_step_loop_and_decodes_every_frame():
     row = generation.generate("reference", arguments(frames=2, height=64, width=64))
     assert row["steps"] == row["unet_calls"] == 4 and row["guidance"] is None and row["batch_per_call"] == 1
     assert row["unet_s"] > 0 and row["vae_decode_s"] > 0 and row["total_s"] >= row["unet_s"]
+    # ours decodes with the light decoder, then (timed apart) with SD's: the two rows of the comparison
+    assert row["decoder"] == "light" and 0 < row["decoder_share"] < 1 and row["sd_decode_s"] > 0
+    assert 2_000_000 < row["decoder_params"] < 20_000_000  # SD's decoder has 49.5M
 
 
 def test_bad_clip_shape_is_one_line(monkeypatch, capsys):

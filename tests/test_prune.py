@@ -24,6 +24,7 @@ from tests.prune_models import (
     HOLDOUT,
     TEACHER,
     mse_to_teacher,
+    one_line_error,
     train_teacher,
     write_frames,
     write_image_space,
@@ -142,12 +143,6 @@ def test_mid_block_removal_and_single_file_source(pruned_chain, tmp_path):
     )
     assert model.mid_block is None and report["function"]["mse_pruned"] < report["function"]["mse_random"]
     assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").is_file()
-
-
-def one_line_error(cli, *args) -> str:
-    code, _, err = cli(*args)
-    assert code == 2 and err.count("\n") == 1 and err.startswith("nas: error: "), (code, err)
-    return err
 
 
 def test_bad_sources_are_one_line_errors_naming_the_file(pruned_chain, cli, tmp_path):

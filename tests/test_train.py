@@ -166,11 +166,12 @@ def test_data_parallel_processes_train_the_same_weights(chain):
     assert len(prints) == 2 and prints[0] == prints[1]
 
 
-@pytest.mark.parametrize("stage", ["distill", "adversarial"])
+@pytest.mark.parametrize("stage", ["distill", "adversarial", "decoder"])
 def test_example_configs_load(stage):
-    from nas.train import AdversarialConfig, DistillConfig, load_config
+    from nas.train import load_config
+    from nas.train.stage import STAGES
 
-    cls = DistillConfig if stage == "distill" else AdversarialConfig
+    cls = STAGES[stage][0]
     config = load_config(cls, ROOT / "examples" / f"{stage}.yaml", {"max_steps": 7})
     assert config.max_steps == 7 and config.mixed_precision == "bf16" and config.lr > 0
 
@@ -199,6 +200,26 @@ def test_train_input_errors_are_one_line(chain, cli, tmp_path):
         tmp_path / "x.safetensors",
     )
     assert code == 2 and "no model/ folder" in err
+
+
+def test_generate_decodes_with_a_pruned_decoder_whose_encoder_encode_refuses(chain, cli, tmp_path):
+    """`nas prune --decoder` writes a folder any `--vae` takes for decoding; its encoder (pruned, not
+    recovered) is refused by `nas data encode` with one line naming the source VAE."""
+    root = chain["root"]
+    code, _, err = cli(
+        "prune", root / "vae", "--decoder", "--widths", "4,4,8,8", "--no-compare", "-o", tmp_path / "dec"
+    )
+    assert code == 0, err
+    args = ["--model", root / "run2", "--text-encoder", root / "clip", "--prompt", "a red square", "--sampling-steps"]
+    code, _, err = cli("generate", *args, 1, "--vae", tmp_path / "dec", "-o", tmp_path / "light.mp4")
+    assert code == 0, err
+    assert read_video(tmp_path / "light.mp4").shape == (4, 64, 64, 3)
+    code, _, err = cli(
+        "data", "encode", root / "videos", "--vae", tmp_path / "dec", "--text-encoder", root / "clip",
+        "--space", chain["space"], "-o", tmp_path / "latents",
+    )  # fmt: skip
+    assert code == 2 and "encode with the source VAE" in err and str(root / "vae") in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "latents").exists()
 
 
 def test_feature_distillation_from_a_unet_motion_model_teacher(chain, cli):

@@ -1,4 +1,4 @@
-"""``nas train distill|adversarial``: a training stage from a config YAML, flags overriding it."""
+"""``nas train distill|adversarial|decoder``: a training stage from a config YAML, flags overriding it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ STAGES = {
         ["space", "arch", "teacher", "spatial_weights"],
     ),
     "adversarial": ("stage 2: adversarial fine-tuning to a few-step generator", ["init"]),
+    "decoder": ("recovery of a pruned VAE decoder (`nas prune --decoder`) by distillation", ["init", "teacher"]),
 }
 COMMON = (("max_steps", int), ("batch_size", int), ("lr", float), ("seed", int), ("mixed_precision", str))
 

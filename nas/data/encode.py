@@ -45,7 +45,7 @@ def encode_dataset(
     if stride < 1 or clips_per_video < 1 or shard_size < 1 or batch_frames < 1:
         raise NasError("nas data encode: --stride, --clips-per-video, --shard-size and --batch-frames must be positive")
     rows = _caption_rows(Path(captions) if captions else source / "captions.csv")
-    vae_model = load_vae(vae).to(device)
+    vae_model = load_vae(vae, encoding=True).to(device)
     tokenizer, text_model = load_text_encoder(text_encoder)
     text_model.to(device)
     if text_model.config.hidden_size != space.cross_attention_dim:

@@ -11,14 +11,21 @@ from pathlib import Path
 import torch
 
 from nas.errors import NasError
-from nas.model.loading import load_pretrained
+from nas.model.loading import PRUNE_REPORT, load_pretrained, pruned_part
 
 
-def load_vae(path: str | Path):
-    """A diffusers AutoencoderKL from ``path`` or ``path/vae``, in eval mode."""
+def load_vae(path: str | Path, encoding: bool = False):
+    """A diffusers AutoencoderKL from ``path`` or ``path/vae``, in eval mode. ``encoding``: it will make
+    latents, so a VAE whose encoder ``nas prune --decoder`` cut down without recovering it is refused."""
     from diffusers import AutoencoderKL
 
     folder = _folder(path, "vae", "config.json")
+    report = pruned_part(folder) if encoding else None
+    if report is not None and report.get("part") == "decoder":
+        raise NasError(
+            f"{folder}: a pruned decoder whose encoder was not recovered ({PRUNE_REPORT}); "
+            f"encode with the source VAE ({report.get('source', 'named in the report')}) and decode with this one"
+        )
     return load_pretrained(AutoencoderKL, folder).eval().requires_grad_(False)
 
 

@@ -78,6 +78,19 @@ def synth_dataset(
     return csv
 
 
+def synth_frames(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``count`` stills (N, H, W, 3 uint8) of the set's shapes and colours at random places and angles,
+    drawn in memory: frames to train or calibrate a VAE on without writing files."""
+    rng = random.Random(seed)
+    frames = []
+    for _ in range(count):
+        shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        size = rng.uniform(0.18, 0.28) * min(height, width)
+        centre = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height)
+        frames.append(_draw(shape, COLOURS[colour], centre, rng.uniform(0, 90), size, width, height))
+    return np.stack(frames)
+
+
 def _pose(motion: str, start: tuple[float, float], t: float, width: int, height: int):
     """Centre and angle (degrees) at time ``t`` in [0, 1]: a third of the frame's travel, or a half turn."""
     x, y = start

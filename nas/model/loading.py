@@ -17,6 +17,20 @@ from typing import Any
 from nas.errors import NasError
 
 PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+PRUNE_REPORT = "prune_report.json"  # written by `nas prune` beside the pruned model's config.json
+
+
+def pruned_part(folder: str | Path) -> dict[str, Any] | None:
+    """The prune report of a model folder written by ``nas prune`` (None for any other folder): a VAE
+    whose report has ``part: decoder`` holds an encoder that was cut down with it and not recovered."""
+    path = Path(folder) / PRUNE_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NasError(f"{path}: not a JSON prune report ({exc})") from None
+    return report if isinstance(report, dict) else None
 
 
 def load_pretrained(cls: type, folder: str | Path, **kwargs: Any):

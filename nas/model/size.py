@@ -2,7 +2,8 @@
 
 FLOPs are for one forward pass on one clip of the space's video shape (batch 1), counted as
 torch's FlopCounterMode counts them (2 x multiply-accumulates of matmuls, convolutions and
-attention). Counting runs on the meta device, so even the 0.6B model costs no memory.
+attention). Counting runs on the meta device, so even the 0.6B model costs no memory. A VAE
+decoder's FLOPs are per decoded frame.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.ops import get_op
@@ -71,6 +72,25 @@ def _spatial_flops(backbone_json: str, video, text_tokens: int) -> int:
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             unet(x, torch.zeros(video.frames), text)
+    return int(counter.get_total_flops())
+
+
+def decoder_flops(vae_config: dict[str, Any], height: int, width: int) -> int:
+    """FLOPs of decoding one ``height`` x ``width`` frame with the AutoencoderKL of ``vae_config``
+    (post_quant_conv and decoder, as a pipeline's ``vae.decode`` runs them)."""
+    config = {k: v for k, v in vae_config.items() if not k.startswith("_")}
+    return _decoder_flops(json.dumps(config, sort_keys=True), height, width)
+
+
+@lru_cache(maxsize=32)
+def _decoder_flops(config_json: str, height: int, width: int) -> int:
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(json.loads(config_json))
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        z = torch.empty(1, vae.config.latent_channels, height // scale, width // scale)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            vae.decode(z)
     return int(counter.get_total_flops())
 
 

@@ -1,4 +1,4 @@
-"""Which source tensor slice fills each tensor of a pruned UNet2DConditionModel.
+"""Which source tensor slice fills each tensor of a pruned UNet2DConditionModel or AutoencoderKL.
 
 The walk goes over the source and target configs level by level (diffusers' block layout) and
 records, for every target tensor, the source tensor it comes from and, along each dimension,
@@ -14,6 +14,11 @@ layers (whose inputs have the same widths as the target's) and, between them, th
 skip sources survive. Attention dropped at a level, or a dropped mid block, simply leaves those
 source tensors unused. Nothing here names an SD1.5 tensor: the walk reads the block types,
 widths and depths from the two configs.
+
+A VAE is the same walk with parts left out: its encoder is a down path (no time embedding, no
+attention, no skips kept), its decoder an up path with no skip concatenations (the same layers
+kept: first, last, and the last ones between), and each has a mid block whose attention is a single
+head as wide as the stream.
 """
 
 from __future__ import annotations
@@ -171,31 +176,53 @@ def _same(plan: Plan, a: Space, b: Space, attr: str) -> int | None:
 # ---------------------------------------------------------------- the walk over two configs
 @dataclass
 class Layout:
-    """What the walk needs of one UNet2DConditionModel config."""
+    """What the walk needs of one config: a UNet2DConditionModel's, or an AutoencoderKL's (whose
+    encoder is a down path without skips, time or attention, and whose decoder an up path alike)."""
 
     widths: list[int]
     layers: list[int]
     attention: list[bool]  # per level, down path
     up_attention: list[bool]  # per level (index = level), up path
     heads: list[int]
-    mid: str | None
+    mid: bool
+    mid_attention: bool
     groups: int
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> Layout:
+        """A UNet2DConditionModel config."""
         widths = list(config["block_out_channels"])
         n = len(widths)
         per_level = lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * n  # noqa: E731
         heads = config.get("num_attention_heads") or config.get("attention_head_dim", 8)
         down = list(config.get("down_block_types", ()))
         up = list(config.get("up_block_types", ()))
+        mid = config.get("mid_block_type", "UNetMidBlock2DCrossAttn")
         return cls(
             widths=widths,
             layers=per_level(config.get("layers_per_block", 2)),
             attention=["CrossAttn" in t for t in down],
             up_attention=["CrossAttn" in t for t in reversed(up)],
             heads=per_level(heads),
-            mid=config.get("mid_block_type", "UNetMidBlock2DCrossAttn"),
+            mid=mid is not None,
+            mid_attention=mid is not None and "CrossAttn" in mid,
+            groups=config.get("norm_num_groups", 32),
+        )
+
+    @classmethod
+    def of_autoencoder(cls, config: dict[str, Any]) -> Layout:
+        """An AutoencoderKL config: one width and depth list for encoder and decoder, attention in
+        the mid blocks only (one head as wide as the stream, as diffusers builds it)."""
+        widths = list(config["block_out_channels"])
+        n = len(widths)
+        return cls(
+            widths=widths,
+            layers=[config.get("layers_per_block", 1)] * n,
+            attention=[False] * n,
+            up_attention=[False] * n,
+            heads=[1] * n,
+            mid=True,
+            mid_attention=config.get("mid_block_add_attention", True),
             groups=config.get("norm_num_groups", 32),
         )
 
@@ -211,7 +238,8 @@ def up_source_layer(j: int, kept: int, source: int) -> int:
     return source - kept + j
 
 
-def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
+def check_target(plan: Plan, src: Layout, tgt: Layout) -> None:
+    """Refuse what no slicing of the source can give: more levels, depth or attention than it has."""
     n = len(tgt.widths)
     if n > len(src.widths):
         raise plan.fail(f"the target has {n} levels, the source only {len(src.widths)}")
@@ -220,7 +248,6 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
             f"the target has {n} levels, the source {len(src.widths)}: removing a whole level is not "
             "supported (prune depth within levels)"
         )
-    G, g = src.groups, tgt.groups
     for level in range(n):
         if tgt.layers[level] > src.layers[level]:
             raise plan.fail(
@@ -232,11 +259,16 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
         for path, t_att, s_att in (("down", tgt.attention, src.attention), ("up", tgt.up_attention, src.up_attention)):
             if t_att[level] and not s_att[level]:
                 raise plan.fail(f"the target has attention in its {path} block at level {level}, the source does not")
-    if tgt.mid is not None and src.mid is None:
+    if tgt.mid and not src.mid:
         raise plan.fail("the target has a mid block, the source does not")
-    if tgt.mid is not None and "CrossAttn" in tgt.mid and "CrossAttn" not in src.mid:
-        raise plan.fail(f"the target's mid block {tgt.mid} has attention, the source's {src.mid} does not")
+    if tgt.mid_attention and not src.mid_attention:
+        raise plan.fail("the target's mid block has attention, the source's does not")
 
+
+def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
+    """A UNet2DConditionModel: time embedding, down path (skips kept), mid block, up path, output."""
+    check_target(plan, src, tgt)
+    G, g = src.groups, tgt.groups
     t1 = plan.space("time_embedding.linear_1", 1, 1)
     temb = plan.space("time_embedding", 1, 1)
     plan.take("time_embedding.linear_1.weight", "time_embedding.linear_1.weight", ([t1], TIMESTEP))
@@ -244,79 +276,140 @@ def walk(plan: Plan, src: Layout, tgt: Layout) -> None:
     plan.take("time_embedding.linear_2.weight", "time_embedding.linear_2.weight", ([temb], [t1]))
     plan.take("time_embedding.linear_2.bias", "time_embedding.linear_2.bias", ([temb],))
 
-    prev = plan.space("conv_in", G, g)
-    plan.take("conv_in.weight", "conv_in.weight", ([prev], None, None, None))
-    plan.take("conv_in.bias", "conv_in.bias", ([prev],))
+    prev = _conv_in(plan, "", G, g)
+    prev, skips = _down_path(plan, "", src, tgt, prev, temb)
+    if tgt.mid:
+        attend = None
+        if tgt.mid_attention:
+            attend = lambda t, s: _attention(plan, t, s, prev, src.heads[-1], tgt.heads[-1], G, g)  # noqa: E731
+        _mid(plan, "mid_block", prev, temb, G, g, attend)
+    prev = _up_path(plan, "", src, tgt, prev, temb, skips)
+    _conv_out(plan, "", prev)
+
+
+def walk_autoencoder(plan: Plan, src: Layout, tgt: Layout) -> None:
+    """An AutoencoderKL: the encoder (down path, mid block, output) and the decoder (input, mid block,
+    up path without skip concatenations, output); quant_conv and post_quant_conv keep the latent width."""
+    check_target(plan, src, tgt)
+    G, g = src.groups, tgt.groups
+    for prefix in ("encoder.", "decoder."):
+        prev = _conv_in(plan, prefix, G, g)
+        if prefix == "encoder.":
+            prev, _ = _down_path(plan, prefix, src, tgt, prev, None)
+        attend = (lambda t, s, stream=prev: _self_attention(plan, t, s, stream)) if tgt.mid_attention else None
+        _mid(plan, f"{prefix}mid_block", prev, None, G, g, attend)
+        if prefix == "decoder.":
+            prev = _up_path(plan, prefix, src, tgt, prev, None, None)
+        _conv_out(plan, prefix, prev)
+    for conv in ("quant_conv", "post_quant_conv"):
+        plan.take(f"{conv}.weight", f"{conv}.weight", (None, None, None, None))
+        plan.take(f"{conv}.bias", f"{conv}.bias", (None,))
+
+
+def _conv_in(plan: Plan, prefix: str, G: int, g: int) -> str:
+    prev = plan.space(f"{prefix}conv_in", G, g)
+    plan.take(f"{prefix}conv_in.weight", f"{prefix}conv_in.weight", ([prev], None, None, None))
+    plan.take(f"{prefix}conv_in.bias", f"{prefix}conv_in.bias", ([prev],))
+    return prev
+
+
+def _conv_out(plan: Plan, prefix: str, prev: str) -> None:
+    plan.take(f"{prefix}conv_norm_out.weight", f"{prefix}conv_norm_out.weight", ([prev],))
+    plan.take(f"{prefix}conv_norm_out.bias", f"{prefix}conv_norm_out.bias", ([prev],))
+    plan.take(f"{prefix}conv_out.weight", f"{prefix}conv_out.weight", (None, [prev], None, None))
+    plan.take(f"{prefix}conv_out.bias", f"{prefix}conv_out.bias", (None,))
+
+
+def _down_path(plan: Plan, prefix: str, src: Layout, tgt: Layout, prev: str, temb: str | None) -> tuple[str, list[str]]:
+    """Down blocks keep their first layers (BK-SDM); returns the stream and every layer's output (the skips)."""
+    G, g = src.groups, tgt.groups
+    n = len(tgt.widths)
     skips = [prev]
     for level in range(n):
-        stream = plan.space(f"down{level}", G, g)
+        stream = plan.space(f"{prefix}down{level}", G, g)
         for k in range(tgt.layers[level]):
-            name = f"down_blocks.{level}.resnets.{k}"
+            name = f"{prefix}down_blocks.{level}.resnets.{k}"
             _resnet(plan, name, name, [prev], stream, temb, G, g)
             if tgt.attention[level]:
-                name = f"down_blocks.{level}.attentions.{k}"
+                name = f"{prefix}down_blocks.{level}.attentions.{k}"
                 _attention(plan, name, name, stream, src.heads[level], tgt.heads[level], G, g)
-            plan.layers.append({"block": f"down_blocks.{level}", "target": k, "source": k})
+            plan.layers.append({"block": f"{prefix}down_blocks.{level}", "target": k, "source": k})
             prev = stream
             skips.append(stream)
         if level < n - 1:
-            down = plan.space(f"down{level}.downsampler", G, g)
+            down = plan.space(f"{prefix}down{level}.downsampler", G, g)
             for p in ("weight", "bias"):
-                conv = f"down_blocks.{level}.downsamplers.0.conv.{p}"
+                conv = f"{prefix}down_blocks.{level}.downsamplers.0.conv.{p}"
                 plan.take(conv, conv, ([down], [stream], None, None) if p == "weight" else ([down],))
             prev = down
             skips.append(down)
+    return prev, skips
 
-    if tgt.mid is not None:
-        _resnet(plan, "mid_block.resnets.0", "mid_block.resnets.0", [prev], prev, temb, G, g)
-        if "CrossAttn" in tgt.mid:
-            _attention(
-                plan, "mid_block.attentions.0", "mid_block.attentions.0", prev, src.heads[-1], tgt.heads[-1], G, g
-            )
-        _resnet(plan, "mid_block.resnets.1", "mid_block.resnets.1", [prev], prev, temb, G, g)
 
+def _mid(plan: Plan, name: str, prev: str, temb: str | None, G: int, g: int, attend) -> None:
+    """ResNet, attention (``attend(target, source)``; None: none), ResNet: all on one stream."""
+    _resnet(plan, f"{name}.resnets.0", f"{name}.resnets.0", [prev], prev, temb, G, g)
+    if attend:
+        attend(f"{name}.attentions.0", f"{name}.attentions.0")
+    _resnet(plan, f"{name}.resnets.1", f"{name}.resnets.1", [prev], prev, temb, G, g)
+
+
+def _up_path(
+    plan: Plan, prefix: str, src: Layout, tgt: Layout, prev: str, temb: str | None, skips: list[str] | None
+) -> str:
+    """Up blocks keep their first and last layers and those between whose skip source survives (BK-SDM);
+    ``skips`` None: no concatenated inputs (a VAE decoder), the same layers kept."""
+    G, g = src.groups, tgt.groups
+    n = len(tgt.widths)
     for i in range(n):
         level = n - 1 - i
         kept, had = tgt.layers[level], src.layers[level]
         for j in range(kept + 1):
             m = up_source_layer(j, kept, had)
-            skip = skips.pop()
-            out = plan.space(f"up{level}.{j}", G, g)
-            _resnet(plan, f"up_blocks.{i}.resnets.{j}", f"up_blocks.{i}.resnets.{m}", [prev, skip], out, temb, G, g)
+            inputs = [prev] if skips is None else [prev, skips.pop()]
+            out = plan.space(f"{prefix}up{level}.{j}", G, g)
+            _resnet(
+                plan,
+                f"{prefix}up_blocks.{i}.resnets.{j}",
+                f"{prefix}up_blocks.{i}.resnets.{m}",
+                inputs,
+                out,
+                temb,
+                G,
+                g,
+            )
             if tgt.up_attention[level]:
                 _attention(
                     plan,
-                    f"up_blocks.{i}.attentions.{j}",
-                    f"up_blocks.{i}.attentions.{m}",
+                    f"{prefix}up_blocks.{i}.attentions.{j}",
+                    f"{prefix}up_blocks.{i}.attentions.{m}",
                     out,
                     src.heads[level],
                     tgt.heads[level],
                     G,
                     g,
                 )
-            plan.layers.append({"block": f"up_blocks.{i}", "target": j, "source": m})
+            plan.layers.append({"block": f"{prefix}up_blocks.{i}", "target": j, "source": m})
             prev = out
         if i < n - 1:
-            up = plan.space(f"up{level}.upsampler", G, g)
+            up = plan.space(f"{prefix}up{level}.upsampler", G, g)
             for p in ("weight", "bias"):
-                conv = f"up_blocks.{i}.upsamplers.0.conv.{p}"
+                conv = f"{prefix}up_blocks.{i}.upsamplers.0.conv.{p}"
                 plan.take(conv, conv, ([up], [prev], None, None) if p == "weight" else ([up],))
             prev = up
-    plan.take("conv_norm_out.weight", "conv_norm_out.weight", ([prev],))
-    plan.take("conv_norm_out.bias", "conv_norm_out.bias", ([prev],))
-    plan.take("conv_out.weight", "conv_out.weight", (None, [prev], None, None))
-    plan.take("conv_out.bias", "conv_out.bias", (None,))
+    return prev
 
 
-def _resnet(plan: Plan, t: str, s: str, inputs: list[str], out: str, temb: str, G: int, g: int) -> None:
+def _resnet(plan: Plan, t: str, s: str, inputs: list[str], out: str, temb: str | None, G: int, g: int) -> None:
     hidden = plan.space(f"{t}.hidden", G, g)
     for p in ("weight", "bias"):
         plan.take(f"{t}.norm1.{p}", f"{s}.norm1.{p}", (inputs,))
         plan.take(f"{t}.norm2.{p}", f"{s}.norm2.{p}", ([hidden],))
     plan.take(f"{t}.conv1.weight", f"{s}.conv1.weight", ([hidden], inputs, None, None))
     plan.take(f"{t}.conv1.bias", f"{s}.conv1.bias", ([hidden],))
-    plan.take(f"{t}.time_emb_proj.weight", f"{s}.time_emb_proj.weight", ([hidden], [temb]))
-    plan.take(f"{t}.time_emb_proj.bias", f"{s}.time_emb_proj.bias", ([hidden],))
+    if temb is not None:
+        plan.take(f"{t}.time_emb_proj.weight", f"{s}.time_emb_proj.weight", ([hidden], [temb]))
+        plan.take(f"{t}.time_emb_proj.bias", f"{s}.time_emb_proj.bias", ([hidden],))
     plan.take(f"{t}.conv2.weight", f"{s}.conv2.weight", ([out], [hidden], None, None))
     plan.take(f"{t}.conv2.bias", f"{s}.conv2.bias", ([out],))
     if plan.has_target(f"{t}.conv_shortcut.weight"):
@@ -358,23 +451,36 @@ def _attention(plan: Plan, t: str, s: str, stream: str, heads_s: int, heads_t: i
             for norm in ("norm1", "norm2", "norm3"):
                 plan.take(f"{tb}.{norm}.{p}", f"{sb}.{norm}.{p}", ([inner],))
         for attn in ("attn1", "attn2"):
-            qk = plan.space(f"{tb}.{attn}.qk", heads_s, heads_t)
-            vo = plan.space(f"{tb}.{attn}.vo", heads_s, heads_t)
             context = [inner] if attn == "attn1" else None  # cross-attention reads the text (not pruned)
-            plan.take(f"{tb}.{attn}.to_q.weight", f"{sb}.{attn}.to_q.weight", ([qk], [inner]), head_scale=qk)
-            plan.take(f"{tb}.{attn}.to_q.bias", f"{sb}.{attn}.to_q.bias", ([qk],), head_scale=qk)
-            plan.take(f"{tb}.{attn}.to_k.weight", f"{sb}.{attn}.to_k.weight", ([qk], context))
-            plan.take(f"{tb}.{attn}.to_k.bias", f"{sb}.{attn}.to_k.bias", ([qk],))
-            plan.take(f"{tb}.{attn}.to_v.weight", f"{sb}.{attn}.to_v.weight", ([vo], context))
-            plan.take(f"{tb}.{attn}.to_v.bias", f"{sb}.{attn}.to_v.bias", ([vo],))
-            plan.take(f"{tb}.{attn}.to_out.0.weight", f"{sb}.{attn}.to_out.0.weight", ([inner], [vo]))
-            plan.take(f"{tb}.{attn}.to_out.0.bias", f"{sb}.{attn}.to_out.0.bias", ([inner],))
+            _qkv(plan, f"{tb}.{attn}", f"{sb}.{attn}", inner, context, heads_s, heads_t)
         ff = plan.space(f"{tb}.ff", 1, 1)
         plan.take(f"{tb}.ff.net.0.proj.weight", f"{sb}.ff.net.0.proj.weight", ([ff, ff], [inner]))  # GEGLU halves
         plan.take(f"{tb}.ff.net.0.proj.bias", f"{sb}.ff.net.0.proj.bias", ([ff, ff],))
         plan.take(f"{tb}.ff.net.2.weight", f"{sb}.ff.net.2.weight", ([inner], [ff]))
         plan.take(f"{tb}.ff.net.2.bias", f"{sb}.ff.net.2.bias", ([inner],))
         b += 1
+
+
+def _self_attention(plan: Plan, t: str, s: str, stream: str) -> None:
+    """A VAE mid block's attention: GroupNorm, then one head as wide as the stream, added back to it."""
+    for p in ("weight", "bias"):
+        plan.take(f"{t}.group_norm.{p}", f"{s}.group_norm.{p}", ([stream],))
+    _qkv(plan, t, s, stream, [stream], 1, 1)
+
+
+def _qkv(plan: Plan, t: str, s: str, stream: str, context: list[str] | None, heads_s: int, heads_t: int) -> None:
+    """to_q/to_k/to_v/to_out of one attention over ``stream`` (keys and values from ``context``; None: a
+    width that is not pruned, e.g. the text), pruned head by head; queries rescaled for the new head width."""
+    qk = plan.space(f"{t}.qk", heads_s, heads_t)
+    vo = plan.space(f"{t}.vo", heads_s, heads_t)
+    plan.take(f"{t}.to_q.weight", f"{s}.to_q.weight", ([qk], [stream]), head_scale=qk)
+    plan.take(f"{t}.to_q.bias", f"{s}.to_q.bias", ([qk],), head_scale=qk)
+    plan.take(f"{t}.to_k.weight", f"{s}.to_k.weight", ([qk], context))
+    plan.take(f"{t}.to_k.bias", f"{s}.to_k.bias", ([qk],))
+    plan.take(f"{t}.to_v.weight", f"{s}.to_v.weight", ([vo], context))
+    plan.take(f"{t}.to_v.bias", f"{s}.to_v.bias", ([vo],))
+    plan.take(f"{t}.to_out.0.weight", f"{s}.to_out.0.weight", ([stream], [vo]))
+    plan.take(f"{t}.to_out.0.bias", f"{s}.to_out.0.bias", ([stream],))
 
 
 def head_scale(space: Space) -> float:

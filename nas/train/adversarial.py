@@ -172,17 +172,13 @@ def adversarial(config: AdversarialConfig, resume: bool = False, stop_after: int
         shown=("loss_disc", "loss_reconstruction"),
         stop_after=stop_after,
     )
-    summary = {
-        "stage": "adversarial",
-        "step": run.step,
-        "finished": run.finished,
-        "processes": accelerator.num_processes,
-        "sampling_steps": config.sampling_steps,
-        "timesteps": fixed_timesteps.tolist(),
-        "s_per_step": run.s_per_step,
-        "eval_sample_mse_first": run.log.first("eval_sample_mse"),
-        "eval_sample_mse_last": run.log.last("eval_sample_mse"),
-    }
+    summary = run.summary(
+        "adversarial",
+        accelerator.num_processes,
+        ("eval_sample_mse",),
+        sampling_steps=config.sampling_steps,
+        timesteps=fixed_timesteps.tolist(),
+    )
     summary = finish_run(accelerator, out, evaluated, ema, summary, {"model": evaluated})
     return summary
 

@@ -101,6 +101,21 @@ class AdversarialConfig(TrainConfig):
             raise NasError(f"{source}: sampling_steps must be >= 1 and disc_max_timestep in [1, 1000]")
 
 
+@dataclass
+class DecoderConfig(TrainConfig):
+    """Recovery of a pruned VAE decoder: it learns to decode as the decoder it was pruned from."""
+
+    init: str = ""  # the pruned AutoencoderKL folder (`nas prune --decoder`): the student
+    teacher: str = ""  # the VAE it was pruned from (an AutoencoderKL folder, or a pipeline folder with vae/)
+    loss_output: float = 1.0  # MSE of the student's frames to the teacher's
+    loss_feature: float = 1.0  # sum over the decoder's mid and up blocks of MSE to the teacher's outputs
+
+    def check(self, source: str) -> None:
+        super().check(source)
+        if not self.init or not self.teacher:
+            raise NasError(f"{source}: 'init' and 'teacher' are required (or --init / --teacher)")
+
+
 def load_config(cls: type[TrainConfig], path: str | Path | None, overrides: dict[str, Any]):
     """``cls`` from the YAML at ``path`` (optional), then ``overrides`` (key -> value, null allowed)."""
     data = read_yaml_mapping(path) if path else {}

@@ -38,6 +38,7 @@ from nas.train.runtime import (
     finish_run,
     global_randint,
     global_randn,
+    image_split,
     lr_at,
     make_accelerator,
     noise_scheduler,
@@ -71,7 +72,7 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
     if images:
         if config.freeze_spatial:
             raise NasError(f"{config.teacher}: a 2D teacher trains the backbone itself; drop freeze_spatial")
-        train_clips, held_out = _image_split(data, config.holdout)
+        train_clips, held_out = image_split(data, config.holdout)
         model = backbone_student(space, config.spatial_weights)
     else:
         train_clips, held_out = data.split(config.holdout)
@@ -147,18 +148,13 @@ def distill(config: DistillConfig, resume: bool = False, stop_after: int | None 
         shown=("loss_denoise",),
         stop_after=stop_after,
     )
-    log = run.log
-    summary = {
-        "stage": "distill",
-        "step": run.step,
-        "finished": run.finished,
-        "processes": accelerator.num_processes,
-        "s_per_step": run.s_per_step,
-        "eval_denoise_first": log.first("eval_denoise"),
-        "eval_denoise_last": log.last("eval_denoise"),
-        "loss_last": log.last("loss"),
-        "student": "backbone (images)" if images else "video",
-    }
+    summary = run.summary(
+        "distill",
+        accelerator.num_processes,
+        ("eval_denoise",),
+        loss_last=run.log.last("loss"),
+        student="backbone (images)" if images else "video",
+    )
     saved = {"model": evaluated, "scheduler": scheduler}
     if images:
         saved["spatial"] = evaluated.spatial  # the recovered backbone as a plain UNet2DConditionModel folder
@@ -183,14 +179,6 @@ def backbone_student(space: SearchSpace, spatial_weights) -> VideoUNet:
     if spatial_weights is not None:
         load_spatial_weights(model.spatial, spatial_weights, space)
     return model
-
-
-def _image_split(data: LatentDataset, holdout: int) -> tuple[list[int], list[int]]:
-    """(train, held out) over all samples (stills and clips alike); the last ``holdout`` are held out."""
-    samples = list(range(len(data)))
-    if holdout < 0 or holdout >= len(samples):
-        raise NasError(f"{data.folder}: cannot hold out {holdout} of {len(samples)} sample(s)")
-    return samples[: len(samples) - holdout], samples[len(samples) - holdout :]
 
 
 @torch.no_grad()

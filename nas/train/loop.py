@@ -56,6 +56,15 @@ class Run:
     log: LossLog
     s_per_step: float
 
+    def summary(self, stage: str, processes: int, evaluated: tuple[str, ...], **more: Any) -> dict[str, Any]:
+        """The head of a stage's ``summary.json``: where it stopped, its speed, the first and last value
+        of each ``evaluated`` metric (``NAME_first``, ``NAME_last``), then ``more``."""
+        head = {"stage": stage, "step": self.step, "finished": self.finished, "processes": processes}
+        head["s_per_step"] = self.s_per_step
+        for name in evaluated:
+            head[f"{name}_first"], head[f"{name}_last"] = self.log.first(name), self.log.last(name)
+        return {**head, **more}
+
 
 class StepTimer:
     """Seconds per step over the steps of this invocation (excluding evaluation and checkpoints)."""

@@ -100,6 +100,15 @@ def draw_batch(
     return {k: v.to(accelerator.device) for k, v in batch.items()}
 
 
+def image_split(data: LatentDataset, holdout: int) -> tuple[list[int], list[int]]:
+    """(train, held out) over all samples (stills and clips alike), for an image model; the last
+    ``holdout`` are held out."""
+    samples = list(range(len(data)))
+    if holdout < 0 or holdout >= len(samples):
+        raise NasError(f"{data.folder}: cannot hold out {holdout} of {len(samples)} sample(s)")
+    return samples[: len(samples) - holdout], samples[len(samples) - holdout :]
+
+
 def global_randn(shape: tuple[int, ...], generator: torch.Generator, accelerator: Accelerator) -> torch.Tensor:
     """Normal noise for the global batch (first dim = per-process batch), this process's slice."""
     b = shape[0]
@@ -126,11 +135,18 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
 
 
 def finish_run(
-    accelerator: Accelerator, out: Path, model: torch.nn.Module, ema, summary: dict[str, Any], saved: dict[str, Any]
+    accelerator: Accelerator,
+    out: Path,
+    model: torch.nn.Module,
+    ema,
+    summary: dict[str, Any],
+    saved: dict[str, Any],
+    pipeline: bool = True,
 ) -> dict[str, Any]:
     """End a stage the same way in every process: EMA weights in, fingerprints gathered, and on
     the main process the summary written and, for a finished run, ``saved`` (folder -> object
-    with save_pretrained) saved under ``out``; then the process group is closed."""
+    with save_pretrained) saved under ``out`` (``pipeline``: with the index that opens it as a
+    VideoPipeline); then the process group is closed."""
     if ema:
         ema.copy_to(model)
     summary = {
@@ -142,9 +158,10 @@ def finish_run(
         if summary["finished"]:
             for folder, item in saved.items():
                 item.save_pretrained(out / folder)
-            from nas.pipeline import write_pipeline_index
+            if pipeline:
+                from nas.pipeline import write_pipeline_index
 
-            write_pipeline_index(out)  # the run opens as a diffusers pipeline (VideoPipeline)
+                write_pipeline_index(out)  # the run opens as a diffusers pipeline (VideoPipeline)
         write_summary(out, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, so launched processes exit cleanly

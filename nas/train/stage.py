@@ -1,6 +1,6 @@
 """A training stage by name, from a config YAML plus overrides: what ``nas train STAGE`` runs.
 
-The two stages share one way in, so that a command line, a notebook and a job script that name a
+The stages share one way in, so that a command line, a notebook and a job script that name a
 stage, a config file and a few overrides get the same run. Overrides win over the file; a value
 of None in them means "set to null" (unset flags are simply not passed).
 """
@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from nas.train.adversarial import adversarial
-from nas.train.config import AdversarialConfig, DistillConfig, load_config
+from nas.train.config import AdversarialConfig, DecoderConfig, DistillConfig, load_config
+from nas.train.decoder import decoder
 from nas.train.distill import distill
 
-STAGES = {"distill": (DistillConfig, distill), "adversarial": (AdversarialConfig, adversarial)}
+STAGES = {
+    "distill": (DistillConfig, distill),
+    "adversarial": (AdversarialConfig, adversarial),
+    "decoder": (DecoderConfig, decoder),
+}
 
 
 def train_stage(
@@ -24,7 +29,7 @@ def train_stage(
     resume: bool = False,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Run ``stage`` (distill or adversarial) with the config at ``config`` updated by ``overrides``; its summary."""
+    """Run ``stage`` (distill, adversarial or decoder) with the config at ``config`` updated by ``overrides``; its summary."""
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r} (known: {', '.join(STAGES)})")
     cls, run = STAGES[stage]

@@ -22,6 +22,47 @@ from nas.model import VideoUNet
 from nas.model.loading import load_pretrained
 
 
+class BlockOutputs:
+    """The outputs of named submodules of ``model`` at its last forward, kept by forward hooks
+    (how the outputs of diffusers' blocks are read without changing the model)."""
+
+    def __init__(self, model: nn.Module, names):
+        self.outputs: dict[str, torch.Tensor] = {}
+        for name in names:
+            model.get_submodule(name).register_forward_hook(self._keep(name))
+
+    def take(self) -> dict[str, torch.Tensor]:
+        """The outputs of the last forward (and forget them: no tensor kept alive past its step)."""
+        outputs, self.outputs = self.outputs, {}
+        return outputs
+
+    def _keep(self, name: str):
+        def hook(module, args, output):
+            self.outputs[name] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+
+class Projections(nn.ModuleDict):
+    """A 1x1 convolution per block the student and teacher share, from the student's width to the
+    teacher's (identity where they are equal), in the student's block order (a fixed parameter
+    order, which the optimizer state in a checkpoint relies on)."""
+
+    def __init__(self, own: dict[str, int], teacher: dict[str, int]):
+        super().__init__(
+            {
+                name.replace(".", "_"): nn.Conv2d(own[name], teacher[name], 1)
+                if own[name] != teacher[name]
+                else nn.Identity()
+                for name in own
+                if name in teacher
+            }
+        )
+
+    def project(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {_name(k): p(features[_name(k)]) for k, p in self.items()}
+
+
 class Teacher(nn.Module):
     """A frozen model; ``teacher(x_t, t, text)`` -> (prediction (B, C, F, H, W), {block: feature})."""
 
@@ -29,26 +70,23 @@ class Teacher(nn.Module):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.channels = channels
-        self._features: dict[str, torch.Tensor] = {}
-        if not isinstance(model, VideoUNet):  # diffusers blocks: read their outputs with forward hooks
-            for name in channels:
-                model.get_submodule(name).register_forward_hook(self._keep(name))
+        # diffusers blocks: read their outputs with forward hooks
+        self._blocks = None if isinstance(model, VideoUNet) else BlockOutputs(model, channels)
 
     @torch.no_grad()
     def forward(self, sample, timestep, text):
         if isinstance(self.model, VideoUNet):
             out = self.model(sample, timestep, text, return_features=True)
             return out.sample, out.features
-        self._features = {}
         batch, channels, frames, height, width = sample.shape
         text = text.repeat_interleave(frames, 0)
         if self.is_2d:  # frames folded into the batch, as the VideoUNet's spatial layers see them
             flat = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
             pred = self.model(flat, timestep.repeat_interleave(frames, 0), encoder_hidden_states=text).sample
             pred = pred.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)
-            return pred, self._features
+            return pred, self._blocks.take()
         pred = self.model(sample, timestep, encoder_hidden_states=text).sample
-        return pred, self._features
+        return pred, self._blocks.take()
 
     @property
     def is_2d(self) -> bool:
@@ -56,12 +94,6 @@ class Teacher(nn.Module):
         from diffusers import UNet2DConditionModel
 
         return isinstance(self.model, UNet2DConditionModel)
-
-    def _keep(self, name: str):
-        def hook(module, args, output):
-            self._features[name] = output[0] if isinstance(output, tuple) else output
-
-        return hook
 
 
 def load_teacher(path: str | Path) -> Teacher:
@@ -115,26 +147,26 @@ class Student(nn.Module):
     def __init__(self, model: VideoUNet, teacher: Teacher | None):
         super().__init__()
         self.model = model
-        self.projections = nn.ModuleDict()
-        if teacher is None:
-            return
         own = block_channels(model.config.backbone["block_out_channels"], model.spatial.mid_block is not None)
-        if [n for n in own if n.startswith("down")] != [n for n in teacher.channels if n.startswith("down")]:
-            raise NasError(
-                f"teacher has {sum(n.startswith('down') for n in teacher.channels)} resolution levels, "
-                f"the student {sum(n.startswith('down') for n in own)}: feature distillation needs "
-                "the same levels (set loss_feature: 0 to distil outputs only)"
-            )
-        for name in own.keys() & teacher.channels.keys():
-            width, target = own[name], teacher.channels[name]
-            self.projections[name.replace(".", "_")] = nn.Conv2d(width, target, 1) if width != target else nn.Identity()
+        if teacher is not None:
+            same_levels(own, teacher.channels, "down")
+        self.projections = Projections(own, teacher.channels if teacher is not None else {})
 
     def forward(self, sample, timestep, text, features: bool = False):
         if not features:
             return self.model(sample, timestep, text).sample, {}
         out = self.model(sample, timestep, text, return_features=True)
-        projected = {_name(k): p(out.features[_name(k)]) for k, p in self.projections.items()}
-        return out.sample, projected
+        return out.sample, self.projections.project(out.features)
+
+
+def same_levels(own: dict[str, int], teacher: dict[str, int], path: str) -> None:
+    """Feature distillation pairs blocks by name: the student needs the teacher's levels on ``path``."""
+    mine, theirs = (sum(n.startswith(path) for n in blocks) for blocks in (own, teacher))
+    if mine != theirs:
+        raise NasError(
+            f"teacher has {theirs} resolution levels, the student {mine}: feature distillation needs "
+            "the same levels (set loss_feature: 0 to distil outputs only)"
+        )
 
 
 def _name(key: str) -> str:
