@@ -30,7 +30,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from nas.errors import NasError
 from nas.space.weights import safetensors_problem
 
 DECODER, TEXT_ENCODER = "decoder", "text_encoder"
