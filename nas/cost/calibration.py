@@ -336,6 +336,15 @@ def calibrate_published(
     return fit, block
 
 
+def table_fit(meta: dict[str, Any], chip_name: str = "a18-pro-ne") -> Fit:
+    """The roofline parameters an estimated table's sidecar was made with (its ``calibration`` block): the fit on
+    published points, or an efficiency fitted to one figure (the chip's own cost per op), or none (efficiency 1)."""
+    calibration = meta.get("calibration") or {}
+    if "fitted" in calibration:
+        return Fit(**calibration["fitted"])
+    return Fit(float(calibration.get("efficiency", 1.0)), CHIPS[chip_name].dispatch_ms)
+
+
 def calibrate_to(total: Callable[[float], float], target_ms: float) -> float:
     """Efficiency in (0, 1] whose predicted total matches ``target_ms`` (bisection; total falls as it grows)."""
     low, high = 1e-3, 1.0

@@ -99,7 +99,9 @@ class FixedCost:
         return self.coverage != MISSING
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "total_ms": self.total_ms}
+        """Plain values; what a missing part has no number for is None (NaN compares unequal to itself)."""
+        values = {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "total_ms": self.total_ms}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
 @dataclass
