@@ -62,6 +62,12 @@ def test_a_pruned_decoder_has_its_own_row_and_is_missing_from_a_table_of_another
     full = CostModel(tiny, CostTable.load(tiny_estimate)).predict(tiny.architecture("reference"))
     decoder = {p["name"]: p for p in (own.fixed[1], full.fixed[1])}
     assert own.complete and decoder[str(tmp_path / "pruned")]["total_ms"] < decoder["tiny"]["total_ms"]
+    # the API the decoder's own reports use: the same price from the table's fit, without a row
+    from nas.cost.calibration import estimated_ms
+
+    table = CostTable.load(tiny_estimate)
+    per_call = estimated_ms(space, fixed_part_key(space, "decoder"), table.meta)
+    assert per_call == pytest.approx(own.fixed[1]["latency_ms"], rel=1e-6)
     assert decoder[str(tmp_path / "pruned")]["weights_mb"] < decoder["tiny"]["weights_mb"]
 
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -246,6 +247,11 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tmp_path):
     shutil.rmtree(made)
     manifest = pd.read_csv(export / "manifest.csv", keep_default_na=False)
     assert len(manifest) == len(table_plan(tiny_space))
+    # the fixed parts are exported like the UNet: the decoder on one latent frame, the text encoder on int32 ids
+    fixed = manifest.set_index("op").loc[["text_encoder", "decoder"]]
+    assert (fixed["status"] == "ok").all()
+    ids = np.load(export / fixed.loc["text_encoder", "inputs"].split("=", 1)[1])
+    assert ids.dtype == np.int32 and ids.shape == (1, tiny_space.text_tokens)
     assert (export / "space.yaml").is_file() and "/" not in yaml.safe_load((export / "export.yaml").read_text())[
         "space_path"
     ]

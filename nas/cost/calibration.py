@@ -345,6 +345,16 @@ def table_fit(meta: dict[str, Any], chip_name: str = "a18-pro-ne") -> Fit:
     return Fit(float(calibration.get("efficiency", 1.0)), CHIPS[chip_name].dispatch_ms)
 
 
+def estimated_ms(space, key, meta: dict[str, Any]) -> float:
+    """What an estimated table (its sidecar ``meta``) would price ``key`` of ``space`` at, without the row: e.g. a
+    pruned decoder's ``fixed_part_key`` on the iPhone table, counted on the meta device with the table's fit."""
+    from nas.cost.roofline import key_work
+
+    chip = CHIPS[meta.get("chip", "a18-pro-ne")]
+    fit = table_fit(meta, chip.name)
+    return roofline_ms(key_work(space, key, chip), chip, fit.efficiency, fit.dispatch_ms)
+
+
 def calibrate_to(total: Callable[[float], float], target_ms: float) -> float:
     """Efficiency in (0, 1] whose predicted total matches ``target_ms`` (bisection; total falls as it grows)."""
     low, high = 1e-3, 1.0

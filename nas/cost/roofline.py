@@ -329,6 +329,7 @@ def estimate_table(
         "date": date.today().isoformat(),
         "provenance": "estimated",
         "attention": "split_einsum",
+        "chip": chip.name,
         "space": space.name,
         "method": (
             f"per op roofline: on the Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
