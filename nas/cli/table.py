@@ -148,26 +148,19 @@ def cmd_table_import(args) -> None:
 
 
 def cmd_table_estimate(args) -> None:
-    from nas.cost.roofline import chip, estimate_table
-    from nas.errors import NasError
-    from nas.space import SearchSpace
+    from nas.cost.roofline import estimate
 
-    if args.calibrate and args.calibrate_ms is not None:
-        raise NasError("--calibrate published and --calibrate-ms are two ways to fit: give one")
-    space = SearchSpace.load(args.space)
-
-    def figure(ms):
-        return None if ms is None else (space.architecture(args.calibrate_arch), args.passes, ms)
-
-    table = estimate_table(
-        space,
-        chip(args.chip),
-        figure(args.calibrate_ms),
-        command=args.command_line,
+    table = estimate(
+        args.space,
+        args.out,
+        args.chip,
         published=args.calibrate == "published",
-        check=figure(args.check_ms),
+        calibrate_ms=args.calibrate_ms,
+        check_ms=args.check_ms,
+        arch=args.calibrate_arch,
+        passes=args.passes,
+        command=args.command_line,
     )
-    table.save(args.out)
     calibration = table.meta["calibration"] or {}
     note = ""
     if "fitted" in calibration:

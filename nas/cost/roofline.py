@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -344,6 +345,35 @@ def estimate_table(
         "sources": list(chip.sources),
         "command": command,
     }
+    return table
+
+
+def estimate(
+    space_path: str | Path,
+    out: str | Path,
+    chip_name: str = "a18-pro-ne",
+    published: bool = False,
+    calibrate_ms: float | None = None,
+    check_ms: float | None = None,
+    arch: str = "reference",
+    passes: int = 4,
+    command: str = "",
+) -> CostTable:
+    """``nas table estimate``: the estimated table of the space at ``space_path`` on a chip, saved to ``out``.
+
+    ``published``: fit to the published points; ``calibrate_ms``: fit the efficiency to that whole-generation ms of
+    ``arch`` at ``passes``; ``check_ms``: report that figure next to its prediction."""
+    if published and calibrate_ms is not None:
+        raise NasError("--calibrate published and --calibrate-ms are two ways to fit: give one")
+    space = SearchSpace.load(space_path)
+
+    def figure(ms: float | None) -> tuple[Architecture, int, float] | None:
+        return None if ms is None else (space.architecture(arch), passes, ms)
+
+    table = estimate_table(
+        space, chip(chip_name), figure(calibrate_ms), command=command, published=published, check=figure(check_ms)
+    )
+    table.save(out)
     return table
 
 
