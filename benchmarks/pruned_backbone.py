@@ -22,6 +22,7 @@ import yaml
 from common import DEFAULT_SPACE, ROOT, SD15_UNET, machine, print_table, run_main, write_results
 from diffusers import UNet2DConditionModel
 
+from nas.cost.calibration import Fit, table_fit
 from nas.cost.plan import spatial_key
 from nas.cost.roofline import chip as get_chip
 from nas.cost.roofline import key_work, roofline_ms
@@ -53,10 +54,10 @@ def image_space(space_path: Path, backbone: dict, height: int, width: int) -> Se
     return SearchSpace.from_dict(copy.deepcopy(data), source=str(space_path))
 
 
-def roofline_estimate(space: SearchSpace, efficiency: float) -> float:
+def roofline_estimate(space: SearchSpace, fit: Fit) -> float:
     """The estimated table's price of the space's spatial key (placement and per-op dispatch included)."""
     chip = get_chip("a18-pro-ne")
-    return roofline_ms(key_work(space, spatial_key(space), chip), chip, efficiency)
+    return roofline_ms(key_work(space, spatial_key(space), chip), chip, fit.efficiency, fit.dispatch_ms)
 
 
 @torch.inference_mode()
@@ -82,7 +83,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     space = SearchSpace.load(args.space)
-    efficiency = yaml.safe_load(TABLE.read_text())["calibration"]["efficiency"]
+    fit = table_fit(yaml.safe_load(TABLE.read_text()))
     backbones = {"sd15": sd15_backbone(), "pruned": space.backbone}
     torch.manual_seed(0)
     models = {name: UNet2DConditionModel(**cfg).eval() for name, cfg in backbones.items()}
@@ -94,7 +95,7 @@ def main() -> None:
             "space": str(args.space),
             "repeats": args.repeats,
             "iphone_table": str(TABLE.relative_to(ROOT)),
-            "roofline_efficiency": efficiency,
+            "roofline": fit.as_dict(),
             "params": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
             "shapes": [],
         },
@@ -106,7 +107,7 @@ def main() -> None:
             entry[f"{name}_cpu_ms"] = min(times)
             entry[f"{name}_cpu_ms_all"] = times
             entry[f"{name}_iphone_ms_estimated"] = round(
-                roofline_estimate(image_space(args.space, backbones[name], height, width), efficiency), 2
+                roofline_estimate(image_space(args.space, backbones[name], height, width), fit), 2
             )
         entry["cpu_speedup"] = round(entry["sd15_cpu_ms"] / entry["pruned_cpu_ms"], 2)
         entry["iphone_speedup_estimated"] = round(

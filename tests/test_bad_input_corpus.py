@@ -66,6 +66,17 @@ def inputs(tiny_space, tiny_estimate, tmp_path_factory):
     (root / "pickle_vae").mkdir()
     shutil.copy(root / "vae" / "config.json", root / "pickle_vae" / "config.json")
     (root / "pickle_vae" / "diffusion_pytorch_model.bin").write_bytes(b"never unpickled")
+    # fixed parts a space names: a decoder of another latent width, a VAE saved only as a pickle, no folder at all
+    from diffusers import AutoencoderKL
+
+    from nas.space.generation import tiny_vae_config
+
+    AutoencoderKL(**tiny_vae_config(latent_channels=8)).save_pretrained(root / "wide_vae")
+    AutoencoderKL(**tiny_vae_config()).save_pretrained(root / "pickled_vae", safe_serialization=False)
+    for name, decoder in (("wide", "wide_vae"), ("pickled", "pickled_vae"), ("nowhere", "no_such_vae")):
+        data = yaml.safe_load(TINY.read_text())
+        data["generation"] = {"decoder": str(root / decoder), "text_encoder": "tiny"}
+        (root / f"decoder_{name}.yaml").write_text(yaml.safe_dump(data))
     return root
 
 
@@ -94,6 +105,16 @@ CASES = {
     "space: not a mapping": (["search", "{list}", "--table", "{table}", "--out", "{out}"], "{list}"),
     "space: unknown op": (["cost", "{unknown_op}", "--table", "{table}"], "unknown temporal op 'conv9d'"),
     "space: missing": (["search", "{missing}", "--table", "{table}", "--out", "{out}"], "{missing}"),
+    # the fixed parts a space is priced with
+    "generation: decoder of another latent width": (
+        ["cost", "{decoder_wide}", "--table", "{table}"],
+        "latent_channels 8 does not match the space's video.latent_channels 4 (a decoder of another latent width)",
+    ),
+    "generation: pickle-only VAE": (["table", "plan", "{decoder_pickled}"], "weights only as pickles"),
+    "generation: no such folder": (
+        ["search", "{decoder_nowhere}", "--table", "{table}", "--out", "{out}"],
+        "no_such_vae: no such folder",
+    ),
     # architectures
     "arch: bad heads": (["cost", "{space}", "--table", "{table}", "--arch", "{arch}"], "{arch}"),
     "arch: other space": (["build", "{space}", "--arch", "{other_arch}", "--device", "meta"], "{other_arch}"),

@@ -94,11 +94,12 @@ def test_pruned_backbone_prices_a_backbone_on_the_estimated_roofline():
 
     import pruned_backbone
 
+    from nas.cost.calibration import Fit
     from nas.space import SearchSpace
 
     space = SearchSpace.load(TINY)
     small, large = (
-        pruned_backbone.roofline_estimate(pruned_backbone.image_space(TINY, space.backbone, side, side), 0.2)
+        pruned_backbone.roofline_estimate(pruned_backbone.image_space(TINY, space.backbone, side, side), Fit(0.2, 0.05))
         for side in (64, 512)
     )
     assert 0 < small < large and math.isfinite(large)  # 64x more pixels, more time

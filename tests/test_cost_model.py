@@ -1,5 +1,6 @@
 """CostModel: exact sums, vectorised pricing, interpolation with honest coverage, failures."""
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from nas.cost.cost_model import CostModel
 from nas.cost.memory import slot_context_bytes
-from nas.cost.plan import choice_key, spatial_key, table_plan
+from nas.cost.plan import choice_key, fixed_part_key, spatial_key, table_plan
 from nas.cost.table import COLUMNS, CostTable, validate_rows
 from nas.errors import NasError, NasWarning
 from nas.model import VideoUNet
@@ -43,7 +44,12 @@ def test_prediction_is_the_sum_of_rows(tiny_space, table):
         expected += 0 if key is None else rows[key]["latency_p50_ms"] * choice.count
     p = model.predict(arch, passes=1)
     assert p.unet_ms == pytest.approx(expected)
-    assert model.predict(arch, passes=4).latency_ms == pytest.approx(4 * expected)
+    # the whole generation: one text encoding, 4 passes, the decoder once per latent frame
+    text = rows[fixed_part_key(tiny_space, "text_encoder")]["latency_p50_ms"]
+    decoder = rows[fixed_part_key(tiny_space, "decoder")]["latency_p50_ms"]
+    whole = model.predict(arch, passes=4)
+    assert whole.complete and whole.missing == []
+    assert whole.latency_ms == pytest.approx(text + 4 * expected + tiny_space.video.frames * decoder)
     assert p.coverage["exact"] == 1 + sum(1 for _, c in arch.choices if not c.is_none)
     params = sum(p.numel() for p in VideoUNet.from_space(tiny_space, arch).parameters())
     assert p.weights_mb == pytest.approx(params * 2 / 2**20)
@@ -199,8 +205,15 @@ def test_cost_command_json(cli, tiny_space, table, tmp_path):
     import json
 
     report = json.loads(out)
-    assert report["passes"] == 4 and report["latency_ms"] == pytest.approx(4 * report["unet_ms"])
-    assert report["peak_memory_mb"] == pytest.approx(report["weights_mb"] + report["activation_mb"])
+    assert report["passes"] == 4 and report["complete"] and report["missing"] == []
+    fixed = {f["part"]: f for f in report["fixed"]}
+    assert fixed["decoder"]["calls"] == tiny_space.video.frames and fixed["text_encoder"]["calls"] == 1
+    assert report["latency_ms"] == pytest.approx(
+        fixed["text_encoder"]["total_ms"] + 4 * report["unet_ms"] + fixed["decoder"]["total_ms"]
+    )
+    resident = report["weights_mb"] + sum(f["weights_mb"] for f in fixed.values())
+    largest = max(report["activation_mb"], *(f["working_set_mb"] for f in fixed.values()))
+    assert report["peak_memory_mb"] == pytest.approx(resident + largest)
     assert set(report["coverage"]) == {"exact", "interpolated", "extrapolated"}
     assert [s["slot"] for s in report["slots"]] == tiny_space.slot_names
 
@@ -292,28 +305,65 @@ def test_a_larger_row_that_ran_overrides_a_smaller_failure(tiny_space):
     assert CostModel(tiny_space, user_table([rows[0], rows[2]])).key_cost(square_key(3)).runs
 
 
-def test_fixed_parts_count_in_peak_memory(tiny_space, table):
+def test_a_generation_holds_the_largest_working_set_of_its_phases(tiny_space, table):
+    """Weights of all three parts stay resident; the phases run one after another, so only the largest working set
+    counts. A decoder whose frame needs more than the UNet sets the peak; then the vectorised price agrees."""
     arch = tiny_space.architecture("reference")
+    rows = table.rows.copy()
+    decoder = rows["op"] == "decoder"
     base = CostModel(tiny_space, table).predict(arch)
-    rows = pd.concat(
-        [
-            table.rows,
-            user_table(
-                [
-                    (OpKey("vae_decode", 4, 4, 16, 16), 30.0, 300.0, "ok"),
-                    (OpKey("text_encoder", 32, 1, 77, 1), 5.0, 200.0, "ok"),
-                ]
-            ).rows,
-        ]
-    )
-    fixed = CostTable(rows.reset_index(drop=True), dict(table.meta))
-    model = CostModel(tiny_space, fixed)
+    rows.loc[decoder, "working_set_mb"] = base.activation_mb + 100.0
+    model = CostModel(tiny_space, CostTable(rows, dict(table.meta)))
     p = model.predict(arch)
-    assert p.fixed_mb == 500.0 and p.fixed_parts == ["text_encoder", "vae_decode"]
-    assert p.peak_memory_mb == pytest.approx(base.peak_memory_mb + 500.0)
-    assert p.latency_ms == pytest.approx(base.latency_ms + 35.0)
+    fixed = {f["part"]: f for f in p.fixed}
+    resident = p.weights_mb + fixed["text_encoder"]["weights_mb"] + fixed["decoder"]["weights_mb"]
+    assert fixed["decoder"]["weights_mb"] > 0 and fixed["text_encoder"]["weights_mb"] > 0
+    assert p.peak_memory_mb == pytest.approx(resident + base.activation_mb + 100.0)
+    assert p.peak_memory_mb == pytest.approx(p.weights_mb + p.activation_mb + p.fixed_mb)
+    assert base.peak_memory_mb == pytest.approx(resident + base.activation_mb)  # the UNet's was the largest
     latency, memory = model.price(np.stack([model.encode(arch)]))
     assert memory[0] == pytest.approx(p.peak_memory_mb) and latency[0] == pytest.approx(p.latency_ms)
+
+
+def test_fixed_parts_a_table_lacks_are_missing_never_free(tiny_space, table, cli, tmp_path):
+    from tests.conftest import TINY
+
+    arch = tiny_space.architecture("reference")
+    bare = without(table, op="decoder")
+    p = CostModel(tiny_space, bare).predict(arch)
+    full = CostModel(tiny_space, table).predict(arch)
+    assert not p.complete and p.missing == ["decoder"] and p.fixed_parts == ["text_encoder"]
+    decoder = next(f for f in full.fixed if f["part"] == "decoder")
+    assert p.latency_ms == pytest.approx(full.latency_ms - decoder["total_ms"])  # what is priced, said incomplete
+    path = bare.save(tmp_path / "bare.csv")
+    code, out, err = cli("cost", TINY, "--table", path)
+    assert code == 0, err
+    assert f"decoder (tiny): not in {path} (missing)" in out
+    assert "latency at least" in out and "+ decoder (missing)" in out
+    code, out, _ = cli("cost", TINY, "--table", path, "--json")
+    report = json.loads(out)
+    assert report["complete"] is False and report["missing"] == ["decoder"]
+    assert next(f for f in report["fixed"] if f["part"] == "decoder")["latency_ms"] is None  # not 0, not NaN
+
+
+def test_fixed_part_rows_of_the_first_form_still_price(tiny_space, table, tmp_path):
+    """A hand-written ``vae_decode`` row (the old name, no fingerprint) is read as ``decoder`` with one deprecation
+    line and priced as it meant: once per generation, its working set the part's whole footprint."""
+    arch = tiny_space.architecture("reference")
+    rows = table.rows[~table.rows["op"].isin(["decoder", "text_encoder"])]
+    path = CostTable(rows.reset_index(drop=True), {**table.meta, "space": "tiny"}).save(tmp_path / "old.csv")
+    lines = path.read_text().splitlines()
+    lines.append("vae_decode,4,4,16,16,,30,30,300,5,ok,,")
+    path.write_text("\n".join(lines) + "\n")
+    from nas.space.yaml_io import write_yaml
+
+    write_yaml(path.with_suffix(".yaml"), {**read_yaml_mapping(path.with_suffix(".yaml")), "rows": len(lines) - 1})
+    with pytest.warns(NasWarning, match="op vae_decode is deprecated; use decoder"):
+        old = CostTable.load(path)
+    p = CostModel(tiny_space, old).predict(arch)
+    decoder = next(f for f in p.fixed if f["part"] == "decoder")
+    assert decoder["coverage"] == "legacy" and decoder["calls"] == 1 and decoder["total_ms"] == 30.0
+    assert p.missing == ["text_encoder"] and p.fixed_mb == pytest.approx(300.0)
 
 
 def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
@@ -344,4 +394,4 @@ def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, 
     code, out, err = cli("cost", TINY, "--table", path)
     assert code == 0, err
     assert err.startswith("nas: warning: ") and "made for space 'other'" in err and len(err.splitlines()) == 1
-    assert "no fixed parts in the table: VAE decoder and text encoder not counted" in out
+    assert "text_encoder (tiny): not in" in out and "(missing): the total is incomplete" in out

@@ -29,7 +29,13 @@ def interrupt(args, ready, tmp_path, timeout=400):
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=120)
     err = stderr.read_text()
-    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not re.match(r"^(search|profile) ", line)]
+    # the warning a search gives before it starts when its table lacks the fixed parts (the shipped CPU tables, until
+    # they are profiled again) is not about the interrupt
+    lines = [
+        line
+        for line in re.split(r"[\r\n]", err)
+        if line.strip() and not re.match(r"^(search|profile) ", line) and "no row for this space's" not in line
+    ]
     return code, lines
 
 

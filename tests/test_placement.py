@@ -119,17 +119,35 @@ def test_tables_without_a_placement_column_still_load(tmp_path, tiny_space):
         CostTable.load(path)
 
 
-def test_calibration_names_its_points_and_the_hold_out_error(tiny_space):
+def test_calibration_to_one_figure_fits_the_whole_generation(tiny_space):
     arch = tiny_space.architecture("reference")
-    table = estimate_table(tiny_space, CHIP, calibrate=(arch, 4, 200.0))
+    table = estimate_table(tiny_space, CHIP, calibrate=(arch, 4, 200.0), holdout=False, check=(arch, 4, 250.0))
     calibration = table.meta["calibration"]
     assert calibration["fit_on"]["published_ms"] == 200.0 and 0 < calibration["efficiency"] <= 1
-    points = {p["point"]: p for p in calibration["holdout"]}
-    assert {"sd21-iphone14promax", "sd21-iphone13promax", "sd21-ipadpro-m2", f"tiny/{arch.id}"} == set(points)
-    for p in points.values():
-        assert p["error_pct"] == pytest.approx(
-            100 * (p["predicted_ms"] - p["published_ms"]) / p["published_ms"], rel=1e-3, abs=0.2
-        )
-    assert calibration["holdout_mean_abs_error_pct"] >= 0
-    # the fitted efficiency reproduces the calibration point
-    assert CostModel(tiny_space, table).predict(arch, 4).latency_ms == pytest.approx(200.0, rel=1e-3)
+    # the fitted efficiency reproduces the figure for the whole generation: text encoder, 4 passes, decoder
+    prediction = CostModel(tiny_space, table).predict(arch, 4)
+    assert prediction.complete and prediction.latency_ms == pytest.approx(200.0, rel=1e-3)
+    check = calibration["check"]
+    assert check["published_ms"] == 250.0 and check["predicted_ms"] == pytest.approx(200.0, rel=1e-3)
+    assert check["error_pct"] == pytest.approx(-20.0, abs=0.2)
+    assert check["unet_ms"] == pytest.approx(4 * prediction.unet_ms, rel=1e-3)
+    assert set(check["fixed_ms"]) == {"text_encoder", "decoder"}
+    keys = set(table.rows["op"])
+    assert {"text_encoder", "decoder"} <= keys  # the fixed parts are rows of the estimate like any op
+
+
+def test_the_roofline_prices_each_op_by_what_bounds_it():
+    """A convolution with much arithmetic per byte is compute-bound, a 1x1 conv on a wide tensor memory-bound: the
+    estimate takes each op's own bound, so halving the efficiency doubles only the compute-bound op's time."""
+    heavy = run(nn.Conv2d(64, 64, 3, padding=1), torch.empty(1, 64, 64, 64))
+    light = run(nn.Conv2d(8, 8, 1), torch.empty(1, 8, 256, 256))
+    no_dispatch = {"dispatch_ms": 0.0}
+    assert roofline_ms(heavy, CHIP, 0.1, **no_dispatch) == pytest.approx(
+        2 * roofline_ms(heavy, CHIP, 0.2, **no_dispatch), rel=1e-6
+    )
+    assert roofline_ms(light, CHIP, 0.1, **no_dispatch) == pytest.approx(
+        roofline_ms(light, CHIP, 0.2, **no_dispatch), rel=1e-6
+    )
+    # an op's bytes: its weights (fp32 here) apart from the activations it reads and writes
+    assert heavy.ne.op_weight_bytes == [(64 * 64 * 9 + 64) * 4]
+    assert heavy.ne.op_activation_bytes == [2 * 64 * 64 * 64 * 4]

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -34,9 +35,12 @@ def measured(tmp_path_factory):
     return path
 
 
+OPS = 3  # the plan's first temporal op (after the spatial UNet and the two fixed parts)
+
+
 def small_plan(tiny_space, tmp_path, n=3):
     path = tmp_path / "plan.csv"
-    plan_frame(table_plan(tiny_space)[1 : 1 + n]).to_csv(path, index=False)
+    plan_frame(table_plan(tiny_space)[OPS : OPS + n]).to_csv(path, index=False)
     return path
 
 
@@ -56,7 +60,7 @@ def test_profile_resumes_and_drops_a_half_written_row(cli, tiny_space, tmp_path)
     plan = small_plan(tiny_space, tmp_path)
     out = tmp_path / "t.csv"
     header = "op,channels,frames,height,width,heads,kernel,latency_p50_ms,latency_p90_ms,memory_mb,samples,status\n"
-    first = table_plan(tiny_space)[1]
+    first = table_plan(tiny_space)[OPS]
     done = (
         f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.heads},{first.kernel},"
         "123.0,124.0,1.0,3,ok\n"
@@ -79,7 +83,7 @@ def test_profile_resumed_into_an_old_column_table_writes_one_format_and_keeps_th
 
     plan = small_plan(tiny_space, tmp_path, n=2)
     out = tmp_path / "t.csv"
-    first = table_plan(tiny_space)[1]
+    first = table_plan(tiny_space)[OPS]
     original = (
         "op,channels,frames,height,width,params,latency_p50_ms,latency_p90_ms,memory_mb,samples,status,message\n"
         f"{first.op},{first.channels},{first.frames},{first.height},{first.width},{first.params},"
@@ -243,6 +247,11 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tmp_path):
     shutil.rmtree(made)
     manifest = pd.read_csv(export / "manifest.csv", keep_default_na=False)
     assert len(manifest) == len(table_plan(tiny_space))
+    # the fixed parts are exported like the UNet: the decoder on one latent frame, the text encoder on int32 ids
+    fixed = manifest.set_index("op").loc[["text_encoder", "decoder"]]
+    assert (fixed["status"] == "ok").all()
+    ids = np.load(export / fixed.loc["text_encoder", "inputs"].split("=", 1)[1])
+    assert ids.dtype == np.int32 and ids.shape == (1, tiny_space.text_tokens)
     assert (export / "space.yaml").is_file() and "/" not in yaml.safe_load((export / "export.yaml").read_text())[
         "space_path"
     ]
@@ -295,7 +304,7 @@ def test_coreml_export_folder_alone_is_enough_to_time_and_import(cli, tmp_path):
 def test_error_rows_are_shown_then_retried_and_a_complete_rerun_changes_nothing(cli, tiny_space, tmp_path):
     from nas.profile.torch_profiler import TorchProfiler
 
-    keys = table_plan(tiny_space)[1:3]
+    keys = table_plan(tiny_space)[OPS : OPS + 2]
     plan = tmp_path / "plan.csv"
     plan_frame(keys).to_csv(plan, index=False)
     out = tmp_path / "t.csv"

@@ -42,7 +42,9 @@ def test_plan_command_writes_csv(cli, tmp_path):
     assert code == 0
     plan = pd.read_csv(tmp_path / "plan.csv")
     assert list(plan.columns) == ["op", "channels", "frames", "height", "width", "params"]
-    assert len(plan) == len(plan.drop_duplicates()) == 17
+    assert len(plan) == len(plan.drop_duplicates()) == 19
+    assert list(plan["op"][:3]) == ["spatial", "text_encoder", "decoder"]  # the fixed parts come with every plan
+    assert plan["frames"][2] == 1  # decoded frame by frame: one latent frame per call
 
 
 def test_table_round_trip(tiny_estimate):

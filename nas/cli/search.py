@@ -98,7 +98,14 @@ def cmd_search(args) -> None:
             print("picks (the next commands build and distill each):")
             print(describe_picks(summary["picks"]))
     if not summary["feasible_front"]:
+        fixed, budget = summary["generation"]["fixed_ms"], summary["budgets"]["latency_ms"]
+        hint = (
+            f" (the text encoder and decoder alone take {fixed:,.0f} ms of the {budget:,.0f} ms: a lighter decoder in "
+            "the space's generation.decoder, or a larger --latency-budget)"
+            if fixed > budget / 2
+            else ""
+        )
         raise NasError(
             f"{args.space}: no architecture meets the budgets; the {summary['pareto']} least-violating "
-            f"are in {args.out}/pareto.csv (feasible = False)"
+            f"are in {args.out}/pareto.csv (feasible = False){hint}"
         )

@@ -36,6 +36,11 @@ def cmd_space_show(args) -> None:
         f"video {video['frames']} frames x {video['height']}x{video['width']} px "
         f"(latent {video['latent_height']}x{video['latent_width']}); spatial backbone {space.params_spatial:,} params"
     )
+    generation = summary["generation"]
+    print(
+        f"generation: text encoder {generation.get('text_encoder', 'sd15')}, decoder {generation.get('decoder', 'sd15')}"
+        f" ({generation.get('decode', 'per_frame').replace('_', ' ')})"
+    )
     rows = [
         [s.name, s.path, s.level, s.position, s.channels, f"{s.height}x{s.width}", summarize_choices(s.choices)]
         for s in space.slots

@@ -57,9 +57,26 @@ def add_parser(commands) -> None:
     estimate = table.add_parser("estimate", help="an estimated table from published chip figures (roofline)")
     estimate.add_argument("space", type=Path)
     estimate.add_argument("--chip", default="a18-pro-ne")
-    estimate.add_argument("--calibrate-arch", default="reference", help="architecture of the published number")
-    estimate.add_argument("--calibrate-ms", type=float, default=None, help="published ms per generation")
-    estimate.add_argument("--passes", type=int, default=4, help="UNet passes in the published generation")
+    estimate.add_argument(
+        "--calibrate",
+        choices=["published"],
+        help="published: fit the Neural Engine's efficiency and cost per op to the published on-device points "
+        "(nas.cost.calibration), leave-one-out errors in the sidecar",
+    )
+    estimate.add_argument(
+        "--calibrate-ms",
+        type=float,
+        default=None,
+        help="instead: fit the efficiency to this published ms for a whole generation of --calibrate-arch",
+    )
+    estimate.add_argument(
+        "--check-ms",
+        type=float,
+        default=None,
+        help="a published ms for a whole generation of --calibrate-arch, predicted and reported (not fitted)",
+    )
+    estimate.add_argument("--calibrate-arch", default="reference", help="architecture of --calibrate-ms or --check-ms")
+    estimate.add_argument("--passes", type=int, default=4, help="UNet passes in that published generation")
     deprecated_flag(estimate, "--steps", "--passes", type=int)
     estimate.add_argument("-o", "--out", type=Path, required=True)
     estimate.set_defaults(func=cmd_table_estimate)
@@ -131,23 +148,45 @@ def cmd_table_import(args) -> None:
 
 
 def cmd_table_estimate(args) -> None:
-    from nas.cost.roofline import chip, estimate_table
-    from nas.space import SearchSpace
+    from nas.cost.roofline import estimate
 
-    space = SearchSpace.load(args.space)
-    calibrate = (
-        None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.passes, args.calibrate_ms)
+    table = estimate(
+        args.space,
+        args.out,
+        args.chip,
+        published=args.calibrate == "published",
+        calibrate_ms=args.calibrate_ms,
+        check_ms=args.check_ms,
+        arch=args.calibrate_arch,
+        passes=args.passes,
+        command=args.command_line,
     )
-    table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
-    table.save(args.out)
-    note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
+    calibration = table.meta["calibration"] or {}
+    note = ""
+    if "fitted" in calibration:
+        fitted = calibration["fitted"]
+        note = f", efficiency {fitted['efficiency']}, {fitted['dispatch_ms']} ms per op"
+    elif "efficiency" in calibration:
+        note = f", efficiency {calibration['efficiency']}"
     print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
     placement = table.meta["placement"]
     print(f"placement: {placement['rows_on_ne']} of {len(table.rows)} rows on the Neural Engine")
-    for key, note in placement["off_ne"].items():
-        print(f"  {key}: {note}")
-    for point in (table.meta["calibration"] or {}).get("holdout", []):
+    for key, text in placement["off_ne"].items():
+        print(f"  {key}: {text}")
+    if "points" in calibration:
+        print(
+            f"leave-one-out over {len(calibration['points'])} published points: mean absolute error "
+            f"{calibration['leave_one_out_mean_abs_error_pct']}% (max {calibration['leave_one_out_max_abs_error_pct']}%)"
+        )
+    for point in calibration.get("holdout", []):
         print(
             f"hold-out {point['point']} on {point['chip']}: predicted {point['predicted_ms']:,.1f} ms, "
             f"published {point['published_ms']:,.1f} ms ({point['error_pct']:+.1f}%)"
+        )
+    if "check" in calibration:
+        check = calibration["check"]
+        print(
+            f"check {check['point']} on {check['chip']}: predicted {check['predicted_ms']:,.1f} ms for the whole "
+            f"generation ({check['unet_ms']:,.1f} ms of UNet passes), published {check['published_ms']:,.1f} ms "
+            f"({check['error_pct']:+.1f}%)"
         )

@@ -1,12 +1,18 @@
 """CostModel: latency and peak memory of architectures, priced from a device table.
 
 One forward of the video UNet costs the spatial UNet row plus, for every slot, ``count`` times
-its temporal op's row. A generation costs ``passes`` forwards (UNet evaluations) plus the fixed parts the table
-holds (VAE decode, text encoder). Peak memory is the UNet's weights plus its largest
-activation working set (the spatial UNet's own peak, or at some slot the tensors the UNet
-holds live there plus that temporal op's working set), plus the fixed parts the table holds:
-their rows' ``working_set_mb`` is their whole footprint (weights and working set), counted as resident
-for the whole generation, as an app that keeps them loaded has them.
+its temporal op's row. A whole generation costs the text encoder once (one prompt), ``passes``
+forwards (UNet evaluations) and the decoder once per latent frame (``decode: per_frame``) or
+once per clip: the fixed parts the space names (:mod:`nas.space.generation`). Peak memory is the
+weights of all three, kept resident as an app that generates again keeps them, plus the largest
+working set of the phases, which run one after the other: the UNet's (the spatial UNet's own
+peak, or at some slot the tensors the UNet holds live there plus that temporal op's working
+set), the text encoder's, or one decoder call's (one frame's, frame by frame). A fixed part the
+table has no row for is *missing*: the prediction says so (``complete`` False, ``missing``), its
+time and memory are not in the totals, and the caller decides (``nas cost`` marks the total
+incomplete, ``nas search`` warns); it is never priced as zero silently. A row of the first form
+(no fingerprint in params, once per generation, its ``working_set_mb`` the whole footprint) is
+used as it was then, for the space its table was made for.
 
 Keys missing from the table are interpolated in log-log space between measured rows of the
 same op and parameters, preferring rows of the same width: latency along the op's FLOPs (so
@@ -21,6 +27,8 @@ unless a larger shape of the same op ran.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -30,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nas.cost.memory import slot_context_bytes
-from nas.cost.plan import choice_key, spatial_key
+from nas.cost.plan import choice_key, fixed_part_calls, fixed_part_key, spatial_key
 from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, WORKING_SET, CostTable
 from nas.errors import NasError, NasWarning
 from nas.model.size import choice_size, size_arrays
@@ -39,6 +47,7 @@ from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
 
 EXACT, INTERPOLATED, EXTRAPOLATED = "exact", "interpolated", "extrapolated"
+MISSING, LEGACY = "missing", "legacy"  # a fixed part with no row; one priced from a row of the first form
 MB = 2**20
 
 
@@ -65,17 +74,51 @@ class KeyCost:
         return self.working_set_mb
 
 
+@dataclass(frozen=True)
+class FixedCost:
+    """Price of one fixed part in a generation: ``calls`` x ``latency_ms`` (one call), its resident weights and one
+    call's working set; ``coverage`` is ``missing`` when the table has no row for it (then the numbers are NaN)."""
+
+    part: str  # text_encoder, decoder
+    name: str  # as the space names it: sd15, tiny or a folder
+    key: str  # the table key, as a row names it
+    calls: int
+    latency_ms: float
+    weights_mb: float
+    working_set_mb: float
+    status: str
+    coverage: str
+    placement: str = ""
+
+    @property
+    def total_ms(self) -> float:
+        return self.calls * self.latency_ms
+
+    @property
+    def priced(self) -> bool:
+        return self.coverage != MISSING
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values; what a missing part has no number for is None (NaN compares unequal to itself)."""
+        values = {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "total_ms": self.total_ms}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
 @dataclass
 class Prediction:
-    """Price of one architecture: per generation, ``latency_ms`` and ``peak_memory_mb`` (weights + activations +
-    fixed parts), their parts, and per slot the table's price of its op."""
+    """Price of one architecture's whole generation: ``latency_ms`` = text encoder + ``passes`` x UNet + decoder
+    calls, ``peak_memory_mb`` = weights (UNet's ``weights_mb`` + the fixed parts') + the largest working set of the
+    phases; their parts (``fixed``: one entry per fixed part), and per slot the table's price of its op.
+
+    ``complete`` is False when a fixed part has no row (``missing`` names it): the totals then hold only what
+    the table prices. ``fixed_ms`` and ``fixed_mb`` are what the fixed parts add to the totals."""
 
     latency_ms: float
     peak_memory_mb: float
     unet_ms: float
     fixed_ms: float
     fixed_mb: float
-    fixed_parts: list[str]
+    fixed_parts: list[str]  # the parts priced
     passes: int  # UNet evaluations per generation
     weights_mb: float
     activation_mb: float
@@ -83,6 +126,9 @@ class Prediction:
     slots: list[dict[str, Any]]
     coverage: dict[str, int]
     placement: dict[str, int] | None = None  # keys priced by where they run ("unknown": the table does not say)
+    fixed: list[dict[str, Any]] | None = None  # FixedCost.as_dict() per fixed part, in the order a generation runs
+    missing: list[str] | None = None
+    complete: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -227,22 +273,88 @@ class CostModel:
         return self.key_cost(spatial_key(self.space))
 
     @cached_property
-    def _fixed_rows(self) -> list[dict[str, Any]]:
-        return [row for key, row in self._rows.items() if key.op in FIXED_PARTS and row["status"] == "ok"]
+    def fixed(self) -> list[FixedCost]:
+        """The fixed parts of the space's generation, priced (or missing) in this table."""
+        return [self._fixed_cost(kind) for kind in FIXED_PARTS]
+
+    def _fixed_cost(self, kind: str) -> FixedCost:
+        key = fixed_part_key(self.space, kind)
+        part = self.space.generation.part(kind)
+        calls = fixed_part_calls(self.space, kind)
+        common = {"part": kind, "name": part.describe(), "key": key.row_text()}
+        legacy = self._legacy_fixed_row(kind)
+        if key not in self._rows and legacy is not None:  # first form: once per generation, whole footprint
+            cost = _row_cost(legacy, LEGACY)
+            return FixedCost(
+                **common,
+                calls=1,
+                latency_ms=cost.latency_ms,
+                weights_mb=cost.working_set_mb,
+                working_set_mb=0.0,
+                status=cost.status,
+                coverage=LEGACY,
+                placement=cost.placement,
+            )
+        if key not in self._rows and not any(k.op == kind and k.params == key.params for k in self._rows):
+            return FixedCost(
+                **common,
+                calls=calls,
+                latency_ms=math.nan,
+                weights_mb=math.nan,
+                working_set_mb=math.nan,
+                status=MISSING,
+                coverage=MISSING,
+            )
+        cost = self.key_cost(key)
+        weights = part_params(part) * self.table.dtype_bytes / MB
+        return FixedCost(
+            **common,
+            calls=calls,
+            latency_ms=cost.latency_ms,
+            weights_mb=weights,
+            working_set_mb=cost.working_set_mb,
+            status=cost.status,
+            coverage=cost.coverage,
+            placement=cost.placement,
+        )
+
+    def _legacy_fixed_row(self, kind: str) -> dict[str, Any] | None:
+        """A hand-written fixed-part row of the first form (no fingerprint), for the space the table was made for."""
+        rows = [r for k, r in self._rows.items() if k.op == kind and not k.params]
+        if not rows or self.table.meta.get("space") not in (None, self.space.name):
+            return None
+        return rows[0]
+
+    @cached_property
+    def missing(self) -> list[str]:
+        """The fixed parts the table has no row for."""
+        return [f.part for f in self.fixed if not f.priced]
 
     @cached_property
     def fixed_ms(self) -> float:
-        """VAE decode and text encoder, once per generation, where the table has them."""
-        return float(sum(row["latency_p50_ms"] for row in self._fixed_rows))
+        """Text encoder and decoder calls of one generation, as far as the table prices them."""
+        return float(sum(f.total_ms for f in self.fixed if f.priced))
 
     @cached_property
-    def fixed_mb(self) -> float:
-        """VAE decoder and text encoder kept resident (weights and working set), where the table has them."""
-        return float(sum(row[WORKING_SET] for row in self._fixed_rows))
+    def _fixed_weights_mb(self) -> float:
+        return float(sum(f.weights_mb for f in self.fixed if f.priced))
+
+    @cached_property
+    def _fixed_working_set_mb(self) -> float:
+        return float(max((f.working_set_mb for f in self.fixed if f.priced), default=0.0))
+
+    @cached_property
+    def _fixed_runs(self) -> bool:
+        return all(f.status == "ok" for f in self.fixed if f.priced)
 
     @cached_property
     def fixed_parts(self) -> list[str]:
-        return sorted({row["op"] for row in self._fixed_rows})
+        return [f.part for f in self.fixed if f.priced]
+
+    def fixed_mb(self, activation_mb: float) -> float:
+        """What the fixed parts add to a generation's peak whose UNet working set is ``activation_mb``: their weights,
+        and the part of their largest working set beyond the UNet's."""
+        return self._fixed_weights_mb + max(0.0, self._fixed_working_set_mb - activation_mb)
 
     def default_passes(self) -> int:
         return int(self.space.budgets.get("passes", 1))
@@ -289,12 +401,14 @@ class CostModel:
                 runs = runs and cost.runs
             slots.append(row)
         weights_mb = params * self.table.dtype_bytes / MB
+        fixed_mb = self.fixed_mb(activation_mb)
+        runs = runs and self._fixed_runs
         return Prediction(
-            latency_ms=passes * unet_ms + self.fixed_ms,
-            peak_memory_mb=weights_mb + activation_mb + self.fixed_mb,
+            latency_ms=passes * unet_ms + self.fixed_ms if runs else math.inf,
+            peak_memory_mb=weights_mb + activation_mb + fixed_mb if runs else math.inf,
             unet_ms=unet_ms,
             fixed_ms=self.fixed_ms,
-            fixed_mb=self.fixed_mb,
+            fixed_mb=fixed_mb,
             fixed_parts=self.fixed_parts,
             passes=passes,
             weights_mb=weights_mb,
@@ -303,6 +417,9 @@ class CostModel:
             slots=slots,
             coverage=coverage,
             placement=placement,
+            fixed=[f.as_dict() for f in self.fixed],
+            missing=self.missing,
+            complete=not self.missing,
         )
 
     def _keys_of(self, architecture: Architecture) -> list[OpKey]:
@@ -353,7 +470,32 @@ class CostModel:
             unet += lat[index]
             np.maximum(activation, mem[index], out=activation)
             params += par[index]
-        return passes * unet + self.fixed_ms, params * (self.table.dtype_bytes / MB) + activation + self.fixed_mb
+        memory = (
+            params * (self.table.dtype_bytes / MB)
+            + self._fixed_weights_mb
+            + np.maximum(activation, self._fixed_working_set_mb)
+        )
+        latency = passes * unet + self.fixed_ms
+        if not self._fixed_runs:  # a fixed part the device cannot run: no generation runs
+            latency, memory = np.full(n, math.inf), np.full(n, math.inf)
+        return latency, memory
+
+
+@functools.cache
+def _part_params(kind: str, config_json: str) -> int:
+    import torch
+
+    from nas.cost.workload import fixed_part_module
+    from nas.space.generation import FixedPart
+
+    with torch.device("meta"):
+        module = fixed_part_module(FixedPart(kind, "", json.loads(config_json)))
+    return sum(p.numel() for p in module.parameters())
+
+
+def part_params(part) -> int:
+    """Parameters of a fixed part as a generation holds it (the decoder without the encoder), counted on meta."""
+    return _part_params(part.kind, json.dumps(part.config, sort_keys=True, default=str))
 
 
 def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, attention: str | None) -> float:

@@ -22,7 +22,7 @@ which a measured table should be preferred to.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -66,12 +66,16 @@ def ane_violation(func, args, outputs) -> str | None:
 
 @dataclass
 class UnitWork:
-    """What one unit does in a workload: FLOPs, bytes its compute ops (and softmaxes) write, and the
-    number of ops with FLOPs (dispatches)."""
+    """What one unit does in a workload: FLOPs, bytes its compute ops (and softmaxes) write, the number of ops
+    with FLOPs (dispatches), and per such op (and softmax) its FLOPs and the bytes it moves: activations read
+    and written, and weights read (apart, so that compressed weights can be priced at their width)."""
 
     flops: float = 0.0
     written_bytes: float = 0.0
     ops: int = 0
+    op_flops: list[float] = field(default_factory=list)
+    op_activation_bytes: list[float] = field(default_factory=list)
+    op_weight_bytes: list[float] = field(default_factory=list)
 
 
 class PlacementTracker(TorchDispatchMode):
@@ -98,31 +102,45 @@ class PlacementTracker(TorchDispatchMode):
         unit = ANE if rule is None else self.fallback
         work = self.units.setdefault(unit, UnitWork())
         computes = func.overloadpacket in flop_registry
+        flops = 0.0
         if computes:
-            work.flops += flop_registry[func.overloadpacket](*args, **(kwargs or {}), out_val=out)
+            flops = flop_registry[func.overloadpacket](*args, **(kwargs or {}), out_val=out)
+            work.flops += flops
             work.ops += 1
         if rule is not None:
             self.violations[rule] = self.violations.get(rule, 0) + 1
+        activation_in = weight_in = 0.0
         for value in tensors(args):
             storage = id(value.untyped_storage())
+            size = value.numel() * value.element_size()
             if storage in self._weights:
+                weight_in += size
                 continue
             if storage not in self._unit_of:
                 self._weights.add(storage)
                 weakref.finalize(value.untyped_storage(), self._weights.discard, storage)
-            elif self._unit_of[storage] != unit:
-                self.transfer_bytes += value.numel() * value.element_size()
-                self.switches += 1
+                weight_in += size
+            else:
+                activation_in += size
+                if self._unit_of[storage] != unit:
+                    self.transfer_bytes += size
+                    self.switches += 1
+        written = 0.0
         for value in tensors(out):
             storage = id(value.untyped_storage())
             if storage in self._weights:
                 continue
             if computes or func.overloadpacket in _MATERIALISED:
-                work.written_bytes += value.numel() * value.element_size()
+                written += value.numel() * value.element_size()
             if storage not in self._unit_of:  # ids are reused once a storage dies: forget it then
                 weakref.finalize(value.untyped_storage(), self._unit_of.pop, storage, None)
             self._unit_of[storage] = unit
             self._last = value
+        if computes or func.overloadpacket in _MATERIALISED:
+            work.written_bytes += written
+            work.op_flops.append(flops)
+            work.op_activation_bytes.append(activation_in + written)
+            work.op_weight_bytes.append(weight_in)
         return out
 
     def finish(self) -> None:

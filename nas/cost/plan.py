@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from nas.cost.table import KEY_COLUMNS, SPATIAL
+from nas.cost.table import FIXED_PARTS, KEY_COLUMNS, SPATIAL
 from nas.errors import NasError
 from nas.ops import OpKey, get_op
 from nas.ops.key import parse_params
 from nas.space import SearchSpace
 from nas.space.choice import Choice
+from nas.space.generation import CLIP, DECODER, FixedPart
 from nas.space.search_space import Slot
 
 
@@ -29,6 +30,38 @@ def backbone_fingerprint(space: SearchSpace) -> str:
         "latent_channels": space.video.latent_channels,
     }
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def part_fingerprint(part: FixedPart) -> str:
+    """Ten hex digits of what a fixed part's cost depends on (its config's structure, not its name or weights):
+    SD1.5's built-in decoder and a saved folder of the same config share their row."""
+    spec = {"kind": part.kind, **part.structure}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def fixed_part_key(space: SearchSpace, kind: str) -> OpKey:
+    """The table key of a fixed part of ``space``'s generation.
+
+    ``text_encoder``: channels = its width, one prompt of ``text_tokens`` tokens (height), width 1.
+    ``decoder``: its input, channels = latent channels at the latent's height and width, one frame
+    (``decode: per_frame``, run once per latent frame) or the clip's frames (``clip``, run once).
+    params names the part's fingerprint (:func:`part_fingerprint`).
+    """
+    generation = space.generation
+    part = generation.part(kind)
+    params = {kind: part_fingerprint(part)}
+    if kind == DECODER:
+        v = space.video
+        frames = v.frames if generation.decode == CLIP else 1
+        return OpKey.of(kind, v.latent_channels, frames, v.latent_height, v.latent_width, params)
+    return OpKey.of(kind, part.structure["hidden_size"], 1, space.text_tokens, 1, params)
+
+
+def fixed_part_calls(space: SearchSpace, kind: str) -> int:
+    """How many times one generation runs a fixed part's key: the decoder once per frame (per_frame) or once."""
+    if kind == DECODER and space.generation.decode != CLIP:
+        return space.video.frames
+    return 1
 
 
 def spatial_key(space: SearchSpace) -> OpKey:
@@ -52,8 +85,9 @@ def choice_key(space: SearchSpace, slot: Slot, choice: Choice) -> OpKey | None:
 
 
 def table_plan(space: SearchSpace) -> list[OpKey]:
-    """Unique keys in a stable order: the spatial UNet first, then ops by slot order."""
-    keys = [spatial_key(space)]
+    """Unique keys in a stable order: the spatial UNet first, the fixed parts (text encoder, decoder), then ops
+    by slot order."""
+    keys = [spatial_key(space), *(fixed_part_key(space, kind) for kind in FIXED_PARTS)]
     for slot in space.slots:
         for choice in slot.choices:
             key = choice_key(space, slot, choice)

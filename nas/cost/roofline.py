@@ -3,24 +3,25 @@
 Each key runs once on the meta device (nothing allocated) in the form the export ships
 (attention as ``split_einsum``), and every aten op is placed by the Neural Engine rules of
 :mod:`nas.cost.placement`: on the Neural Engine, or on the fallback unit (the CPU for
-CPU_AND_NE). Each unit's time is the larger of its compute time (its FLOPs at the unit's rate)
-and its memory time (its share of the weights plus every output it writes, at the chip's
-bandwidth), plus a dispatch cost per op with FLOPs; tensors crossing units are copied (written
-and read once more) with a fixed cost per switch. One efficiency factor on the Neural Engine's
-rate is calibrated on one published on-device figure, and the others published for other
-chips are predicted with it: their error is the hold-out error the sidecar reports. Rows carry
-provenance ``estimated`` and a ``placement``: replace them with a measured table as soon as a
-device is at hand.
+CPU_AND_NE). Every op with FLOPs (and every softmax; elementwise ops are taken as fused) costs
+the larger of its compute time (its FLOPs at its unit's rate) and its memory time (the
+activations it reads and writes and the weights it reads, at the chip's bandwidth), plus a
+dispatch cost per op with FLOPs; tensors crossing units are copied (written and read once more)
+with a fixed cost per switch. The Neural Engine's efficiency (the share of its published rate
+that is reached) and its dispatch cost are fitted to published on-device figures of public
+models (:mod:`nas.cost.calibration`), or the efficiency alone to one end-to-end figure of the
+space's own. Rows carry provenance ``estimated`` and a ``placement``: replace them with a
+measured table as soon as a device is at hand.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -73,6 +74,20 @@ CHIPS = {
             _FALLBACK_SOURCE,
         ),
     ),
+    "a17-pro-ne": Chip(
+        name="a17-pro-ne",
+        device="iPhone 15 Pro Max (A17 Pro), 16-core Neural Engine",
+        compute_units="CPU_AND_NE",
+        fp16_tflops=17.5,
+        bandwidth_gbs=51.2,
+        dispatch_ms=0.05,
+        sources=(
+            "Apple, iPhone 15 Pro launch (Sept 2023): A17 Pro Neural Engine 35 trillion ops/s, counted in "
+            "low-precision ops (FP16 taken as half, 17.5 TFLOPS)",
+            "A17 Pro LPDDR5-6400 on a 64-bit bus = 51.2 GB/s (press teardowns)",
+            _FALLBACK_SOURCE,
+        ),
+    ),
     "a16-ne": Chip(
         name="a16-ne",
         device="iPhone 14 Pro Max (A16 Bionic), 16-core Neural Engine",
@@ -99,6 +114,31 @@ CHIPS = {
             _FALLBACK_SOURCE,
         ),
     ),
+    "a14-ne": Chip(
+        name="a14-ne",
+        device="iPhone 12 (A14 Bionic), 16-core Neural Engine",
+        compute_units="CPU_AND_NE",
+        fp16_tflops=11.0,
+        bandwidth_gbs=34.1,
+        dispatch_ms=0.05,
+        sources=(
+            "Apple, iPhone 12 launch (Oct 2020): A14 Neural Engine 11 trillion ops/s",
+            "A14 LPDDR4X-4266 on a 64-bit bus = 34.1 GB/s (press teardowns)",
+            _FALLBACK_SOURCE,
+        ),
+    ),
+    "m1-ne": Chip(
+        name="m1-ne",
+        device="iPad Pro / MacBook Pro (M1), 16-core Neural Engine",
+        compute_units="CPU_AND_NE",
+        fp16_tflops=11.0,
+        bandwidth_gbs=68.25,
+        dispatch_ms=0.05,
+        sources=(
+            "Apple, M1 launch (Nov 2020): Neural Engine 11 trillion ops/s; LPDDR4X-4266 on a 128-bit bus = 68.25 GB/s",
+            _FALLBACK_SOURCE,
+        ),
+    ),
     "m2-ne": Chip(
         name="m2-ne",
         device="iPad Pro (M2), 16-core Neural Engine",
@@ -113,63 +153,11 @@ CHIPS = {
     ),
 }
 
-# SD 2.1-base UNet (stabilityai/stable-diffusion-2-1-base config), as apple/ml-stable-diffusion converts it.
-SD21_BASE_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=(5, 10, 20, 20),
-    cross_attention_dim=1024,
-    use_linear_projection=True,
-    norm_num_groups=32,
-)
-
-
-@dataclass(frozen=True)
-class PublishedPoint:
-    """One published on-device figure: ``ms`` for ``calls`` UNet evaluations of a known model on a chip."""
-
-    name: str
-    chip: str
-    ms: float
-    what: str
-    source: str
-
-
-# apple/ml-stable-diffusion README (performance benchmark table): SD 2.1-base, 512x512, 6-bit palettized
-# weights, SPLIT_EINSUM_V2 attention, CPU_AND_NE; one iteration = one UNet call at batch 2 (CFG).
-SD21_POINTS = (
-    PublishedPoint(
-        "sd21-iphone14promax",
-        "a16-ne",
-        1000 / 2.69,
-        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (2.69 it/s)",
-        "apple/ml-stable-diffusion README, iPhone 14 Pro Max",
-    ),
-    PublishedPoint(
-        "sd21-iphone13promax",
-        "a15-ne",
-        1000 / 2.55,
-        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (2.55 it/s)",
-        "apple/ml-stable-diffusion README, iPhone 13 Pro Max",
-    ),
-    PublishedPoint(
-        "sd21-ipadpro-m2",
-        "m2-ne",
-        1000 / 3.07,
-        "SD 2.1-base UNet 64x64 latent, batch 2, 6-bit, one iteration (3.07 it/s)",
-        "apple/ml-stable-diffusion README, iPad Pro M2",
-    ),
-)
-
 
 @dataclass(frozen=True)
 class KeyWork:
-    """What one workload asks of each unit, as the placement rules split it."""
+    """What one workload asks of each unit, as the placement rules split it; ``weight_scale`` prices its weights
+    at another width than traced (palettized weights: bits / 16)."""
 
     ne: UnitWork
     fallback: UnitWork
@@ -179,13 +167,16 @@ class KeyWork:
     working_set_bytes: float
     placement: str
     notes: str
+    weight_scale: float = 1.0
 
     @property
     def flops(self) -> float:
         return self.ne.flops + self.fallback.flops
 
 
-def workload_work(module: torch.nn.Module, inputs, fallback_unit: str, weight_bytes: float) -> KeyWork:
+def workload_work(
+    module: torch.nn.Module, inputs, fallback_unit: str, weight_bytes: float, weight_scale: float = 1.0
+) -> KeyWork:
     """Run ``module(*inputs)`` (meta tensors) once with the placement and memory trackers."""
     from nas.ops.ane import use_attention
 
@@ -203,6 +194,7 @@ def workload_work(module: torch.nn.Module, inputs, fallback_unit: str, weight_by
         float(tracker.peak),
         placement.placement,
         placement.notes,
+        weight_scale,
     )
 
 
@@ -214,49 +206,24 @@ def key_work(space: SearchSpace, key: OpKey, chip: Chip, dtype_bytes: int = 2) -
         return workload_work(workload.module, workload.inputs, chip.fallback_unit, weights)
 
 
-def roofline_ms(work: KeyWork, chip: Chip, efficiency: float) -> float:
-    """Neural Engine part + fallback part + hand-overs between them, each a roofline."""
+def roofline_ms(work: KeyWork, chip: Chip, efficiency: float, dispatch_ms: float | None = None) -> float:
+    """Neural Engine part + fallback part + hand-overs between them; each op a roofline of its own.
+
+    ``efficiency`` scales the Neural Engine's published rate; ``dispatch_ms`` is its cost per op with FLOPs
+    (default: the chip's)."""
     bandwidth = chip.bandwidth_gbs * 1e9
-    share = work.fallback.flops / work.flops if work.flops else 0.0
 
-    def part(unit: UnitWork, tflops: float, weights: float, dispatch_ms: float) -> float:
-        if unit.flops == 0 and unit.written_bytes == 0:
+    def part(unit: UnitWork, tflops: float, dispatch: float) -> float:
+        if not unit.op_flops:
             return 0.0
-        compute = unit.flops / (tflops * 1e12) * 1e3
-        memory = (weights + unit.written_bytes) / bandwidth * 1e3
-        return max(compute, memory) + dispatch_ms * unit.ops
+        compute = np.asarray(unit.op_flops) / (tflops * 1e12)
+        moved = np.asarray(unit.op_activation_bytes) + np.asarray(unit.op_weight_bytes) * work.weight_scale
+        return float(np.maximum(compute, moved / bandwidth).sum() * 1e3) + dispatch * unit.ops
 
-    ne = part(work.ne, chip.fp16_tflops * efficiency, work.weight_bytes * (1 - share), chip.dispatch_ms)
-    fallback = part(work.fallback, chip.fallback_tflops, work.weight_bytes * share, chip.fallback_dispatch_ms)
+    ne = part(work.ne, chip.fp16_tflops * efficiency, chip.dispatch_ms if dispatch_ms is None else dispatch_ms)
+    fallback = part(work.fallback, chip.fallback_tflops, chip.fallback_dispatch_ms)
     transfers = 2 * work.transfer_bytes / bandwidth * 1e3 + chip.switch_ms * work.switches
     return ne + fallback + transfers
-
-
-def sd21_work(fallback_unit: str = "cpu", weight_bits: int = 6) -> KeyWork:
-    """SD 2.1-base's UNet at 512x512, batch 2 (one CFG iteration), ``weight_bits`` palettized weights."""
-    from diffusers import UNet2DConditionModel
-
-    from nas.ops.ane import ChannelsFirstAttnProcessor
-
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD21_BASE_UNET).to(torch.float16)
-        unet.set_attn_processor(ChannelsFirstAttnProcessor("split_einsum"))
-        inputs = (
-            torch.empty(2, 4, 64, 64, dtype=torch.float16),
-            torch.full((2,), 500.0),
-            torch.empty(2, 77, 1024, dtype=torch.float16),
-        )
-        weights = sum(p.numel() for p in unet.parameters()) * weight_bits / 8
-        return workload_work(_Positional(unet), inputs, fallback_unit, weights)
-
-
-class _Positional(torch.nn.Module):
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample, timestep, text):
-        return self.unet(sample, timestep, text, return_dict=False)[0]
 
 
 def estimate_table(
@@ -265,23 +232,28 @@ def estimate_table(
     calibrate: tuple[Architecture, int, float] | None = None,
     command: str = "",
     holdout: bool = True,
+    published: bool = False,
+    check: tuple[Architecture, int, float] | None = None,
 ) -> CostTable:
-    """A table for every planned key of ``space`` on ``chip``; ``calibrate`` = (arch, UNet passes, total_ms).
+    """A table for every planned key of ``space`` on ``chip``, fixed parts included.
 
-    With ``calibrate`` and ``holdout``, the apple/ml-stable-diffusion SD 2.1 figures (other chips)
-    are predicted with the fitted efficiency, and the reverse fit (on the iPhone 14 Pro Max SD 2.1
-    figure) predicts ``calibrate``'s total: the sidecar reports every predicted/published pair.
+    ``published``: the Neural Engine's efficiency and cost per op fitted to the published points of
+    :mod:`nas.cost.calibration`, with their leave-one-out errors in the sidecar. ``calibrate`` =
+    (architecture, UNet passes, whole-generation ms): the efficiency alone fitted to a published figure
+    of the space's own, and (``holdout``) the published points predicted with it. ``check`` = the same
+    triple, only predicted and reported next to the figure (the A18 Pro has no public-model point).
     """
     import nas
+    from nas.cost.calibration import calibrate_published, calibrate_to, predict_point
     from nas.cost.cost_model import CostModel
 
     keys = table_plan(space)
     works = {key: key_work(space, key, chip) for key in keys}
 
-    def table_at(efficiency: float) -> CostTable:
+    def table_at(efficiency: float, dispatch_ms: float) -> CostTable:
         rows = []
         for key, work in works.items():
-            ms = roofline_ms(work, chip, efficiency)
+            ms = roofline_ms(work, chip, efficiency, dispatch_ms)
             rows.append(
                 {
                     **key.as_dict(),
@@ -297,23 +269,56 @@ def estimate_table(
         frame = pd.DataFrame(rows, columns=COLUMNS).astype(str)
         return CostTable(validate_rows(frame, f"estimate for {chip.name}"), {"precision": "fp16"})
 
-    efficiency, calibration = 1.0, None
-    if calibrate is not None:
+    def generation_ms(architecture: Architecture, passes: int, efficiency: float, dispatch_ms: float):
+        model = CostModel(space, table_at(efficiency, dispatch_ms))
+        prediction = model.predict(architecture, passes)
+        return prediction.latency_ms, prediction
+
+    efficiency, dispatch_ms, calibration = 1.0, chip.dispatch_ms, None
+    if published and calibrate is not None:
+        raise NasError("calibrate on the published points or on one figure of the space's own, not both")
+    if published:
+        fit, calibration = calibrate_published()
+        efficiency, dispatch_ms = fit.efficiency, fit.dispatch_ms
+    elif calibrate is not None:
         architecture, passes, total_ms = calibrate
-        space_total = lambda e: CostModel(space, table_at(e)).predict(architecture, passes).latency_ms  # noqa: E731
-        efficiency = _calibrate(space_total, total_ms)
+        efficiency = calibrate_to(lambda e: generation_ms(architecture, passes, e, dispatch_ms)[0], total_ms)
         calibration = {
             "fit_on": {
                 "point": f"{space.name}/{architecture.id}",
                 "chip": chip.name,
                 "passes": passes,
                 "published_ms": total_ms,
+                "what": "whole generation: text encoder + passes x UNet + decoder (the space's generation)",
             },
             "efficiency": round(efficiency, 4),
         }
         if holdout:
-            calibration.update(_holdout(chip, efficiency, space_total, total_ms, f"{space.name}/{architecture.id}"))
-    table = table_at(efficiency)
+            from nas.cost.calibration import POINTS, Fit
+
+            held = [
+                _compare(p.name, p.chip, p.ms, predict_point(p, Fit(efficiency, dispatch_ms)), p.what)
+                for p in POINTS
+                if p.stack != "2022"
+            ]
+            calibration["holdout"] = held
+            calibration["holdout_mean_abs_error_pct"] = round(sum(abs(p["error_pct"]) for p in held) / len(held), 1)
+    if check is not None:
+        architecture, passes, total_ms = check
+        predicted, prediction = generation_ms(architecture, passes, efficiency, dispatch_ms)
+        calibration = calibration or {}
+        calibration["check"] = {
+            **_compare(
+                f"{space.name}/{architecture.id}",
+                chip.name,
+                total_ms,
+                predicted,
+                f"whole generation ({passes} UNet passes with the space's text encoder and decoder), not fitted",
+            ),
+            "unet_ms": round(passes * prediction.unet_ms, 1),
+            "fixed_ms": {f["part"]: round(f["total_ms"], 1) for f in prediction.fixed},
+        }
+    table = table_at(efficiency, dispatch_ms)
     off_ne = {k.row_text(): f"{w.placement}: {w.notes}" for k, w in works.items() if w.placement != ANE}
     table.meta = {
         "device": chip.device,
@@ -325,11 +330,12 @@ def estimate_table(
         "date": date.today().isoformat(),
         "provenance": "estimated",
         "attention": "split_einsum",
+        "chip": chip.name,
         "space": space.name,
         "method": (
-            f"per unit roofline: Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
-            f"{efficiency:.3f}), bytes / {chip.bandwidth_gbs} GB/s) + {chip.dispatch_ms} ms per op with "
-            f"FLOPs; ops off the Neural Engine on the {chip.fallback_unit} at {chip.fallback_tflops} TFLOPS + "
+            f"per op roofline: on the Neural Engine max(FLOPs / ({chip.fp16_tflops} TFLOPS x efficiency "
+            f"{efficiency:.3f}), bytes read and written / {chip.bandwidth_gbs} GB/s) + {dispatch_ms:.3f} ms per op "
+            f"with FLOPs; ops off the Neural Engine on the {chip.fallback_unit} at {chip.fallback_tflops} TFLOPS + "
             f"{chip.fallback_dispatch_ms} ms per op; hand-overs copy the tensor (2 x bytes / bandwidth) + "
             f"{chip.switch_ms} ms; attention as split_einsum; counted on the meta device"
         ),
@@ -342,69 +348,44 @@ def estimate_table(
     return table
 
 
-def _holdout(
-    chip: Chip, efficiency: float, space_total: Callable[[float], float], space_ms: float, space_point: str
-) -> dict[str, Any]:
-    """Predict the published figures the fit did not use, both ways, and give the errors."""
-    sd21 = sd21_work(chip.fallback_unit)
-    predictions = []
-    for point in SD21_POINTS:
-        predicted = roofline_ms(sd21, CHIPS[point.chip], efficiency)
-        predictions.append(_compare(point.name, point.chip, point.ms, predicted, f"{point.what}; {point.source}"))
-    first = SD21_POINTS[0]
-    try:
-        reverse = _calibrate(lambda e: roofline_ms(sd21, CHIPS[first.chip], e), first.ms)
-        predictions.append(
-            _compare(
-                space_point,
-                chip.name,
-                space_ms,
-                space_total(reverse),
-                f"fitted on {first.name} instead (efficiency {reverse:.4f})",
-            )
-        )
-    except NasError:  # that figure is faster than the roofline allows at any efficiency
-        predictions.append(
-            _compare(
-                space_point,
-                chip.name,
-                space_ms,
-                space_total(1.0),
-                f"fitted on {first.name} instead: unreachable, shown at efficiency 1",
-            )
-        )
-    errors = [abs(p["error_pct"]) for p in predictions]
-    return {
-        "holdout": predictions,
-        "holdout_mean_abs_error_pct": round(sum(errors) / len(errors), 1),
-        "note": "apple/ml-stable-diffusion used SPLIT_EINSUM_V2 (query chunks, 10-30% faster on mobile); "
-        "the estimate models SPLIT_EINSUM",
-    }
+def estimate(
+    space_path: str | Path,
+    out: str | Path,
+    chip_name: str = "a18-pro-ne",
+    published: bool = False,
+    calibrate_ms: float | None = None,
+    check_ms: float | None = None,
+    arch: str = "reference",
+    passes: int = 4,
+    command: str = "",
+) -> CostTable:
+    """``nas table estimate``: the estimated table of the space at ``space_path`` on a chip, saved to ``out``.
+
+    ``published``: fit to the published points; ``calibrate_ms``: fit the efficiency to that whole-generation ms of
+    ``arch`` at ``passes``; ``check_ms``: report that figure next to its prediction."""
+    if published and calibrate_ms is not None:
+        raise NasError("--calibrate published and --calibrate-ms are two ways to fit: give one")
+    space = SearchSpace.load(space_path)
+
+    def figure(ms: float | None) -> tuple[Architecture, int, float] | None:
+        return None if ms is None else (space.architecture(arch), passes, ms)
+
+    table = estimate_table(
+        space, chip(chip_name), figure(calibrate_ms), command=command, published=published, check=figure(check_ms)
+    )
+    table.save(out)
+    return table
 
 
 def _compare(name: str, chip_name: str, published: float, predicted: float, what: str) -> dict[str, Any]:
     return {
         "point": name,
         "chip": chip_name,
-        "published_ms": round(published, 1),
-        "predicted_ms": round(predicted, 1),
-        "error_pct": round(100 * (predicted - published) / published, 1),
+        "published_ms": round(float(published), 1),
+        "predicted_ms": round(float(predicted), 1),
+        "error_pct": round(float(100 * (predicted - published) / published), 1),
         "what": what,
     }
-
-
-def _calibrate(total: Callable[[float], float], target_ms: float) -> float:
-    """Efficiency in (0, 1] whose predicted total matches ``target_ms`` (bisection; total falls as it grows)."""
-    low, high = 1e-3, 1.0
-    if total(high) > target_ms:
-        raise NasError(f"the roofline cannot reach {target_ms} ms even at full efficiency (memory-bound)")
-    for _ in range(60):
-        middle = math.sqrt(low * high)
-        if total(middle) > target_ms:
-            low = middle
-        else:
-            high = middle
-    return high
 
 
 def chip(name: str) -> Chip:

@@ -52,7 +52,10 @@ FAILED_BY_SIZE = ("oom", "timeout")
 PROVENANCES = ("measured", "estimated", "published")
 # Whole-model rows next to the temporal ops, so a whole generation can be costed.
 SPATIAL = "spatial"  # the spatial UNet over all frames of one clip (channels = its first block width)
-FIXED_PARTS = ("vae_decode", "text_encoder")  # once per generation, if measured
+# The fixed parts of a generation (nas.space.generation): one text encoding; the decoder once per latent frame
+# (per_frame) or once per clip. A generation without them priced is incomplete, never free.
+FIXED_PARTS = ("text_encoder", "decoder")
+RENAMED_OPS = {"vae_decode": "decoder"}  # old op name -> today's: read under the new name, with a deprecation line
 WHOLE_MODEL_OPS = (SPATIAL, *FIXED_PARTS)
 SIDECAR_REQUIRED = ("device", "os", "backend", "precision", "tools", "date", "provenance")
 # where on the device it ran: a torch table names the torch device (cpu, cuda), any other the Core ML compute units
@@ -159,6 +162,16 @@ def _renamed(path: str, columns: tuple[str, ...]) -> dict[str, str]:
     return {old: new for new, old in names.items() if old != new}
 
 
+@functools.cache
+def _renamed_ops(path: str, ops: tuple[str, ...]) -> None:
+    for old in ops:
+        warnings.warn(
+            f"{path}: op {old} is deprecated; use {RENAMED_OPS[old]} (rows read under the new name)",
+            NasWarning,
+            stacklevel=4,
+        )
+
+
 def table_columns(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     """The COLUMNS of a CSV read as text; an older format is migrated (first-format keys, renamed columns), a
     missing message or placement is empty."""
@@ -191,7 +204,13 @@ def _migrate_first_format(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_rows(frame: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """Parse types and check every row; returns the typed frame (COLUMNS) with duplicates removed."""
+    """Parse types and check every row; returns the typed frame (COLUMNS) with duplicates removed.
+
+    An op under its old name (RENAMED_OPS) is read under today's, with one deprecation line per file."""
+    renamed = sorted({op.strip() for op in frame["op"] if op.strip() in RENAMED_OPS})
+    if renamed:
+        _renamed_ops(str(path), tuple(renamed))
+        frame = frame.assign(op=[RENAMED_OPS.get(op.strip(), op) for op in frame["op"]])
     out = []
     for index, raw in enumerate(frame.to_dict("records")):
         where = f"{path}: row {index + 2}"  # +2: header line, 1-based lines

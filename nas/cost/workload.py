@@ -4,7 +4,9 @@ The profilers time them; the roofline estimate and the cost model's memory estim
 on the meta device, which is why they live at the cost level, below the profilers.
 
 A temporal op key runs one layer on a batch-1 clip laid out as the UNet holds it,
-``(F, C, H, W)``; the spatial key runs the video UNet without temporal layers on one clip.
+``(F, C, H, W)``; the spatial key runs the video UNet without temporal layers on one clip; the
+fixed parts run the space's text encoder on one prompt and its decoder on the key's latent
+frames (random weights, built from their configs, as the spatial UNet is).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.cost.plan import backbone_fingerprint
-from nas.cost.table import SPATIAL, WHOLE_MODEL_OPS
+from nas.cost.plan import backbone_fingerprint, part_fingerprint
+from nas.cost.table import FIXED_PARTS, SPATIAL
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.ops import OpKey, get_op
 from nas.ops.base import OpGraph
 from nas.space import Architecture, SearchSpace
 from nas.space.choice import NONE, Choice
+from nas.space.generation import DECODER, FixedPart
 
 
 @dataclass
@@ -51,6 +54,53 @@ class SpatialGraph(nn.Module):
         return self.model(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
+class DecoderGraph(nn.Module):
+    """The decoding half of a diffusers ``AutoencoderKL`` (post_quant_conv + decoder): latents in, frames out.
+
+    The encoder is not kept: a generation only decodes, and the part's weights are the decoder's.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL(**config)
+        self.post_quant_conv = vae.post_quant_conv
+        self.decoder = vae.decoder
+
+    def forward(self, latents):
+        if self.post_quant_conv is not None:
+            latents = self.post_quant_conv(latents)
+        return self.decoder(latents)
+
+    def set_attention(self, implementation: str) -> None:
+        """The mid block's attention in the Neural Engine form (``split_einsum``) or one ``sdpa`` op, as exported."""
+        from diffusers.models.attention_processor import Attention
+
+        from nas.ops.ane import ChannelsFirstAttnProcessor
+
+        for module in self.decoder.modules():
+            if isinstance(module, Attention):
+                module.set_processor(ChannelsFirstAttnProcessor(implementation))
+
+
+class TextEncoderGraph(nn.Module):
+    """A transformers ``CLIPTextModel``: token ids in, the per-token embeddings the UNet cross-attends to out."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        self.model = CLIPTextModel(CLIPTextConfig(**config))
+
+    def forward(self, input_ids):
+        return self.model(input_ids, return_dict=False)[0]
+
+
+def fixed_part_module(part: FixedPart) -> nn.Module:
+    return DecoderGraph(part.config) if part.kind == DECODER else TextEncoderGraph(part.config)
+
+
 def build_workload(
     space: SearchSpace,
     key: OpKey,
@@ -59,9 +109,22 @@ def build_workload(
     seed: int = 0,
 ) -> Workload:
     torch.manual_seed(seed)
-    if key.op in WHOLE_MODEL_OPS and key.op != SPATIAL:
-        raise NasError(f"{key.op} rows are measured outside the toolkit's profilers (give them in the table)")
-    if key.op == SPATIAL:
+    if key.op in FIXED_PARTS:
+        part = space.generation.part(key.op)
+        if key.param_dict.get(key.op) != part_fingerprint(part):
+            raise NasError(
+                f"{key.text()}: a {key.op} row of another {key.op} than {space.name}'s "
+                f"({part.describe()}, {part_fingerprint(part)})"
+            )
+        module = fixed_part_module(part)
+        if key.op == DECODER:
+            inputs = (torch.randn(key.frames, key.channels, key.height, key.width),)
+            names = ("latents",)
+        else:
+            vocab = part.structure["vocab_size"]
+            inputs = (torch.randint(0, vocab, (1, key.height)),)
+            names = ("input_ids",)
+    elif key.op == SPATIAL:
         if key.param_dict.get("backbone") not in (None, backbone_fingerprint(space)):
             raise NasError(
                 f"{key.text()}: a spatial row of another backbone than {space.name}'s ({backbone_fingerprint(space)})"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.errors import NasError
+from nas.space.generation import TINY_VOCAB, tiny_text_encoder_config, tiny_vae_config
 
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 
@@ -44,17 +45,7 @@ def write_vae(folder: str | Path, images: np.ndarray | None = None, latent_chann
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=latent_channels,
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[8, 8, 16, 16],
-        sample_size=64,
-    )
+    vae = AutoencoderKL(**tiny_vae_config(latent_channels))  # the config `generation: {decoder: tiny}` prices
     if images is not None and len(images):
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
@@ -72,18 +63,9 @@ def write_text_encoder(folder: str | Path, width: int = 32, tokens: int = 77, se
     if width < 4 or width % 4:
         raise NasError(f"text encoder width must be a positive multiple of 4 (4 heads), got {width}")
     vocab = write_tokenizer(folder, tokens)
+    assert len(vocab) == TINY_VOCAB and vocab[SPECIAL[1]] == TINY_VOCAB - 1  # the ids the built-in config names
     torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=tokens,
-        bos_token_id=vocab[SPECIAL[0]],
-        eos_token_id=vocab[SPECIAL[1]],
-        pad_token_id=vocab[SPECIAL[1]],
-    )
+    config = CLIPTextConfig(**tiny_text_encoder_config(width, tokens))  # what `generation: {text_encoder: tiny}` prices
     CLIPTextModel(config).save_pretrained(folder, safe_serialization=True)
     return Path(folder)
 

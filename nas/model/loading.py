@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
+from nas.space.weights import safetensors_problem
 
 PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PRUNE_REPORT = "prune_report.json"  # written by `nas prune` beside the pruned model's config.json
@@ -48,15 +49,9 @@ def load_pretrained(cls: type, folder: str | Path, **kwargs: Any):
     kind = named.get("_class_name")  # diffusers' record of the class (transformers' model_type checks itself)
     if kind is not None and kind != cls.__name__:
         raise NasError(f"{config}: names class {kind}, not {cls.__name__}")
-    files = [p for p in folder.iterdir() if p.is_file()]
-    if not any(p.suffix == ".safetensors" for p in files):
-        pickles = sorted(p.name for p in files if p.suffix in PICKLES)
-        if pickles:
-            raise NasError(
-                f"{folder}: weights only as pickles ({pickles[0]}), which nas never loads; "
-                "save them as .safetensors (save_pretrained(safe_serialization=True))"
-            )
-        raise NasError(f"{folder}: no .safetensors weights")
+    problem = safetensors_problem(folder)
+    if problem:
+        raise NasError(f"{folder}: {problem}")
     try:
         return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:

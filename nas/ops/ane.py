@@ -147,19 +147,28 @@ class ChannelsFirstAttnProcessor:
     def __call__(
         self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
     ):
+        image = hidden_states.ndim == 4  # a VAE's attention: (B, C, H, W) in, a group norm and a residual around
         if (
             attention_mask is not None
-            or hidden_states.ndim != 3
+            or hidden_states.ndim not in (3, 4)
             or attn.spatial_norm is not None
-            or attn.group_norm is not None
+            or (attn.group_norm is not None and not image)
             or attn.norm_cross
-            or attn.residual_connection
+            or (attn.residual_connection and not image)
             or getattr(attn, "norm_q", None) is not None
         ):
             raise ValueError(
                 "ChannelsFirstAttnProcessor supports plain (cross-)attention of (B, S, C) tokens "
-                "without mask, norms or residual, as in SD 1.x/2.x UNets"
+                "without mask, norms or residual, as in SD 1.x/2.x UNets, and a VAE's (B, C, H, W) self-attention"
             )
+        if image:
+            b, c, h, w = hidden_states.shape
+            x = hidden_states if attn.group_norm is None else attn.group_norm(hidden_states)
+            out = attend(attn, x.reshape(b, c, 1, h * w), None, self.implementation).reshape(b, c, h, w)
+            out = out * attn.rescale_output_factor  # attend divides; diffusers divides after the residual
+            if attn.residual_connection:
+                out = out + hidden_states
+            return out / attn.rescale_output_factor
         x = hidden_states.transpose(1, 2)[:, :, None]
         context = None if encoder_hidden_states is None else encoder_hidden_states.transpose(1, 2)[:, :, None]
         return attend(attn, x, context, self.implementation)[:, :, 0].transpose(1, 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,6 +18,11 @@ from nas.ops.ane import use_attention
 
 TARGETS = ("iOS17", "iOS18")
 PRECISIONS = ("fp16", "fp32")
+
+
+def feed_arrays(names: Sequence[str], inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """A package's inputs as numpy arrays of the types its converted inputs have: float32, or int32 token ids."""
+    return {n: x.numpy().astype(np.float32 if x.is_floating_point() else np.int32) for n, x in zip(names, inputs)}
 
 
 def convert(
@@ -47,7 +53,11 @@ def convert(
     return ct.convert(
         traced,
         convert_to="mlprogram",
-        inputs=[ct.TensorType(name=n, shape=tuple(x.shape)) for n, x in zip(input_names, example_inputs)],
+        # token ids (a text encoder's input) go in as int32, Core ML's integer tensor type
+        inputs=[
+            ct.TensorType(name=n, shape=tuple(x.shape), **({} if x.is_floating_point() else {"dtype": np.int32}))
+            for n, x in zip(input_names, example_inputs)
+        ],
         outputs=[ct.TensorType(name=n) for n in output_names],
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         minimum_deployment_target=getattr(ct.target, target),

@@ -47,7 +47,7 @@ from nas.errors import NasError
 from nas.ops import OpKey
 from nas.ops.key import parse_params
 from nas.profile.base import Profiler
-from nas.profile.coreml_convert import convert
+from nas.profile.coreml_convert import convert, feed_arrays
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
 from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping, write_yaml
@@ -123,7 +123,7 @@ def export_packages(
         inputs = ""
         if status == "ok":
             workload = workload or build_workload(space, key)
-            feed = {name: x.numpy().astype(np.float32) for name, x in zip(workload.input_names, workload.inputs)}
+            feed = feed_arrays(workload.input_names, workload.inputs)
             inputs = save_inputs(out_dir, path.name.removesuffix(".mlpackage"), feed)
         rows.append(
             {**key.as_dict(), "package": path.name if status == "ok" else "", "inputs": inputs, "status": status}

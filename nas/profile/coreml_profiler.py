@@ -11,12 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nas.cost.workload import build_workload
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
-from nas.profile.coreml_convert import convert
+from nas.profile.coreml_convert import convert, feed_arrays
 from nas.profile.coreml_kit import package_name
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
 
@@ -39,7 +37,7 @@ class CoreMLProfiler(Profiler):
             convert(
                 workload.module, workload.inputs, workload.input_names, precision=self.precision, target=self.target
             ).save(str(path))
-            feed = {name: x.numpy().astype(np.float32) for name, x in zip(workload.input_names, workload.inputs)}
+            feed = feed_arrays(workload.input_names, workload.inputs)
             values = time_chain(
                 [path],
                 feed,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
-from nas.errors import NasError
+from nas.errors import NasError, NasWarning
 from nas.options import renamed_kwargs
 from nas.quality.proxies import check_options, get_proxy
 from nas.search.curves import make_pruner
@@ -63,6 +64,13 @@ def search(
         quality = proxy_cls(space, seed=seed, **proxy_options)  # bad options or data fail here, not in a worker
     make_pruner(pruner)
     cost.price(cost.encode(space.sample(0))[None])  # every choice of every slot must be priceable: fail now
+    if cost.missing:
+        warnings.warn(
+            f"{table_path}: no row for this space's {' and '.join(cost.missing)}: the budgets are held against the "
+            f"rest of the generation only (measure them: nas profile {space_path} ..., or nas table estimate)",
+            NasWarning,
+            stacklevel=2,
+        )
     out = Path(out)
     summary: dict[str, Any] = {
         "space": space.name,
@@ -78,6 +86,7 @@ def search(
             "peak_memory_mb": budgets.peak_memory_mb,
             "passes": budgets.passes,
         },
+        "generation": generation_summary(cost),
     }
     if sampler == "exhaustive":
         front, counts = exhaustive_front(space, cost, budgets, quality)
@@ -112,12 +121,36 @@ def search(
             feasible=int(trials_table["feasible"].sum()) if len(trials_table) else 0,
             pruned=int((trials_table["state"] == "pruned").sum()) if len(trials_table) else 0,
         )
+    front = with_unet_ms(front, cost, budgets.passes)
     summary["pareto"] = len(front)
     summary["feasible_front"] = bool(len(front) and front["feasible"].all())
     summary["picks"] = make_picks(front, space, space_path, out) if summary["feasible_front"] else []
     write_results(out, space, front, trials_table, summary)
     write_picks(out, summary["picks"])
     return summary
+
+
+def generation_summary(cost: CostModel) -> dict[str, Any]:
+    """The fixed parts every architecture's latency and memory include (summary.json ``generation``)."""
+    from nas.cost.report import no_infinity
+
+    parts = {f.part: f for f in cost.fixed}
+    return no_infinity(
+        {
+            **cost.space.generation.summary(),
+            "complete": not cost.missing,
+            "missing": cost.missing,
+            "fixed_ms": cost.fixed_ms,
+            **{f"{kind}_ms": part.total_ms for kind, part in parts.items()},
+            "parts": [f.as_dict() for f in cost.fixed],
+        }
+    )
+
+
+def with_unet_ms(front, cost: CostModel, passes: int):
+    """``front`` with a ``unet_ms`` column (one UNet pass): its generation's latency less the fixed parts, over the
+    passes."""
+    return front.assign(unet_ms=(front["latency_ms"] - cost.fixed_ms) / passes)
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -130,9 +163,13 @@ def describe(summary: dict[str, Any]) -> str:
         )
         or "none"
     )
+    generation = summary["generation"]
+    whole = f"text encoder + {budgets['passes']} UNet passes + decoder ({generation['decode'].replace('_', ' ')})"
+    if not generation["complete"]:
+        whole += f"; {' and '.join(generation['missing'])} not in the table, not counted"
     head = (
         f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
-        f"sampler {summary['sampler']}, budgets {limits} per generation of {budgets['passes']} UNet passes"
+        f"sampler {summary['sampler']}, budgets {limits} per whole generation ({whole})"
     )
     if not summary["feasible_front"]:
         return (

@@ -64,6 +64,7 @@ def make_picks(
                 "role": role,
                 "arch_id": arch_id,
                 "latency_ms": float(row["latency_ms"]),
+                **({"unet_ms": float(row["unet_ms"])} if "unet_ms" in row else {}),
                 "peak_memory_mb": float(row["peak_memory_mb"]),
                 "quality": None if np.isnan(quality) else quality,
                 "temporal_slots": len(temporal),
@@ -108,8 +109,9 @@ def describe_picks(picks: list[dict[str, Any]]) -> str:
     lines = []
     for pick in picks:
         quality = "" if pick["quality"] is None else f"  quality {pick['quality']:.4g}"
+        unet = f" ({pick['unet_ms']:,.1f} ms per UNet pass)" if "unet_ms" in pick else ""
         lines.append(
-            f"{pick['role'].replace('_', ' ')}: {pick['arch_id']}  {pick['latency_ms']:,.1f} ms  "
+            f"{pick['role'].replace('_', ' ')}: {pick['arch_id']}  {pick['latency_ms']:,.1f} ms{unet}  "
             f"{pick['peak_memory_mb']:,.1f} MB{quality}  (temporal layers at {pick['temporal_slots']} of "
             f"{pick['slots']} slots)"
         )

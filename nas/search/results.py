@@ -127,7 +127,11 @@ def plot_front(out: Path, pareto: pd.DataFrame, trials: pd.DataFrame | None, sum
     if pareto["quality"].abs().max() >= 1e4:  # size proxies: 250M, not an offset label over the title
         bar.formatter = matplotlib.ticker.EngFormatter(sep="")
         bar.update_ticks()
-    ax.set_xlabel(f"latency per generation (ms, {summary['budgets']['passes']} UNet passes)")
+    ax.set_xlabel(
+        f"latency per generation (ms: text encoder + {summary['budgets']['passes']} UNet passes + decoder"
+        + ("" if summary.get("generation", {}).get("complete", True) else ", fixed parts missing")
+        + ")"
+    )
     ax.set_ylabel("peak memory (MB)")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="best", fontsize=8)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nas.errors import NasError
 from nas.options import renamed_keys
 from nas.space.choice import NONE, Choice, parse_op
+from nas.space.generation import Generation, parse_generation
 from nas.space.yaml_io import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class SearchSpace:
     description: str = ""
     source: str = "<dict>"
     prune_from: dict[str, Any] | None = None  # where the backbone's 2D weights come from (`nas prune`)
+    generation_given: dict[str, Any] | None = None  # the ``generation`` mapping as written (None: not given)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -120,6 +122,7 @@ class SearchSpace:
             "architectures",
             "budgets",
             "prune_from",
+            "generation",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -163,13 +166,31 @@ class SearchSpace:
             description=str(data.get("description", "")),
             source=source,
             prune_from=_prune_from(data.get("prune_from"), fail),
+            generation_given=data.get("generation"),
         )
+        if space.generation_given is not None:
+            space.generation  # noqa: B018  (a mistake in the fixed parts named is reported now)
         for arch_name in architectures:
             space.architecture(arch_name)  # validates every named architecture now
         space.params_spatial  # noqa: B018  (builds the backbone on meta: catches bad configs now)
         return space
 
     # ---------------------------------------------------------------- queries
+    @cached_property
+    def generation(self) -> Generation:
+        """The text encoder and decoder a whole generation is priced with (:mod:`nas.space.generation`).
+
+        Checked at load when the space names them; SD1.5's, the default for a space that does not,
+        are checked against it on first use (pricing), so that a space of another shape that is
+        never priced loads as before."""
+
+        def fail(problem: str) -> NasError:
+            if self.generation_given is None:
+                problem += " (the space has no 'generation' key: SD1.5's parts are the default; name its own there)"
+            return NasError(f"{self.source}: {problem}")
+
+        return parse_generation(self.generation_given, self, fail)
+
     def slot(self, name: str) -> Slot:
         for slot in self.slots:
             if slot.name == name:
@@ -282,6 +303,7 @@ class SearchSpace:
             ],
             "architectures": list(self.architectures),
             "budgets": self.budgets,
+            "generation": self.generation_given or {"decoder": "sd15", "text_encoder": "sd15", "decode": "per_frame"},
         }
 
 
