@@ -95,21 +95,27 @@ def differences(table: dict[str, Any], here: dict[str, Any], threads: bool = Fal
     return found
 
 
-def warn_other_machine(meta: dict[str, Any], path: str | Path, threads: bool = False) -> list[str]:
+def warn_other_machine(
+    meta: dict[str, Any], path: str | Path, threads: bool = False, unknown: bool = True
+) -> list[str]:
     """One warning line when the table (sidecar ``meta``, at ``path``) was measured on another machine.
 
     Only for measured torch tables: an estimated or published table, or one of another device
     (Core ML: a Mac or an iPhone) is not a claim about this machine. A measured table without a
-    ``machine`` (made before sidecars recorded it) is said to be of an unknown machine. Said once
-    per table and process; returns what differs (empty: nothing said)."""
+    ``machine`` (made before sidecars recorded it) is said to be of an unknown machine where
+    ``unknown`` (the check and ``nas cost``; a search, which loads its table in every worker, says
+    only a known difference). Said once per table and process; returns what differs (empty: nothing
+    said)."""
     if meta.get("backend") != "torch" or meta.get("provenance") != "measured":
         return []
-    return _warn(str(path), _frozen(meta.get("machine")), meta.get("torch_device", "cpu"), threads)
+    machine = _frozen(meta.get("machine"))
+    if machine is None and not unknown:
+        return []
+    return _warn(str(path), machine, meta.get("torch_device", "cpu"), threads)
 
 
 @functools.cache
 def _warn(path: str, machine: tuple | None, torch_device: str, threads: bool) -> list[str]:
-    here = fingerprint(torch_device)
     if machine is None:
         note = ["machine unknown"]
         message = (
@@ -118,7 +124,7 @@ def _warn(path: str, machine: tuple | None, torch_device: str, threads: bool) ->
             f"this one with nas table adapt"
         )
     else:
-        note = differences(dict(machine), here, threads)
+        note = differences(dict(machine), fingerprint(torch_device), threads)
         if not note:
             return []
         message = (

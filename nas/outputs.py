@@ -56,7 +56,7 @@ def claim(
     given = [Path(p) for p in inputs if p is not None]
     for path in (Path(p) for p in named if p is not None):
         if any(_same(path, i) for i in given):
-            raise NasError(f"{path}: the output is also an input of this command; choose another output path")
+            raise NasError(f"{path}: the output is also an input of the command; choose another output path")
     for item in derived:
         if any(_same(item.path, i) for i in given):
             raise NasError(
@@ -77,10 +77,10 @@ def _occupied(path: Path) -> bool:
 
 
 def files_of(*paths: str | Path | None) -> list[Path]:
-    """The input files behind ``paths``: a file itself, every file under a folder (a model, a run, a kit)."""
+    """The inputs behind ``paths``: a file itself, a folder (a model, a run, a kit) and everything under it."""
     found: list[Path] = []
     for path in (Path(p) for p in paths if p is not None):
-        found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        found += [path, *sorted(path.rglob("*"))] if path.is_dir() else [path]
     return found
 
 

@@ -102,7 +102,7 @@ def fit_correction(
         if form != "scale" and (len(needed) < 2 or min(counts.values()) < 2):  # one class is the scale
             results[form] = None
             continue
-        factors = {c: float(np.exp(log_ratio[labels == c].mean())) for c in needed}
+        factors = {str(c): float(np.exp(log_ratio[labels == c].mean())) for c in sorted(needed)}
         predicted = np.empty(len(parent))
         for i in range(len(parent)):
             others = (labels == labels[i]) & (np.arange(len(parent)) != i)
@@ -114,7 +114,7 @@ def fit_correction(
     }
     best = "scale"
     for form in FORMS[1:]:
-        if errors[form] is not None and errors[form] < errors[best]:
+        if errors[form] is not None and errors[form] < errors[best] - 1e-9:  # not by rounding
             best = form
     factors, predicted = results[best]
     error = np.abs(predicted - measured) / measured

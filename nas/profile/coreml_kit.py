@@ -115,11 +115,10 @@ def export_packages(
     attention: str = "split_einsum",
 ) -> Path:
     """Convert every planned key to DIR/<key>.mlpackage and write what a Mac needs to time them (resumable)."""
-    import coremltools
-
     space = SearchSpace.load(space_path)
     out_dir = Path(out_dir)
     outputs.claim(kit_outputs(out_dir, MANIFEST, SPACE_COPY, INPUTS), [space_path])
+    import coremltools
     if _kind(out_dir) not in (None, OPS):
         raise NasError(
             f"{out_dir}: holds another kind of folder (a model export or a foreign {MANIFEST}); "

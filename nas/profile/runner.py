@@ -95,7 +95,7 @@ def profile(
 
     interrupts = Interrupts()
     worker = _Worker(str(space_path), backend, options, memory_limit_mb, interrupts)
-    bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
+    bar = None  # shown once the setup is checked: a refused resume is one line
     kept = 0 if done is None else len(done)
     try:
         with interrupts.installed():
@@ -108,6 +108,7 @@ def profile(
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS)
                 if done is None:
                     writer.writeheader()
+                bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
                 for key in bar:
                     values = worker.measure(key, per_key_s)
                     writer.writerow({**key.as_dict(), "message": "", **{k: _short(v) for k, v in values.items()}})
@@ -115,8 +116,9 @@ def profile(
                     os.fsync(handle.fileno())
                     kept += 1
     except KeyboardInterrupt:
-        bar.leave = False
-        bar.close()
+        if bar is not None:
+            bar.leave = False
+            bar.close()
         raise Interrupted(f"{kept} measured rows are kept in {out}; re-run the same command to resume") from None
     finally:
         worker.close()

@@ -54,7 +54,7 @@ def search(
         run_outputs(out, study_file=storage is None and sampler != "exhaustive"),
         [space_path, table_path, sidecar_path(table_path), _storage_file(storage)],
     )
-    warn_other_machine(table.meta, table_path)
+    warn_other_machine(table.meta, table_path, unknown=False)
     screen = SCREEN if screen is None else screen
     cost = CostModel(space, table)
     budgets = Budgets.for_space(space, latency_budget, memory_budget, passes)
