@@ -119,6 +119,7 @@ def export_packages(
     out_dir = Path(out_dir)
     outputs.claim(kit_outputs(out_dir, MANIFEST, SPACE_COPY, INPUTS), [space_path])
     import coremltools
+
     if _kind(out_dir) not in (None, OPS):
         raise NasError(
             f"{out_dir}: holds another kind of folder (a model export or a foreign {MANIFEST}); "

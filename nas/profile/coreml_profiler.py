@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nas.cost.workload import build_workload
+from nas.machine import fingerprint
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.coreml_convert import convert
@@ -62,4 +63,5 @@ class CoreMLProfiler(Profiler):
             device=platform.machine(), backend="coreml", compute_units=self.compute_units, precision=self.precision
         )
         meta["tools"]["coremltools"] = str(coremltools.__version__)
+        meta["machine"] = fingerprint(None, self.compute_units)  # the Mac's
         return meta

@@ -163,7 +163,7 @@ def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any])
                 f"{meta.get(field)!r}; profile into another file"
             )
     if isinstance(previous.get("machine"), dict) and isinstance(meta.get("machine"), dict):
-        other = differences(previous["machine"], meta["machine"], threads=True)
+        other = differences(previous["machine"], meta["machine"], threads=meta.get("backend") == "torch")
         if other:
             raise NasError(
                 f"{out}: its rows were measured on another machine ({'; '.join(other)}); profile into another "
