@@ -87,15 +87,10 @@ def add_parser(commands) -> None:
 
 
 def cmd_table_plan(args) -> None:
-    from nas.cost.plan import plan_frame, table_plan
-    from nas.outputs import claim
-    from nas.space import SearchSpace
+    from nas.cost.plan import space_plan
 
-    claim((), [args.space], named=[args.out])
-    frame = plan_frame(table_plan(SearchSpace.load(args.space)))
+    frame = space_plan(args.space, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
         print(f"wrote {args.out} ({len(frame)} keys)")
     else:
         print(frame.to_csv(index=False), end="")
@@ -192,17 +187,12 @@ def cmd_table_adapt(args) -> None:
 
 
 def cmd_table_estimate(args) -> None:
-    from nas.cost.roofline import chip, estimate_table
-    from nas.cost.table import claim_table
-    from nas.space import SearchSpace
+    from nas.cost.roofline import write_estimate
 
-    claim_table(args.out, [args.space])
-    space = SearchSpace.load(args.space)
-    calibrate = (
-        None if args.calibrate_ms is None else (space.architecture(args.calibrate_arch), args.passes, args.calibrate_ms)
+    table = write_estimate(
+        args.space, args.out, args.chip, args.calibrate_arch, args.calibrate_ms, args.passes, args.command_line
     )
-    table = estimate_table(space, chip(args.chip), calibrate, command=args.command_line)
-    table.save(args.out)
+    calibrate = args.calibrate_ms is not None
     note = f", efficiency {table.meta['calibration']['efficiency']}" if calibrate else ""
     print(f"wrote {args.out} ({len(table.rows)} rows, estimated{note})")
     placement = table.meta["placement"]

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,7 @@ import torch
 
 from nas.cost.placement import ANE, RULES, PlacementTracker, UnitWork
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, PLACEMENT, WORKING_SET, CostTable, validate_rows
+from nas.cost.table import COLUMNS, PLACEMENT, WORKING_SET, CostTable, claim_table, validate_rows
 from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
@@ -411,3 +412,22 @@ def chip(name: str) -> Chip:
     if name not in CHIPS:
         raise NasError(f"--chip: unknown chip {name!r} (known: {', '.join(CHIPS)})")
     return CHIPS[name]
+
+
+def write_estimate(
+    space_path: str | Path,
+    out: str | Path,
+    chip_name: str = "a18-pro-ne",
+    calibrate_arch: str = "reference",
+    calibrate_ms: float | None = None,
+    passes: int = 4,
+    command: str = "",
+) -> CostTable:
+    """``nas table estimate``: the estimate of the space at ``space_path`` for ``chip_name`` (calibrated so that
+    ``calibrate_arch`` takes ``calibrate_ms`` per generation of ``passes``, if given), written to ``out``."""
+    claim_table(out, [space_path])  # before any work: the sidecar must not land on the space
+    space = SearchSpace.load(space_path)
+    calibrate = None if calibrate_ms is None else (space.architecture(calibrate_arch), passes, calibrate_ms)
+    table = estimate_table(space, chip(chip_name), calibrate, command=command)
+    table.save(out)
+    return table

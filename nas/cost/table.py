@@ -67,8 +67,9 @@ def sidecar_path(csv_path: str | Path) -> Path:
     return Path(csv_path).with_suffix(".yaml")
 
 
-# A sidecar nas wrote (a table's, a Mac kit's results.yaml, a models import's) has these keys.
-is_sidecar = outputs.yaml_keys("device", "backend", "provenance")
+# A sidecar (a table's, a Mac kit's results.yaml, a models import's; nas's or one written to resume by hand, as
+# examples/search_own_device.py does) has these keys; a space, an architecture, a config has none of them.
+is_sidecar = outputs.yaml_keys("backend", "precision", "provenance")
 
 
 def table_outputs(csv_path: str | Path) -> list[outputs.Derived]:
