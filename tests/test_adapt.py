@@ -150,6 +150,17 @@ def test_an_estimate_adapted_to_its_devices_results_takes_their_scale_and_says_i
     assert code == 0 and "adapted" in out_text and err == "", err
 
 
+def test_keys_that_disagree_on_a_correction_are_written_with_one_warning(cli, results_kit, tmp_path):
+    table, kit = results_kit
+    rows = pd.read_csv(kit / "results.csv", keep_default_na=False)
+    rows[["latency_p50_ms", "latency_p90_ms"]] = rows[["latency_p50_ms", "latency_p90_ms"]].mul(
+        [0.1, 4, 0.5, 9], axis=0
+    )
+    rows.to_csv(kit / "results.csv", index=False)
+    code, _, err = cli("table", "adapt", table, "--results", kit, "-o", tmp_path / "t.csv")
+    assert code == 0 and err.count("nas: warning: ") == 1 and "disagree with one correction" in err, err
+
+
 def _kit_of_another_space(kit):
     info = yaml.safe_load((kit / "export.yaml").read_text())
     (kit / "export.yaml").write_text(yaml.safe_dump({**info, "space": "snapgen_v"}))

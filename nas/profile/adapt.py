@@ -52,6 +52,10 @@ from nas.space import SearchSpace
 from nas.space.yaml_io import read_yaml_mapping
 
 FORMS = ("scale", "regime", "op")  # simplest first
+# Above this mean leave-one-out error the adapted table is written with a warning: its keys do not agree on a
+# correction (the tiny table adapted on this project's VM, 1 thread, with one other job running: 11%; with the
+# CPU taken by other jobs: 490%).
+DISAGREE = 0.25
 
 
 @dataclass
@@ -217,6 +221,14 @@ def adapt_table(
     adapted, fit = _adapt(parent, measured)
     adapted.meta = _sidecar(parent, measured.meta, fit, where, command)
     adapted.save(out)
+    if fit.loo_error > DISAGREE:
+        warnings.warn(
+            f"{out}: the measured keys disagree with one correction by {fit.loo_error:.0%} on average (leave one "
+            "out): the machine was busy while measuring, or the table's parts moved unlike each other here; "
+            "re-run on a quiet machine, with more --samples, or profile this machine",
+            NasWarning,
+            stacklevel=2,
+        )
     return adapted, fit
 
 
