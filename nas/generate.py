@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import save_file
 
+from nas import outputs
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.model.loading import load_pretrained
@@ -77,6 +78,7 @@ def generate(
         raise NasError(f"--sampling-steps must be at least 1, got {sampling_steps}")
     if not latents_only and vae is None:
         raise NasError("--vae is needed to decode a video (or pass --latents-only)")
+    outputs.claim((), outputs.files_of(model, text_encoder, vae), named=[out])
     pipe = load_pipeline(model, text_encoder, None if latents_only else vae).to(device)
     result = pipe(
         prompt,

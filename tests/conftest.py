@@ -78,6 +78,18 @@ def copy_table(table: Path, folder: Path) -> Path:
     return folder / table.name
 
 
+def here_table(table: Path, folder: Path) -> Path:
+    """``table`` (a measured torch table) copied into ``folder`` with a sidecar saying it was measured on this
+    machine, so that a test's output holds no "measured on another machine" line wherever the suite runs."""
+    from nas.machine import fingerprint
+    from nas.space.yaml_io import read_yaml_mapping, write_yaml
+
+    path = copy_table(table, folder)
+    meta = read_yaml_mapping(path.with_suffix(".yaml"))
+    write_yaml(path.with_suffix(".yaml"), {**meta, "machine": fingerprint(meta.get("torch_device", "cpu"))})
+    return path
+
+
 @pytest.fixture
 def tiny_dict() -> dict:
     """The tiny space as a fresh dict, for tests that break it on purpose."""

@@ -386,9 +386,9 @@ def test_spatial_row_is_keyed_by_the_backbone(tiny_space, table, recwarn):
 
 
 def test_cost_command_warns_about_another_space_and_says_what_memory_holds(cli, tmp_path):
-    from tests.conftest import ROOT, TINY
+    from tests.conftest import ROOT, TINY, here_table
 
-    table = CostTable.load(ROOT / "latency_tables" / "cpu_tiny.csv")
+    table = CostTable.load(here_table(ROOT / "latency_tables" / "cpu_tiny.csv", tmp_path / "here"))
     table.meta = {**table.meta, "space": "other"}
     path = table.save(tmp_path / "t.csv")
     code, out, err = cli("cost", TINY, "--table", path)

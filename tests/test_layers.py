@@ -23,6 +23,8 @@ LAYERS = (
         "metrics",
         "options",
         "interrupts",
+        "outputs",
+        "machine",
     ),  # small base modules anyone may import
     ("registry", "processes"),  # the one plug-in mechanism (it loads inherited plugins); warm child processes
     ("ops",),  # temporal op types, their registry and table keys: what a space is written in

@@ -50,6 +50,7 @@ def test_profile_measures_every_planned_key(measured, tiny_space):
     assert (table.rows["status"] == "ok").all()
     assert (table.rows["latency_p50_ms"] > 0).all() and (table.rows["working_set_mb"] > 0).all()
     assert table.meta["provenance"] == "measured" and table.meta["backend"] == "torch"
+    assert table.meta["machine"]["cpu"] and table.meta["machine"]["threads"] >= 1  # measured where, with what
     assert table.meta["command"].startswith("nas profile ")
     # attention over all 1024 positions costs more than over 4 frames at the same shape
     rows = table.rows.set_index(["op", "channels", "height"])
@@ -184,6 +185,11 @@ def test_check_reports_prediction_accuracy(cli, measured):
     # Memory is deterministic: the model of weights + largest working set must hold.
     assert report["memory_within_10pct"] == 1.0
     assert report["samples"] == 3 and len(report["architectures"]) == 3
+    # its own noise: each model's spread over the 2 rounds, and their median
+    spreads = [a["spread"] for a in report["architectures"]]
+    assert all(len(a["rounds_ms"]) == 2 for a in report["architectures"]) and all(s >= 0 for s in spreads)
+    assert report["noise_median"] == pytest.approx(sorted(spreads)[1]) and report["noise_max"] == max(spreads)
+    assert report["machine"]["threads"] >= 1
 
 
 @pytest.mark.parametrize("flag", ["--rounds", "--repeats"])
@@ -212,6 +218,14 @@ def test_check_times_as_many_architectures_as_asked_when_the_table_rules_some_ou
     report = check_table(TINY, path, samples=3, warmup=0, repeats=1, progress=False, rounds=1)
     assert report["samples"] == 3 and report["skipped"] >= 1
     assert tiny_space.sample(0).id not in {a["arch_id"] for a in report["architectures"]}
+
+
+def test_the_checks_noise_is_each_models_spread_over_the_rounds():
+    from nas.profile.check import noise, spread
+
+    assert spread([10.0, 11.0, 12.0]) == pytest.approx(2 / 11) and spread([10.0]) is None
+    assert noise([0.1, 0.3, None, 0.2]) == {"noise_median": pytest.approx(0.2), "noise_max": 0.3}
+    assert noise([None]) == {"noise_median": None, "noise_max": None}
 
 
 def test_large_models_are_kept_together_as_far_as_half_the_free_memory_allows():

@@ -58,8 +58,10 @@ def add_parser(commands) -> None:
 
 def cmd_export_coreml(args) -> None:
     from nas.export import export_coreml
+    from nas.export.package import claim_export
     from nas.model.build import load_or_build
 
+    claim_export(args.out, args.chunks, [args.model, args.space, args.arch])  # before the model is loaded
     model = load_or_build(model=args.model, space=args.space, arch=args.arch)
     summary = export_coreml(
         model,

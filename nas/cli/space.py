@@ -51,9 +51,11 @@ def cmd_space_show(args) -> None:
 
 
 def cmd_space_sample(args) -> None:
+    from nas.outputs import claim
     from nas.space import SearchSpace
     from nas.space.yaml_io import dump_yaml
 
+    claim((), [args.space], named=[args.out])
     architecture = SearchSpace.load(args.space).sample(args.seed)
     if args.out:
         architecture.save(args.out)

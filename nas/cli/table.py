@@ -1,4 +1,4 @@
-"""``nas table plan|validate|check|time|import|estimate``: device tables and their checks."""
+"""``nas table plan|validate|check|time|import|adapt|estimate``: device tables and their checks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from nas.cli.format import status_counts
 
 
 def add_parser(commands) -> None:
-    table = commands.add_parser("table", help="device tables: plan, validate, check, import").add_subparsers(
-        dest="action", required=True
-    )
+    table = commands.add_parser(
+        "table", help="device tables: plan, validate, check, import, adapt, estimate"
+    ).add_subparsers(dest="action", required=True)
     plan = table.add_parser("plan", help="every key the space can need, once")
     plan.add_argument("space", type=Path)
     plan.add_argument("-o", "--out", type=Path, help="plan CSV to write (default: print)")
@@ -54,6 +54,27 @@ def add_parser(commands) -> None:
     imp.add_argument("export_dir", type=Path)
     imp.add_argument("-o", "--out", type=Path, required=True)
     imp.set_defaults(func=cmd_table_import)
+    adapt = table.add_parser(
+        "adapt",
+        help="rescale a table to this machine (measure a few keys) or an estimate to its device (--results)",
+        description="Measure K keys of TABLE here (with the protocol and probe scale it was measured with), fit "
+        "the simplest correction that predicts held-out keys (one scale; per size regime or op type only if it "
+        "does better, leave one out), and write the rescaled table with the measured keys in it. With --results "
+        "DIR (a kit's results.csv + results.yaml), adapt an estimated table to the keys measured on its device.",
+    )
+    adapt.add_argument("table", type=Path)
+    adapt.add_argument(
+        "--samples", type=int, help="keys to measure here (the whole-model rows first, then each op type)"
+    )
+    adapt.add_argument("--results", type=Path, metavar="DIR", help="a kit folder whose results.csv holds measured keys")
+    adapt.add_argument("--space", type=Path, help="the table's space (default: the one its sidecar's command names)")
+    adapt.add_argument("-o", "--out", type=Path, help="new table (default runs/tables/NAME_adapted.csv)")
+    adapt.add_argument("--warmup", type=int, default=3)
+    adapt.add_argument("--repeats", type=int, default=50)
+    adapt.add_argument("--budget", type=float, default=10.0, help="seconds of timing per key (after 3 calls)")
+    adapt.add_argument("--time-limit", type=float, default=30.0, help="seconds one call may take before 'timeout'")
+    adapt.add_argument("--memory-limit", type=float, default=None, help="MB a measurement may allocate")
+    adapt.set_defaults(func=cmd_table_adapt)
     estimate = table.add_parser("estimate", help="an estimated table from published chip figures (roofline)")
     estimate.add_argument("space", type=Path)
     estimate.add_argument("--chip", default="a18-pro-ne")
@@ -83,13 +104,10 @@ def add_parser(commands) -> None:
 
 
 def cmd_table_plan(args) -> None:
-    from nas.cost.plan import plan_frame, table_plan
-    from nas.space import SearchSpace
+    from nas.cost.plan import space_plan
 
-    frame = plan_frame(table_plan(SearchSpace.load(args.space)))
+    frame = space_plan(args.space, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
         print(f"wrote {args.out} ({len(frame)} keys)")
     else:
         print(frame.to_csv(index=False), end="")
@@ -132,6 +150,14 @@ def cmd_table_check(args) -> None:
             f"Kendall tau: {report[prefix + 'kendall_tau']:.3f}  "
             f"predicted/measured: {report[prefix + 'mean_ratio']:.3f} on average"
         )
+    if report["noise_median"] is None:
+        print("noise    unknown: one round per model (--rounds 2 or more measures it)")
+    else:
+        print(
+            f"noise    whole-model times moved {report['noise_median']:.1%} from round to round (median over the "
+            f"models of (max - min) / median, {report['rounds']} rounds; largest {report['noise_max']:.1%}): "
+            "errors below that are the machine's"
+        )
 
 
 def cmd_table_time(args) -> None:
@@ -145,6 +171,36 @@ def cmd_table_import(args) -> None:
 
     table = import_results(args.export_dir, args.out, command=args.command_line)
     print(f"wrote {args.out} ({len(table.rows)} rows)")
+
+
+def cmd_table_adapt(args) -> None:
+    from nas.profile.adapt import adapt_table
+
+    table, fit = adapt_table(
+        args.table,
+        args.out,
+        args.samples,
+        results=args.results,
+        space=args.space,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        budget_s=args.budget,
+        time_limit_s=args.time_limit,
+        memory_limit_mb=args.memory_limit,
+        command=args.command_line,
+    )
+    factors = ", ".join(f"{name} x{value:.3f}" for name, value in fit.factors.items())
+    tried = ", ".join(f"{form} {error:.1%}" for form, error in fit.candidates.items() if error is not None)
+    print(f"wrote {table.path} ({len(table.rows)} rows, {table.meta['provenance']}, parent {args.table})")
+    print(
+        f"fit: {fit.form} ({factors}) from {len(fit.keys)} measured keys; leave-one-out error {fit.loo_error:.1%} "
+        f"mean, {fit.loo_max:.1%} largest (tried: {tried})"
+    )
+    for key in fit.keys:
+        print(
+            f"  {key['key']}: table {key['parent_ms']:,.3f} ms, measured {key['measured_ms']:,.3f} ms, "
+            f"predicted left out {key['left_out_ms']:,.3f} ms"
+        )
 
 
 def cmd_table_estimate(args) -> None:

@@ -12,6 +12,7 @@ from nas.cost.table import FIXED_PARTS, KEY_COLUMNS, SPATIAL
 from nas.errors import NasError
 from nas.ops import OpKey, get_op
 from nas.ops.key import parse_params
+from nas.outputs import claim
 from nas.space import SearchSpace
 from nas.space.choice import Choice
 from nas.space.generation import CLIP, DECODER, FixedPart
@@ -98,6 +99,16 @@ def table_plan(space: SearchSpace) -> list[OpKey]:
 
 def plan_frame(keys: list[OpKey]) -> pd.DataFrame:
     return pd.DataFrame([k.as_dict() for k in keys], columns=KEY_COLUMNS)
+
+
+def space_plan(space_path: str | Path, out: str | Path | None = None) -> pd.DataFrame:
+    """``nas table plan``: every key of the space at ``space_path``, written to ``out`` if given (not over the space)."""
+    claim((), [space_path], named=[out])
+    frame = plan_frame(table_plan(SearchSpace.load(space_path)))
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+    return frame
 
 
 def read_plan(path: str | Path) -> list[OpKey]:

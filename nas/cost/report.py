@@ -15,6 +15,7 @@ from typing import Any
 from nas.cost.cost_model import CostModel, Prediction
 from nas.cost.table import CostTable
 from nas.errors import NasError
+from nas.machine import warn_other_machine
 from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
 
@@ -53,6 +54,7 @@ def price(
     if passes is not None and passes < 1:
         raise NasError(f"--passes must be at least 1, got {passes}")
     loaded = CostTable.load(table)
+    warn_other_machine(loaded.meta, table)
     return CostReport(architecture, loaded, Path(table), CostModel(space, loaded).predict(architecture, passes))
 
 

@@ -27,7 +27,7 @@ import torch
 
 from nas.cost.placement import ANE, RULES, PlacementTracker, UnitWork
 from nas.cost.plan import table_plan
-from nas.cost.table import COLUMNS, PLACEMENT, WORKING_SET, CostTable, validate_rows
+from nas.cost.table import COLUMNS, PLACEMENT, WORKING_SET, CostTable, claim_table, validate_rows
 from nas.cost.workload import build_workload
 from nas.errors import NasError
 from nas.ops import OpKey
@@ -365,6 +365,7 @@ def estimate(
     ``arch`` at ``passes``; ``check_ms``: report that figure next to its prediction."""
     if published and calibrate_ms is not None:
         raise NasError("--calibrate published and --calibrate-ms are two ways to fit: give one")
+    claim_table(out, [space_path])  # before any work: the sidecar must not land on the space
     space = SearchSpace.load(space_path)
 
     def figure(ms: float | None) -> tuple[Architecture, int, float] | None:

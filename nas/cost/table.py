@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from nas import outputs
 from nas.errors import NasError, NasWarning
 from nas.ops import OpKey, check_op_name, op_defaults
 from nas.ops.key import format_params, parse_params
@@ -49,7 +50,9 @@ LEGACY_KEY_COLUMNS = ["op", "channels", "frames", "height", "width", "heads", "k
 # the device, kept with its message and measured again by the next `nas profile` run.
 STATUSES = ("ok", "oom", "timeout", "unsupported", "error")
 FAILED_BY_SIZE = ("oom", "timeout")
-PROVENANCES = ("measured", "estimated", "published")
+# adapted: an estimate (or a published table) rescaled to a few measurements of its device (nas table adapt);
+# a measured table adapted to a new machine stays measured, its sidecar naming its parent.
+PROVENANCES = ("measured", "estimated", "published", "adapted")
 # Whole-model rows next to the temporal ops, so a whole generation can be costed.
 SPATIAL = "spatial"  # the spatial UNet over all frames of one clip (channels = its first block width)
 # The fixed parts of a generation (nas.space.generation): one text encoding; the decoder once per latent frame
@@ -65,6 +68,22 @@ DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 def sidecar_path(csv_path: str | Path) -> Path:
     return Path(csv_path).with_suffix(".yaml")
+
+
+# A sidecar (a table's, a Mac kit's results.yaml, a models import's; nas's or one written to resume by hand, as
+# examples/search_own_device.py does) has these keys; a space, an architecture, a config has none of them.
+is_sidecar = outputs.yaml_keys("backend", "precision", "provenance")
+
+
+def table_outputs(csv_path: str | Path) -> list[outputs.Derived]:
+    """The paths writing a table at ``csv_path`` derives: its sidecar (see :func:`nas.outputs.claim`)."""
+    return [outputs.Derived(sidecar_path(csv_path), "the table's sidecar", is_sidecar)]
+
+
+def claim_table(csv_path: str | Path, inputs=()) -> None:
+    """Refuse, before any work, a table path whose sidecar would land on an input or on a file nas did not
+    write, or a table path that is itself an input."""
+    outputs.claim(table_outputs(csv_path), inputs, named=[csv_path])
 
 
 @dataclass
@@ -99,13 +118,13 @@ class CostTable:
         return cls(rows, meta, path)
 
     def save(self, path: str | Path) -> Path:
+        """Write the CSV and its sidecar; a sidecar path holding a file nas did not write is refused first."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.rows.reindex(columns=COLUMNS).fillna({"message": "", PLACEMENT: ""}).to_csv(
-            tmp, index=False, float_format="%.6g"
-        )
-        os.replace(tmp, path)
+        outputs.claim(table_outputs(path))
+        with outputs.replaced(path) as tmp:
+            self.rows.reindex(columns=COLUMNS).fillna({"message": "", PLACEMENT: ""}).to_csv(
+                tmp, index=False, float_format="%.6g"
+            )
         write_yaml(sidecar_path(path), {**self.meta, "rows": len(self.rows)})
         self.path = path
         return path

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from nas import outputs
 from nas.data.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, clip_starts, fit, read_image, read_video
 from nas.data.pretrained import encode_text, load_text_encoder, load_vae, vae_scale
 from nas.errors import NasError
@@ -44,6 +45,7 @@ def encode_dataset(
     source, out = Path(source), Path(out)
     if stride < 1 or clips_per_video < 1 or shard_size < 1 or batch_frames < 1:
         raise NasError("nas data encode: --stride, --clips-per-video, --shard-size and --batch-frames must be positive")
+    outputs.claim(encoded_outputs(out), [captions, *outputs.files_of(source, vae, text_encoder)])
     rows = _caption_rows(Path(captions) if captions else source / "captions.csv")
     vae_model = load_vae(vae, encoding=True).to(device)
     tokenizer, text_model = load_text_encoder(text_encoder)
@@ -101,8 +103,21 @@ def encode_dataset(
         "samples": samples,
         "skipped": skipped,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    outputs.write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
+
+
+is_manifest = outputs.json_keys("frames", "shards", "samples")
+
+
+def encoded_outputs(out: Path) -> list[outputs.Derived]:
+    """The manifest (nas's by its keys) and the shards already in ``out`` (nas's where the manifest is)."""
+    manifest = out / MANIFEST
+    shards = sorted(p for kind in ("videos", "images") for p in out.glob(f"{kind}-*.safetensors"))
+    return [
+        outputs.Derived(manifest, "the data's manifest", is_manifest),
+        *(outputs.Derived(p, "a latent shard", outputs.ours_if(manifest, is_manifest)) for p in shards),
+    ]
 
 
 def _caption_rows(csv: Path) -> list[tuple[str, str]]:

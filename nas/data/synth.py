@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from nas import outputs
 from nas.data.media import write_video
 from nas.errors import NasError
 
@@ -23,6 +25,31 @@ SHAPES = ("square", "triangle", "circle")
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (240, 220, 40)}
 MOTIONS = ("moving left", "moving right", "moving up", "moving down", "rotating clockwise", "rotating counterclockwise")
 BACKGROUND = (20, 20, 28)
+
+
+SYNTH_FILE = re.compile(r"(clip_\d{4}\.mp4|image_\d{4}\.png)")
+
+
+def synth_captions(path: Path) -> bool:
+    """A captions.csv that synth_dataset wrote: columns file, caption, and only its own file names."""
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError):
+        return False
+    return list(rows.columns) == ["file", "caption"] and all(SYNTH_FILE.fullmatch(f) for f in rows["file"])
+
+
+def synth_outputs(out: Path, clips: int, images: int) -> list[outputs.Derived]:
+    """captions.csv (nas's if it lists only synthetic files) and the clips and images, nas's where it is."""
+    captions = out / "captions.csv"
+    names = [f"clip_{i:04d}.mp4" for i in range(clips)] + [f"image_{i:04d}.png" for i in range(images)]
+    return [
+        outputs.Derived(captions, "the synthetic set's captions", synth_captions),
+        *(
+            outputs.Derived(out / n, "a synthetic clip or image", outputs.ours_if(captions, synth_captions))
+            for n in names
+        ),
+    ]
 
 
 def synth_dataset(
@@ -42,6 +69,7 @@ def synth_dataset(
     if height % 2 or width % 2:
         raise NasError(f"nas data synth: height and width must be even for H.264, got {height}x{width}")
     out = Path(out)
+    outputs.claim(synth_outputs(out, clips, images))
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     rows = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas import outputs
 from nas.errors import NasError
 from nas.space.generation import TINY_VOCAB, tiny_text_encoder_config, tiny_vae_config
 
@@ -121,6 +122,22 @@ def calibration_frames(folder: str | Path, height: int, width: int, videos: int 
     return ((fit(frames, height, width) + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1).byte().numpy()
 
 
+def tiny_model_outputs(out: str | Path) -> list[outputs.Derived]:
+    """The three folders :func:`write_tiny_models` writes, nas's where they hold the config it writes."""
+    out = Path(out)
+    return [
+        outputs.Derived(
+            out / "vae", "the tiny VAE", outputs.owner_file("config.json", outputs.json_keys("_class_name"))
+        ),
+        outputs.Derived(
+            out / "text_encoder",
+            "the tiny text encoder",
+            outputs.owner_file("config.json", outputs.json_keys("model_type")),
+        ),
+        outputs.Derived(out / "tokenizer", "the tiny tokenizer", outputs.owner_file("tokenizer_config.json")),
+    ]
+
+
 def tiny_models_for_space(out: str | Path, space, calibrate: str | Path | None = None, seed: int = 0) -> Path:
     """:func:`write_tiny_models` sized for the search space ``space`` (a path or a SearchSpace).
 
@@ -131,6 +148,7 @@ def tiny_models_for_space(out: str | Path, space, calibrate: str | Path | None =
     from nas.space import SearchSpace
 
     space = space if isinstance(space, SearchSpace) else SearchSpace.load(space)
+    outputs.claim(tiny_model_outputs(out), [space.source, *outputs.files_of(calibrate)])
     video = space.video
     if video.latent_scale != 8:
         raise NasError(f"{space.source}: the tiny VAE downsamples 8x, the space's latent_scale is {video.latent_scale}")

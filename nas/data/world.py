@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from nas import outputs
 from nas.data.media import write_video
 from nas.data.synth import COLOURS, SHAPES, _draw
 from nas.data.tiny_models import write_text_encoder, write_vae
@@ -41,6 +42,7 @@ from nas.options import renamed_kwargs
 from nas.space import SearchSpace
 
 WORLD = "world.json"
+PARTIAL_OWNER = ".nas-partial"  # marks OUT.partial as make_world's work folder, so only such a folder is removed
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SPEEDS = {"slowly": 0.25, "quickly": 0.5}  # share of the frame's width travelled over a clip
 ROTATIONS = {"rotating clockwise": 180.0, "rotating counterclockwise": -180.0}  # degrees over a clip
@@ -78,9 +80,11 @@ def make_world(
         raise NasError(f"{out}: folder exists and is not empty (a world is only written to a new folder)")
     start = time.perf_counter()
     work = out.with_name(out.name + ".partial")
+    outputs.claim([outputs.Derived(work, "the world's work folder", outputs.owner_file(PARTIAL_OWNER))], [space.source])
     if work.exists():
-        shutil.rmtree(work)
+        shutil.rmtree(work)  # a killed make_world's
     work.mkdir(parents=True)
+    (work / PARTIAL_OWNER).write_text("a `nas world make` in progress; removed by the next one into the same folder\n")
     torch.manual_seed(recipe.seed)
     split = _write_clips(work, space, recipe)
     frames = np.concatenate([_frames_of(work / "videos" / "search", f) for f in split["search"]["file"][:8]])
@@ -106,6 +110,7 @@ def make_world(
     }
     shutil.copyfile(space.source, work / "space.yaml")
     (work / WORLD).write_text(json.dumps(info, indent=1))
+    (work / PARTIAL_OWNER).unlink()
     if out.exists():
         out.rmdir()
     work.rename(out)

@@ -19,11 +19,13 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nas import outputs
 from nas.errors import NasError
 from nas.export import verify
 from nas.export.chunk import split_package
@@ -32,7 +34,7 @@ from nas.export.compress import palettize as palettize_weights
 from nas.export.coreml import ATTENTIONS, convert_video_unet, video_unet_inputs
 from nas.ops.base import OpGraph
 from nas.profile.coreml_convert import PRECISIONS, TARGETS, convert
-from nas.profile.coreml_kit import check_model_folder, write_model_kit
+from nas.profile.coreml_kit import check_model_folder, model_kit_outputs, write_model_kit
 from nas.profile.coreml_runtime import CoreMLRuntime, check_compute_units, time_chain
 from nas.rss import peak_rss_mb
 
@@ -68,7 +70,7 @@ def export_coreml(
     _check_arguments(out, target, precision, batch, chunks, runs)
     if compute_units is not None:
         check_compute_units(compute_units)
-    check_model_folder(out.parent)
+    claim_export(out, chunks, [space_path])
     if attention not in ATTENTIONS:
         raise NasError(f"--attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     mode_note = None
@@ -203,6 +205,29 @@ def describe_temporal_ops(
             "warnings": warnings,
         }
     return list(seen.values())
+
+
+def export_outputs(out: str | Path, chunks: int = 1) -> list[outputs.Derived]:
+    """What ``nas export coreml -o out`` writes besides the folder's kit files: the package (or its chunks),
+    which are replaced whole, and the summary ``NAME.json``."""
+    out = Path(out)
+    stem = out.with_suffix("")
+    packages = [out] if chunks == 1 else [out.parent / f"{stem.name}_chunk{i}.mlpackage" for i in range(1, chunks + 1)]
+    return [
+        *(outputs.Derived(p, "a Core ML package", outputs.owner_file("Manifest.json")) for p in packages),
+        outputs.Derived(
+            stem.with_suffix(".json"), "the export's summary", outputs.json_keys("model", "target", "chunks")
+        ),
+    ]
+
+
+def claim_export(out: str | Path, chunks: int = 1, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Refuse, before any work, an export whose package, summary, chunks or kit files would land on an input
+    (``inputs``: a model folder is given as its files) or on a file nas did not write."""
+    out = Path(out)
+    given = outputs.files_of(*inputs)
+    outputs.claim([*export_outputs(out, chunks), *model_kit_outputs(out.parent, out.with_suffix("").name)], given)
+    check_model_folder(out.parent)
 
 
 def _check_arguments(out: Path, target: str, precision: str, batch: int, chunks: int, runs: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nas import outputs
 from nas.errors import NasError
 from nas.model.size import architecture_size
 from nas.model.video_unet import VideoUNet
@@ -43,6 +44,9 @@ def build(
     ``architecture.yaml``.
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.load(space)
+    if out:
+        arch_file = [arch] if isinstance(arch, (str, Path)) else []
+        outputs.claim(model_outputs(out), [space.source, *arch_file, *outputs.files_of(spatial_weights)])
     architecture = space.architecture(arch)
     try:
         where = torch.device(device)
@@ -60,6 +64,25 @@ def build(
         model.save_pretrained(out)
         architecture.save(Path(out) / "architecture.yaml")
     return Built(model, space, architecture, report)
+
+
+is_model_config = outputs.json_keys("_class_name", "_diffusers_version")  # a diffusers config (save_pretrained)
+
+
+def model_outputs(out: str | Path) -> list[outputs.Derived]:
+    """What saving a built model to the folder ``out`` writes: its config, weights and architecture file, nas's
+    where the config is a diffusers config."""
+    out = Path(out)
+    config = out / "config.json"
+    return [
+        outputs.Derived(config, "the model's config", is_model_config),
+        outputs.Derived(
+            out / "diffusion_pytorch_model.safetensors", "the model's weights", outputs.ours_if(config, is_model_config)
+        ),
+        outputs.Derived(
+            out / "architecture.yaml", "the model's architecture file", outputs.yaml_keys("space", "slots")
+        ),
+    ]
 
 
 def load_or_build(

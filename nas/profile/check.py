@@ -19,6 +19,7 @@ from tqdm import tqdm
 from nas.cost.cost_model import CostModel
 from nas.cost.table import CostTable
 from nas.errors import NasError, NasWarning
+from nas.machine import fingerprint, warn_other_machine
 from nas.metrics import kendall_tau
 from nas.model import VideoUNet
 from nas.profile import timing
@@ -39,6 +40,23 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray, prefix: str = "") -> d
         # steady factor: the mean ratio shows that bias, which MAPE alone cannot tell from noise.
         f"{prefix}mean_ratio": float((predicted / measured).mean()),
         f"{prefix}kendall_tau": kendall_tau(predicted, measured),
+    }
+
+
+def spread(times: list[float]) -> float | None:
+    """Run-to-run spread of one model's times over the rounds: (max - min) / median; None for one round."""
+    return float((max(times) - min(times)) / np.median(times)) if len(times) > 1 else None
+
+
+def noise(spreads: list[float | None]) -> dict[str, float | None]:
+    """The check's own noise: the median and largest spread of the models' times from round to round.
+
+    A table cannot be judged closer than this: with a 10% spread, a 5% error is the machine's as much as
+    the table's."""
+    known = [s for s in spreads if s is not None]
+    return {
+        "noise_median": float(np.median(known)) if known else None,
+        "noise_max": float(max(known)) if known else None,
     }
 
 
@@ -92,9 +110,10 @@ def check_table(
     device = torch.device(table.meta.get("torch_device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"{table.path}: measured on cuda, and no CUDA device is available here")
+    other = warn_other_machine(table.meta, table.path, threads=True)
     threads = re.search(r"\((\d+) threads\)", str(table.meta.get("device", "")))
-    if device.type == "cpu" and threads and int(threads.group(1)) != torch.get_num_threads():
-        warnings.warn(
+    if not other and device.type == "cpu" and threads and int(threads.group(1)) != torch.get_num_threads():
+        warnings.warn(  # a table too old to name its machine names its threads in its device
             f"{table.path}: measured with {threads.group(1)} threads, checking with "
             f"{torch.get_num_threads()} (set OMP_NUM_THREADS={threads.group(1)} to compare like with like)",
             NasWarning,
@@ -176,6 +195,8 @@ def check_table(
     bar.close()
     for i, row in enumerate(rows):
         row["measured_ms"] = float(np.median(round_p50[i]))
+        row["rounds_ms"] = [round(t, 3) for t in round_p50[i]]
+        row["spread"] = spread(round_p50[i])
     if len(rows) < 2:
         raise NasError(f"{table.path}: fewer than 2 of {draws} sampled architectures can run per the table")
     pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
@@ -187,7 +208,10 @@ def check_table(
         # drawn but left out: the table says they cannot run (an op out of memory or unsupported)
         "skipped": draws - len(rows),
         "probe_ms": probe_ms,
+        "rounds": rounds,
         **accuracy(pm, mm),
+        **noise([r["spread"] for r in rows]),
         **accuracy(pb, mb, "memory_"),
+        "machine": fingerprint(device.type),
         "architectures": rows,
     }

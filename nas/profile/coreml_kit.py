@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from nas import outputs
 from nas.cost.plan import table_plan
 from nas.cost.table import (
     COLUMNS,
@@ -36,6 +37,7 @@ from nas.cost.table import (
     STATUSES,
     WORKING_SET,
     CostTable,
+    claim_table,
     renamed_columns,
     sidecar_keys,
     sidecar_path,
@@ -44,6 +46,7 @@ from nas.cost.table import (
 )
 from nas.cost.workload import build_workload
 from nas.errors import NasError
+from nas.machine import fingerprint
 from nas.ops import OpKey
 from nas.ops.key import parse_params
 from nas.profile.base import Profiler
@@ -78,6 +81,27 @@ MAC_NOTE = (
 )
 
 
+def _kit_info(path: Path) -> bool:
+    """An export.yaml nas wrote: ``kind`` and ``tools``, or (op exports from before ``kind``) space, precision,
+    target."""
+    return outputs.any_of(outputs.yaml_keys("kind", "tools"), outputs.yaml_keys("space", "precision", "target"))(path)
+
+
+def _timed_here(path: Path) -> bool:
+    """A results.yaml that `nas table time` wrote (not figures written by hand, say an iPhone's)."""
+    return outputs.yaml_keys("note")(path) and read_yaml_mapping(path).get("note") == MAC_NOTE
+
+
+def kit_outputs(export_dir: Path, *names: str) -> list[outputs.Derived]:
+    """Files of a kit folder a command writes (``names``: manifest, export info, a space copy, ...): nas's
+    when the folder's export.yaml is."""
+    info = export_dir / EXPORT_INFO
+    return [
+        outputs.Derived(info, "the kit's export.yaml", _kit_info),
+        *(outputs.Derived(export_dir / n, f"the kit's {n}", outputs.ours_if(info, _kit_info)) for n in names),
+    ]
+
+
 def package_name(key: OpKey) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(str(v) for v in key.as_dict().values())) + ".mlpackage"
 
@@ -91,10 +115,11 @@ def export_packages(
     attention: str = "split_einsum",
 ) -> Path:
     """Convert every planned key to DIR/<key>.mlpackage and write what a Mac needs to time them (resumable)."""
-    import coremltools
-
     space = SearchSpace.load(space_path)
     out_dir = Path(out_dir)
+    outputs.claim(kit_outputs(out_dir, MANIFEST, SPACE_COPY, INPUTS), [space_path])
+    import coremltools
+
     if _kind(out_dir) not in (None, OPS):
         raise NasError(
             f"{out_dir}: holds another kind of folder (a model export or a foreign {MANIFEST}); "
@@ -144,8 +169,16 @@ def export_packages(
     return out_dir / MANIFEST
 
 
-def check_model_folder(export_dir: str | Path) -> None:
-    """Fail early where ``export_dir`` cannot take a model export (it holds an op export)."""
+def model_kit_outputs(export_dir: str | Path, name: str) -> list[outputs.Derived]:
+    """The kit files a model export named ``name`` writes into ``export_dir``."""
+    return kit_outputs(Path(export_dir), MANIFEST, f"{name}.config.json", f"{name}.space.yaml")
+
+
+def check_model_folder(export_dir: str | Path, name: str | None = None, space_path: str | Path | None = None) -> None:
+    """Fail early where ``export_dir`` cannot take a model export: it holds an op export, or a kit file of model
+    ``name`` would land on the space YAML or on a file nas did not write."""
+    if name is not None:
+        outputs.claim(model_kit_outputs(export_dir, name), [space_path])
     if _kind(Path(export_dir)) not in (None, MODELS):
         raise NasError(
             f"{export_dir}: holds another kind of folder (a per-op export or a foreign {MANIFEST}); "
@@ -171,7 +204,7 @@ def write_model_kit(
     import coremltools
 
     export_dir = Path(export_dir)
-    check_model_folder(export_dir)
+    check_model_folder(export_dir, name, space_path)
     for package in packages:
         if Path(package).resolve().parent != export_dir.resolve():
             raise NasError(f"{package}: a kit's packages lie in its folder {export_dir}")
@@ -228,6 +261,16 @@ def time_packages(
     check_compute_units(compute_units)
     export_dir = Path(export_dir)
     manifest, info = read_export(export_dir)
+    outputs.claim(
+        [
+            outputs.Derived(export_dir / RESULTS_INFO, "the timing's results.yaml", _timed_here),
+            outputs.Derived(
+                export_dir / RESULTS,
+                "the timing's results.csv",
+                outputs.ours_if(export_dir / RESULTS_INFO, _timed_here),
+            ),
+        ]
+    )
     runtime = runtime or CoreMLRuntime(
         f"{export_dir}: timing needs macOS (the Core ML runtime); copy this folder "
         "alone to a Mac and run `nas table time` there"
@@ -265,6 +308,7 @@ def time_packages(
     precision = ",".join(sorted(set(manifest["precision"]))) if models else info["precision"]
     meta = Profiler.common_metadata()
     meta.update(device=_mac_name(), backend="coreml", compute_units=compute_units, precision=precision, note=MAC_NOTE)
+    meta["machine"] = fingerprint(None, compute_units)
     write_yaml(export_dir / RESULTS_INFO, meta)
     return export_dir / RESULTS
 
@@ -285,6 +329,7 @@ def import_results(export_dir: str | Path, out: str | Path, command: str = "") -
     """
     export_dir = Path(export_dir)
     results = export_dir / RESULTS
+    claim_table(out, [results, export_dir / RESULTS_INFO, export_dir / MANIFEST, export_dir / EXPORT_INFO])
     if not results.is_file():
         raise NasError(f"{results}: no results yet (time the export on a Mac with `nas table time {export_dir}`)")
     if not (export_dir / RESULTS_INFO).is_file():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.cost.workload import build_workload
+from nas.machine import fingerprint
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.coreml_convert import convert, feed_arrays
@@ -60,4 +61,5 @@ class CoreMLProfiler(Profiler):
             device=platform.machine(), backend="coreml", compute_units=self.compute_units, precision=self.precision
         )
         meta["tools"]["coremltools"] = str(coremltools.__version__)
+        meta["machine"] = fingerprint(None, self.compute_units)  # the Mac's
         return meta

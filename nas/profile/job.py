@@ -61,5 +61,6 @@ def profile_space(
         repeats=repeats,
         budget_s=budget_s,
         time_limit_s=time_limit_s,
+        inputs=(plan,) if plan else (),
         **options,
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas import plugins, processes
+from nas import outputs, plugins, processes
 from nas.cost.plan import table_plan
 from nas.cost.table import (
     COLUMNS,
@@ -35,6 +35,7 @@ from nas.cost.table import (
     RENAMED_COLUMNS,
     WORKING_SET,
     CostTable,
+    claim_table,
     partial_tail,
     read_rows,
     sidecar_meta,
@@ -42,6 +43,7 @@ from nas.cost.table import (
 )
 from nas.errors import Interrupted, NasError, NasWarning
 from nas.interrupts import Interrupts
+from nas.machine import differences
 from nas.ops import OpKey
 from nas.quiet import show_warning
 from nas.space import SearchSpace
@@ -59,9 +61,12 @@ def profile(
     memory_limit_mb: float | None = None,
     command: str = "",
     progress: bool = True,
+    inputs: tuple[str | Path, ...] = (),
     **options: Any,
 ) -> CostTable:
-    """Measure every key of the space's plan (or ``keys``) missing from ``out``; returns the table."""
+    """Measure every key of the space's plan (or ``keys``) missing from ``out``; returns the table.
+
+    ``inputs``: files the caller read besides the space (a plan), which no output may overwrite."""
     from nas.profile.base import get_profiler
 
     space = SearchSpace.load(space_path)
@@ -71,6 +76,7 @@ def profile(
         raise NasError(f"--backend: {exc.args[0]}") from None
     profiler_cls(space, **options)  # validate options here, before any worker starts
     out = Path(out)
+    claim_table(out, [space_path, *inputs])  # the sidecar must not land on the space (or any input)
     done = read_rows(out, allow_partial_tail=True) if out.exists() and out.stat().st_size else None
     status = {} if done is None else {OpKey(*(r[c] for c in KEY_COLUMNS)): r["status"] for r in done.to_dict("records")}
     todo = [k for k in dict.fromkeys(keys or table_plan(space)) if status.get(k, "error") == "error"]
@@ -89,7 +95,7 @@ def profile(
 
     interrupts = Interrupts()
     worker = _Worker(str(space_path), backend, options, memory_limit_mb, interrupts)
-    bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
+    bar = None  # shown once the setup is checked: a refused resume is one line
     kept = 0 if done is None else len(done)
     try:
         with interrupts.installed():
@@ -102,6 +108,7 @@ def profile(
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS)
                 if done is None:
                     writer.writeheader()
+                bar = tqdm(todo, desc=f"profile {space.name} ({backend})", unit="op", disable=not progress)
                 for key in bar:
                     values = worker.measure(key, per_key_s)
                     writer.writerow({**key.as_dict(), "message": "", **{k: _short(v) for k, v in values.items()}})
@@ -109,8 +116,9 @@ def profile(
                     os.fsync(handle.fileno())
                     kept += 1
     except KeyboardInterrupt:
-        bar.leave = False
-        bar.close()
+        if bar is not None:
+            bar.leave = False
+            bar.close()
         raise Interrupted(f"{kept} measured rows are kept in {out}; re-run the same command to resume") from None
     finally:
         worker.close()
@@ -126,14 +134,10 @@ def _prepare_to_append(out: Path, done) -> None:
     with open(out, newline="") as handle:
         header = next(csv.reader(handle), [])
     if partial_tail(out) or header != COLUMNS:
-        backup = out.with_name(out.name + ".orig")
-        index = 1
-        while backup.exists():
-            backup, index = out.with_name(f"{out.name}.orig{index}"), index + 1
+        backup = outputs.backup_path(out)
         shutil.copy2(out, backup)
-        tmp = out.with_name(out.name + ".tmp")
-        done[COLUMNS].to_csv(tmp, index=False)  # every digit of the rows kept
-        os.replace(tmp, out)
+        with outputs.replaced(out) as tmp:
+            done[COLUMNS].to_csv(tmp, index=False)  # every digit of the rows kept
         why = "its last line was cut off" if partial_tail(backup) else _older_format(header)
         warnings.warn(
             f"{out}: rewritten to resume ({why}); the original is kept as {backup.name}", NasWarning, stacklevel=2
@@ -151,12 +155,19 @@ def _older_format(header: list[str]) -> str:
 
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Rows of one table must come from one device, backend and precision."""
+    """Rows of one table must come from one machine, device, backend and precision."""
     for field in ("device", "backend", "torch_device", "compute_units", "precision"):
         if field in previous and previous[field] != meta.get(field):
             raise NasError(
                 f"{out}: its rows were measured with {field} {previous[field]!r}, this run has "
                 f"{meta.get(field)!r}; profile into another file"
+            )
+    if isinstance(previous.get("machine"), dict) and isinstance(meta.get("machine"), dict):
+        other = differences(previous["machine"], meta["machine"], threads=meta.get("backend") == "torch")
+        if other:
+            raise NasError(
+                f"{out}: its rows were measured on another machine ({'; '.join(other)}); profile into another "
+                "file (or adapt the table to this machine with nas table adapt)"
             )
 
 

@@ -10,6 +10,7 @@ import torch
 from nas.cost.table import WORKING_SET
 from nas.cost.workload import build_workload
 from nas.errors import NasError
+from nas.machine import fingerprint
 from nas.ops import OpKey
 from nas.profile.base import Profiler, register_profiler
 from nas.profile.timing import (
@@ -110,4 +111,5 @@ class TorchProfiler(Profiler):
         if self.probe_ms is not None:
             meta["probe_ms"] = self.probe_ms
         meta["tools"]["torch"] = str(torch.__version__)
+        meta["machine"] = fingerprint(self.device.type)  # in the measuring process: its threads are the ones used
         return meta

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from nas import outputs
 from nas.data.world import World
 from nas.errors import NasError
 from nas.metrics import bootstrap_interval, kendall_tau, spearman_rho
@@ -363,11 +364,30 @@ class _Cache:
             except json.JSONDecodeError:
                 pass  # a run killed while writing: score again
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value))
-        tmp.replace(path)
+        outputs.write_text(path, json.dumps(value))
         return value
+
+
+OUTPUTS = {
+    "json": "check.json",
+    "architectures": "architectures.csv",
+    "results": "results.csv",
+    "scatter": "scatter.png",
+}
+is_check = outputs.json_keys("space", "reference", "results")
+
+
+def check_outputs(out: str | Path) -> list[outputs.Derived]:
+    """The files a check writes in ``out``: check.json (nas's by its keys) and the others, nas's where it is."""
+    out = Path(out)
+    report = out / OUTPUTS["json"]
+    return [
+        outputs.Derived(report, "the check's report", is_check),
+        *(
+            outputs.Derived(out / name, f"the check's {name}", outputs.ours_if(report, is_check))
+            for name in list(OUTPUTS.values())[1:]
+        ),
+    ]
 
 
 def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
@@ -379,13 +399,8 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "check.json",
-        "architectures": out / "architectures.csv",
-        "results": out / "results.csv",
-        "scatter": out / "scatter.png",
-    }
-    paths["json"].write_text(json.dumps(report, indent=1))
+    paths = {kind: out / name for kind, name in OUTPUTS.items()}
+    outputs.write_text(paths["json"], json.dumps(report, indent=1))
     frame = pd.DataFrame(report["architectures"])
     frame.to_csv(paths["architectures"], index=False)
     results = pd.DataFrame(report["results"])
@@ -475,6 +490,10 @@ def check_proxies(
     options, train_steps = route_options(proxies, proxy_options or {}, tuple(train_steps))
     world = Path(world) if world else None
     cache = None if str(cache) == "none" else cache or (world / "check-cache" if world else None)
+    outputs.claim(
+        [*check_outputs(out), *([outputs.Derived(Path(cache), "the score cache", outputs.is_folder)] if cache else [])],
+        [space, *(sorted(world.iterdir()) if world and world.is_dir() else [])],
+    )
     report = proxy_check(
         SearchSpace.load(space) if space else None,
         world,

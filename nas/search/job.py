@@ -7,15 +7,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nas import outputs
 from nas.cost.cost_model import CostModel
-from nas.cost.table import CostTable
+from nas.cost.table import CostTable, sidecar_path
 from nas.errors import NasError, NasWarning
+from nas.machine import warn_other_machine
 from nas.options import renamed_kwargs
 from nas.quality.proxies import check_options, get_proxy
 from nas.search.curves import make_pruner
 from nas.search.exhaustive import exhaustive_front
 from nas.search.picks import make_picks, write_picks
-from nas.search.results import pareto_set, trials_frame, write_results
+from nas.search.results import pareto_set, run_outputs, trials_frame, write_results
 from nas.search.study import SAMPLERS, SCREEN, Budgets, SearchSetup, run_study
 from nas.space import SearchSpace
 
@@ -48,6 +50,12 @@ def search(
     """
     space = SearchSpace.load(space_path)
     table = CostTable.load(table_path)
+    out = Path(out)
+    outputs.claim(
+        run_outputs(out, study_file=storage is None and sampler != "exhaustive"),
+        [space_path, table_path, sidecar_path(table_path), _storage_file(storage)],
+    )
+    warn_other_machine(table.meta, table_path, unknown=False)
     screen = SCREEN if screen is None else screen
     cost = CostModel(space, table)
     budgets = Budgets.for_space(space, latency_budget, memory_budget, passes)
@@ -71,7 +79,6 @@ def search(
             NasWarning,
             stacklevel=2,
         )
-    out = Path(out)
     summary: dict[str, Any] = {
         "space": space.name,
         "table": str(table_path),
@@ -151,6 +158,14 @@ def with_unet_ms(front, cost: CostModel, passes: int):
     """``front`` with a ``unet_ms`` column (one UNet pass): its generation's latency less the fixed parts, over the
     passes."""
     return front.assign(unet_ms=(front["latency_ms"] - cost.fixed_ms) / passes)
+
+
+def _storage_file(storage: str | None) -> Path | None:
+    """The file of an SQLite or journal storage URL (an input the results must not land on), else None."""
+    for scheme in ("sqlite:///", "journal:"):
+        if storage and storage.startswith(scheme):
+            return Path(storage[len(scheme) :])
+    return None
 
 
 def describe(summary: dict[str, Any]) -> str:

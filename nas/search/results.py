@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 from optuna.trial import TrialState
 
+from nas import outputs
 from nas.search.optuna_internals import is_pareto_front
 from nas.search.resume import stored_attr
 from nas.space import Architecture, SearchSpace
@@ -75,6 +78,36 @@ def pareto_set(frame: pd.DataFrame, slots: list[str]) -> pd.DataFrame:
     return front.sort_values("latency_ms")[COLUMNS + slots].reset_index(drop=True)
 
 
+SUMMARY = "summary.json"
+STUDY_FILE = "study.db"  # the study's SQLite file, when --storage is not given
+RUN_FILES = ("pareto.csv", "trials.csv", "pareto.png", "pareto.html", "architectures", "picks")
+is_summary = outputs.json_keys("space", "sampler", "budgets")
+
+
+def run_outputs(out: str | Path, study_file: bool = True) -> list[outputs.Derived]:
+    """The paths a search writes in its folder ``out``: the summary (nas's by its keys), the study file (an
+    optuna SQLite study; ``study_file``: --storage left to its default), and the results, which are nas's
+    where the summary or the study is."""
+    out = Path(out)
+    run = outputs.any_of(outputs.ours_if(out / SUMMARY, is_summary), outputs.ours_if(out / STUDY_FILE, optuna_sqlite))
+    return [
+        outputs.Derived(out / SUMMARY, "the search's summary", is_summary),
+        *([outputs.Derived(out / STUDY_FILE, "the search's study", optuna_sqlite)] if study_file else []),
+        *(outputs.Derived(out / name, f"the search's {name}", run) for name in RUN_FILES),
+    ]
+
+
+def optuna_sqlite(path: Path) -> bool:
+    """An SQLite file holding optuna's tables (a study nas search made), opened read-only."""
+    if not outputs.sqlite_file(path):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)) as connection:
+            return bool(connection.execute("select 1 from sqlite_master where name = 'studies'").fetchone())
+    except sqlite3.Error:
+        return False
+
+
 def write_results(
     out: Path, space: SearchSpace, pareto: pd.DataFrame, trials: pd.DataFrame | None, summary: dict[str, Any]
 ) -> dict[str, Any]:
@@ -87,7 +120,7 @@ def write_results(
     if trials is not None:
         trials.to_csv(out / "trials.csv", index=False)
     plot_front(out, pareto, trials, summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    outputs.write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from nas.errors import NasError
+from nas.outputs import write_text
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -30,13 +31,8 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def write_yaml(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as block-style YAML, keys in the order given; create parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_yaml(data))
-    tmp.replace(path)
-    return path
+    """Write ``data`` as block-style YAML, keys in the order given, whole or not at all; create parent folders."""
+    return write_text(path, dump_yaml(data))
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from diffusers import DDPMScheduler
 
+from nas import outputs
 from nas.data import LatentDataset
 from nas.errors import NasError
 from nas.train.config import TrainConfig
@@ -46,6 +47,30 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         raise NasError(f"mixed_precision {config.mixed_precision}: {str(exc).splitlines()[0]}") from None
 
 
+CONFIG, SUMMARY = "config.yaml", "summary.json"
+RUN_FILES = ("log.csv", "loss.png", "model_index.json", "checkpoints", "model", "spatial", "scheduler")
+is_config = outputs.yaml_keys("stage")
+is_summary = outputs.json_keys("stage", "finished")
+
+
+def run_outputs(out: str | Path) -> list[outputs.Derived]:
+    """What a training run writes in its folder: its config and summary (nas's by their keys) and the rest, nas's
+    where either of those is."""
+    out = Path(out)
+    run = outputs.any_of(outputs.ours_if(out / CONFIG, is_config), outputs.ours_if(out / SUMMARY, is_summary))
+    return [
+        outputs.Derived(out / CONFIG, "the run's config.yaml", is_config),
+        outputs.Derived(out / SUMMARY, "the run's summary", is_summary),
+        *(outputs.Derived(out / name, f"the run's {name}", run) for name in RUN_FILES),
+    ]
+
+
+def run_inputs(config: TrainConfig) -> list[Path]:
+    """The files a run reads (data, teacher, weights, the distill run an adversarial one starts from, its space)."""
+    names = ("data", "teacher", "spatial_weights", "init", "space", "arch")
+    return outputs.files_of(*(getattr(config, n, None) or None for n in names))
+
+
 def prepare_run_folder(config: TrainConfig, resume: bool) -> Path:
     """The run folder; refuses to train over a finished or started run unless resuming."""
     out = Path(config.out)
@@ -53,6 +78,7 @@ def prepare_run_folder(config: TrainConfig, resume: bool) -> Path:
         raise NasError(f"{out}: already holds a run (pass --resume to continue it, or choose another --out)")
     if resume and not (out / "checkpoints").is_dir():
         raise NasError(f"{out}: nothing to resume (no checkpoints/ folder)")
+    outputs.claim(run_outputs(out), run_inputs(config))
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -131,7 +157,7 @@ def fingerprint(module: torch.nn.Module) -> str:
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    outputs.write_text(out / SUMMARY, json.dumps(summary, indent=1))
 
 
 def finish_run(

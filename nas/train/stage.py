@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nas import outputs
 from nas.train.adversarial import adversarial
 from nas.train.config import AdversarialConfig, DecoderConfig, DistillConfig, load_config
 from nas.train.decoder import decoder
 from nas.train.distill import distill
+from nas.train.runtime import run_inputs, run_outputs
 
 STAGES = {
     "distill": (DistillConfig, distill),
@@ -33,4 +35,6 @@ def train_stage(
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r} (known: {', '.join(STAGES)})")
     cls, run = STAGES[stage]
-    return run(load_config(cls, config, overrides or {}), resume=resume, stop_after=stop_after)
+    loaded = load_config(cls, config, overrides or {})
+    outputs.claim(run_outputs(loaded.out), [config, *run_inputs(loaded)])  # the config file is an input too
+    return run(loaded, resume=resume, stop_after=stop_after)
