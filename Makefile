@@ -1,16 +1,16 @@
 # The two commands of the README: `make run` (main job on the shipped defaults) and `make test`;
-# `make demo` runs the README's tiny recipe (the whole chain) as written there.
+# `make demo` runs the README's tiny recipe (the whole chain) as written there; `make docs` builds the site.
 # Both create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint test-heavy demo clean
+.PHONY: run test lint test-heavy demo docs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints-dev.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints-dev.txt -e '.[dev,docs]'
 	touch $@
 
 # Budgets for a whole generation (text encoder + 4 UNet passes + SD1.5's decoder, frame by frame), on the
@@ -40,8 +40,14 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: any warning (a broken link, a docstring
+# mkdocstrings cannot read, a page left out of the nav) fails the build. No network: nothing is fetched.
+# The two variables hush a banner that mkdocs-material and a plugin print about mkdocs 2 (not a warning).
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 test-heavy: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m heavy
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
