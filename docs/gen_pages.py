@@ -3,7 +3,8 @@
 - ``reference/api/``: one page per public module of ``nas`` (found by walking the package, so a
   module added later appears with no edit here or in mkdocs.yml), each rendered by mkdocstrings
   from the docstrings, and its navigation (``SUMMARY.md``, read by mkdocs-literate-nav).
-- ``reference/cli.md``: the ``--help`` of every ``nas`` command, taken from the real parser.
+- ``reference/commands/``: one page per command group (a module of ``nas.cli``): the ``--help`` of each
+  of its commands, taken from the real parser, and links to the API functions it calls.
 - ``tables-format.md``: latency_tables/README.md, which stays beside the tables it describes.
 """
 
@@ -18,7 +19,7 @@ import mkdocs_gen_files
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from docs.reference import api_modules, cli_reference  # noqa: E402
+from docs.reference import api_modules, command_groups, group_page  # noqa: E402
 
 nav = mkdocs_gen_files.Nav()
 for module in api_modules():
@@ -32,7 +33,12 @@ with mkdocs_gen_files.open("reference/api/SUMMARY.md", "w") as out:
     out.writelines(nav.build_literate_nav())
 
 os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: one width for every build
-with mkdocs_gen_files.open("reference/cli.md", "w") as out:
-    out.write(cli_reference())
+groups = mkdocs_gen_files.Nav()
+for group, group_commands in command_groups():
+    groups[(", ".join(f"nas {words[1]}" for words, _ in group_commands if len(words) == 2),)] = f"{group}.md"
+    with mkdocs_gen_files.open(f"reference/commands/{group}.md", "w") as out:
+        out.write(group_page(group, group_commands))
+with mkdocs_gen_files.open("reference/commands/SUMMARY.md", "w") as out:
+    out.writelines(groups.build_literate_nav())
 with mkdocs_gen_files.open("tables-format.md", "w") as out:
     out.write((ROOT / "latency_tables" / "README.md").read_text())
