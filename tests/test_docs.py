@@ -1,121 +1,32 @@
 """The docs run: every shell and Python block of README.md, docs/*.md and latency_tables/README.md.
 
-A block runs unless the line before it is a marker comment:
+The blocks and their markers are found by tests/docblocks.py (``skip: REASON`` blocks are skipped
+here by file and line with their reason; the tiny recipe and the blocks after it run in
+tests/test_recipe.py). Every command line of every block, run or not, is checked against what it
+names: a ``nas`` line is parsed by the real ``nas`` parser (so a renamed command or flag fails here),
+a ``make`` line names a target of the Makefile, a ``python SCRIPT`` line names a script that exists
+and declares each of the ``--flags`` the line passes. Blocks that run do so in a fresh folder
+holding links to the repository's spaces, tables and example configs, each ``nas`` line through the
+in-process entry point; cheap blocks only (tiny spaces, pricing, listing).
 
-- ``<!-- skip: REASON -->``: not run here (it needs a Mac, a GPU, SD1.5's weights, full-size models
-  or a long run); the test that would run it is skipped with REASON, by file and line;
-- ``<!-- recipe: tiny -->`` and ``<!-- after: recipe -->``: the tiny recipe and the blocks that use
-  its outputs, run by tests/test_recipe.py.
-
-Every command line of every block, run or not, is checked against what it names: a ``nas`` line
-is parsed by the real ``nas`` parser (so a renamed command or flag fails here), a ``make`` line
-names a target of the Makefile, a ``python SCRIPT`` line names a script that exists and declares
-each of the ``--flags`` the line passes. Blocks that run do so in a fresh folder holding links to
-the repository's spaces, tables and example configs, each ``nas`` line through the in-process
-entry point; cheap blocks only (tiny spaces, pricing, listing): the whole module takes seconds.
+Also here: the site's command pages link every API function the command groups call, and the
+measured-figures page (docs/measured.md) is what benchmarks/figures.py makes of the results now.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import shlex
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.docblocks import MARKER, PAGES, blocks, check_line, command_lines
 
 sys.path.insert(0, str(ROOT / "examples"))
 
 import recipe  # noqa: E402  (examples/recipe.py: the lines `make demo` runs)
-
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "latency_tables" / "README.md"]
-SHELL = {"bash", "sh", "shell", "console"}
-MARKER = re.compile(r"<!--\s*(skip|recipe|after):\s*(.*?)\s*-->")
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", flags=re.S | re.M)
-LINKED = ("search_spaces", "latency_tables", "examples")
-# commands other than nas/make/python that a block may name (none so far: add one with its check)
-OTHER_COMMANDS: set[str] = set()
-
-
-@dataclass(frozen=True)
-class Block:
-    page: Path
-    line: int
-    lang: str
-    text: str
-    marker: str  # "", "skip", "recipe" or "after"
-    reason: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-
-def blocks(pages=PAGES) -> list[Block]:
-    """The fenced shell and Python blocks of the pages, with the marker comment on the line before each."""
-    found = []
-    for page in pages:
-        text = page.read_text()
-        for match in FENCE.finditer(text):
-            lang = match.group(1)
-            if lang not in SHELL and lang != "python":
-                continue
-            before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-            marker = MARKER.fullmatch(before.strip())
-            found.append(
-                Block(
-                    page,
-                    text.count("\n", 0, match.start()) + 1,
-                    "shell" if lang in SHELL else "python",
-                    match.group(2),
-                    marker.group(1) if marker else "",
-                    marker.group(2) if marker else "",
-                )
-            )
-    return found
-
-
-def command_lines(block: Block) -> list[list[str]]:
-    """A shell block's commands as argv lists: continuations joined, comments and blank lines dropped,
-    and the ``[...]`` of optional parts (``[--freeze-spatial]``) taken as written out."""
-    lines = block.text.replace("\\\n", " ").splitlines()
-    argvs = [shlex.split(line, comments=True) for line in lines]
-    return [[word.strip("[]") for word in argv if word.strip("[]")] for argv in argvs if argv]
-
-
-def check_line(argv: list[str]) -> str | None:
-    """What is wrong with one documented command line (None: nothing)."""
-    from nas.cli import build_parser
-
-    if argv[0] == "nas":
-        said = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
-                build_parser().parse_args(argv[1:])
-        except SystemExit:
-            return "the nas parser refuses it: " + said.getvalue().strip().splitlines()[-1]
-        return None
-    if argv[0] == "make":
-        targets = set(re.findall(r"^([\w.-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
-        missing = [t for t in argv[1:] if t not in targets]
-        return f"no Makefile target {missing}" if missing else None
-    if argv[0] == "python":
-        script = ROOT / argv[1]
-        if not script.is_file():
-            return f"no script {argv[1]}"
-        source = script.read_text()
-        flags = [w.split("=", 1)[0] for w in argv[2:] if w.startswith("--")]
-        missing = [f for f in flags if f'"{f}"' not in source]
-        return f"{argv[1]} declares no {missing}" if missing else None
-    if argv[0] in OTHER_COMMANDS:
-        return None
-    return f"unknown command {argv[0]!r} (nas, make, python; add others to OTHER_COMMANDS with a check)"
-
 
 ALL = blocks()
 SHELL_BLOCKS = [b for b in ALL if b.lang == "shell"]
@@ -151,7 +62,7 @@ def scratch(tmp_path, monkeypatch):
     from nas.profile.base import PROFILER_REGISTRY
     from nas.quality.proxies import PROXY_REGISTRY
 
-    for name in LINKED:
+    for name in recipe.SHARED:
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
     for registry in (OP_REGISTRY, PROXY_REGISTRY, PROFILER_REGISTRY):
@@ -180,3 +91,70 @@ def test_a_renamed_flag_or_command_is_caught():
     assert check_line(["nas", "cost", "search_spaces/tiny.yaml", "--tabel", "t.csv"]) is not None
     assert check_line(["make", "nosuchtarget"]) is not None
     assert check_line(["python", "benchmarks/pricing.py", "--no-such-flag"]) is not None
+
+
+def test_the_readme_is_a_front_door_whose_links_lead_somewhere():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("\n") <= 200, "README.md is the front door: what, install, first run, where to go next"
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(links) >= 10
+    missing = [link for link in links if "://" not in link and not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_every_api_function_a_command_group_calls_has_a_page_and_a_link():
+    from docs.reference import api_calls, api_modules, command_groups, group_page
+
+    public = set(api_modules())
+    groups = command_groups()
+    assert {g for g, _ in groups} >= {"search", "table", "cost", "prune", "train", "export"}
+    for group, group_commands in groups:
+        page = group_page(group, group_commands)
+        for words, _ in group_commands:
+            assert f"## `{' '.join(words)}`" in page
+        for path in api_calls(group):
+            module = path.rsplit(".", 1)[0]
+            while module not in public:  # a method (Class.method): its class's module has the page
+                assert "." in module, f"{path}: defined in no public module, so on no API page"
+                module = module.rsplit(".", 1)[0]
+            assert f"][{path}]" in page, (group, path)
+    assert "nas.cost.report.price" in api_calls("cost")
+
+
+def figures():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import figures
+
+    return figures
+
+
+def test_the_measured_figures_page_is_what_the_results_files_make_now():
+    page = (ROOT / "docs" / "measured.md").read_text()
+    assert page == figures().render(), "docs/measured.md is stale: run python benchmarks/figures.py"
+
+
+def test_an_edited_results_file_makes_another_page_and_an_unknown_one_is_refused(tmp_path):
+    import json
+    import shutil
+
+    fig = figures()
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    data = json.loads((results / "forward_cpu_16x320x512.json").read_text())
+    data["ratio_latency"] = 9.99
+    (results / "forward_cpu_16x320x512.json").write_text(json.dumps(data))
+    page = fig.render(results)
+    assert "**9.99x** faster" in page and page != (ROOT / "docs" / "measured.md").read_text()
+    del data["ratio_latency"]
+    (results / "forward_cpu_16x320x512.json").write_text(json.dumps(data))
+    with pytest.raises(fig.FiguresError, match="forward_cpu_16x320x512.json: no value for"):
+        fig.render(results)
+    shutil.copy(ROOT / "benchmarks" / "results" / "forward_cpu_16x320x512.json", results)
+    (results / "new_benchmark.json").write_text("{}")
+    assert fig.main(["--results", str(results), "-o", str(tmp_path / "page.md")]) == 2
+    assert not (tmp_path / "page.md").exists()
+
+
+def test_every_command_on_the_measured_page_is_current():
+    for name, entry in figures().FIGURES.items():
+        assert check_line(shlex.split(entry.command)) is None, (name, entry.command)

@@ -1,14 +1,15 @@
-"""The README runs as written: its tiny recipe, command by command, and its Python snippets.
+"""The README runs as written: its tiny recipe, command by command, and the docs' snippets that use it.
 
 The recipe's lines are taken from README.md (examples/recipe.py, which `make demo` runs too) and
 each is run through the ``nas`` entry point in-process, in a fresh folder with the repository's
 spaces, tables and example configs linked in; what comes out is a video and a Core ML package.
+Every block of README.md and docs/ marked ``<!-- after: recipe -->`` then runs in that folder
+(tests/docblocks.py finds them; tests/test_docs.py runs the other blocks).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.docblocks import blocks, command_lines
 
 sys.path.insert(0, str(ROOT / "examples"))
 
@@ -24,9 +26,8 @@ import recipe  # noqa: E402
 
 
 def python_blocks(marker: str) -> list[str]:
-    """The ```python blocks of README.md that contain ``marker``."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    return [b for b in blocks if marker in b]
+    """The ```python blocks of README.md and docs/ that contain ``marker``."""
+    return [b.text for b in blocks() if b.lang == "python" and marker in b.text]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_readme_pipeline_snippet_runs_and_matches_nas_generate(recipe_dir, monke
     (snippet,) = python_blocks("VideoPipeline.from_pretrained")
     monkeypatch.chdir(recipe_dir)
     scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)
+    exec(compile(snippet, "docs", "exec"), scope)
     frames = scope["frames"]
     assert frames.shape == (4, 128, 128, 3) and 0 <= frames.min() and frames.max() <= 1
     # the same seed through `nas generate`: identical latents, and the same frames up to H.264
@@ -116,12 +117,24 @@ def test_diffusers_loader_opens_a_run_folder(recipe_dir):
     assert pipe.vae is None and pipe.model.config.frames == 4 and pipe.scheduler.config.timestep_spacing == "trailing"
 
 
+@pytest.mark.parametrize("block", [b for b in blocks() if b.marker == "after"], ids=lambda b: b.name)
+def test_every_block_after_the_recipe_runs_on_its_outputs(block, recipe_dir, monkeypatch):
+    from nas.cli import main
+
+    monkeypatch.chdir(recipe_dir)
+    if block.lang == "python":
+        exec(compile(block.text, str(block.page), "exec"), {})
+        return
+    for argv in command_lines(block):
+        assert argv[0] == "nas" and main(argv[1:]) == 0, f"{block.name}: {shlex.join(argv)}"
+
+
 def test_readme_api_snippet_runs(tmp_path, monkeypatch):
     (snippet,) = python_blocks("VideoUNet.from_space")
     (tmp_path / "search_spaces").symlink_to(ROOT / "search_spaces")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)
+    exec(compile(snippet, "docs", "exec"), scope)
     assert scope["out"].shape == scope["latents"].shape and (tmp_path / "runs/model/config.json").is_file()
 
 
