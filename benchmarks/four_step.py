@@ -20,7 +20,7 @@ on the world's *test* clips, whose captions (shape, colour, motion) no training 
 Each draws ``--noises`` samples per test caption from fixed noise (the same noise for every row).
 Metrics (lower is better except accuracy):
 
-- ``motion error``: the ground truth's motion metric (nas/quality/ground_truth.py, README): mean
+- ``motion error``: the ground truth's motion metric (nas/quality/ground_truth.py, docs/quality.md): mean
   distance in latent pixels between the object's trajectory in a sample and in the real test clip
   of its caption, frames after the first;
 - ``FVD``: an FVD-style Frechet distance between Gaussian fits of video features of the samples and

@@ -1,6 +1,6 @@
 """Dependencies go one way: every import under nas/, read with ``ast`` (imports inside functions
 too), goes to a lower layer or stays inside its own subpackage, and no subpackages import each
-other in a cycle. README's Architecture section gives the same order."""
+other in a cycle. docs/architecture.md gives the same order."""
 
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ def problems(imports: list[Import], layers=LAYERS) -> list[str]:
     out = []
     for unit in sorted({unit_of(i.module) for i in imports} | {unit_of(i.target) for i in imports}):
         if unit not in rank:
-            out.append(f"nas.{unit}: in no layer (add it to LAYERS in tests/test_layers.py and to README)")
+            out.append(
+                f"nas.{unit}: in no layer (add it to LAYERS in tests/test_layers.py and to docs/architecture.md)"
+            )
     edges: dict[str, set[str]] = {}
     for item in imports:
         source, target = unit_of(item.module), unit_of(item.target)
@@ -154,7 +156,7 @@ def test_the_check_names_an_upward_import_and_a_cycle(tmp_path):
         "nas.cost.roofline (line 5) imports nas.profile.workload: up, from layer cost/pipeline to profile/quality"
         in found
     )
-    assert "nas.tools: in no layer (add it to LAYERS in tests/test_layers.py and to README)" in found
+    assert "nas.tools: in no layer (add it to LAYERS in tests/test_layers.py and to docs/architecture.md)" in found
     assert "import cycle: cost -> profile -> cost" in found
     siblings = problems([Import("nas.quality.proxies", 3, "nas.profile.runner")])
     assert siblings == [
