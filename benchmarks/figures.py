@@ -313,7 +313,10 @@ def render(results: Path = RESULTS) -> str:
     for name, entry in FIGURES.items():
         if name not in files:
             raise FiguresError(f"{results / name}: missing (FIGURES in benchmarks/figures.py names it)")
-        result = json.loads(files[name].read_text())
+        try:
+            result = json.loads(files[name].read_text())
+        except json.JSONDecodeError as error:
+            raise FiguresError(f"{files[name]}: not JSON ({error})") from None
         rows = []
         for label, value in entry.values:
             try:
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         page = render(args.results)
-    except (FiguresError, json.JSONDecodeError) as error:
+    except FiguresError as error:
         print(f"figures: error: {error}", file=sys.stderr)
         return 2
     args.out.write_text(page)

@@ -133,7 +133,7 @@ def test_the_measured_figures_page_is_what_the_results_files_make_now():
     assert page == figures().render(), "docs/measured.md is stale: run python benchmarks/figures.py"
 
 
-def test_an_edited_results_file_makes_another_page_and_an_unknown_one_is_refused(tmp_path):
+def test_an_edited_results_file_makes_another_page_and_an_unknown_one_is_refused(tmp_path, capsys):
     import json
     import shutil
 
@@ -153,6 +153,12 @@ def test_an_edited_results_file_makes_another_page_and_an_unknown_one_is_refused
     (results / "new_benchmark.json").write_text("{}")
     assert fig.main(["--results", str(results), "-o", str(tmp_path / "page.md")]) == 2
     assert not (tmp_path / "page.md").exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "new_benchmark.json: no entry in benchmarks/figures.py FIGURES" in err
+    (results / "new_benchmark.json").unlink()
+    (results / "pricing.json").write_text("{")
+    assert fig.main(["--results", str(results), "-o", str(tmp_path / "page.md")]) == 2
+    assert "pricing.json: not JSON" in capsys.readouterr().err
 
 
 def test_every_command_on_the_measured_page_is_current():
