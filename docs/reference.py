@@ -88,8 +88,16 @@ def group_page(group: str, group_commands) -> str:
         f"The commands of `nas/cli/{group}.py`, each with its `--help` taken from the parser when the site ",
         "is built, and the Python functions they are a thin layer over.\n",
     ]
+    from nas.cli import build_parser
+
+    said = {}  # the one line each command has in its parent's listing (argparse's help= of add_parser)
+    for words, parser in [(("nas",), build_parser()), *group_commands]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                said.update({(*words, choice.dest): choice.help for choice in action._choices_actions})
     for words, parser in group_commands:
-        out.append(f"\n## `{' '.join(words)}`\n\n```text\n{parser.format_help().rstrip()}\n```\n")
+        line = f"{said[words]}\n\n" if said.get(words) else ""
+        out.append(f"\n## `{' '.join(words)}`\n\n{line}```text\n{parser.format_help().rstrip()}\n```\n")
     calls = api_calls(group)
     if calls:
         out.append("\n## Python API\n\n")
