@@ -107,9 +107,9 @@ def test_a_table_of_an_unknown_machine_is_said_by_cost_and_not_by_search(cli, tm
     meta.pop("machine", None)
     side.write_text(yaml.safe_dump(meta))
     code, _, err = cli("cost", TINY, "--table", old)
-    assert code == 0 and len(warnings_of(err)) == 1 and "does not say which machine measured it" in err
+    assert code == 0 and len(machine_warnings_of(err)) == 1 and "does not say which machine measured it" in err
     code, _, err = cli("search", TINY, "--table", old, "--trials", "2", "--out", tmp_path / "run")
-    assert code == 0 and warnings_of(err) == [], err
+    assert code == 0 and machine_warnings_of(err) == [], err
 
 
 def test_a_profile_records_its_machine_and_will_not_resume_on_another(cli, tiny_space, tmp_path):
