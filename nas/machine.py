@@ -39,11 +39,15 @@ FLAGS = re.compile(
 SPEED_FIELDS = ("cpu", "cpu_id", "cache_mb", "cpu_flags", "gpu", "torch")
 
 
-def fingerprint(torch_device: str | None = "cpu", compute_units: str | None = None) -> dict[str, Any]:
+def fingerprint(
+    torch_device: str | None = "cpu", compute_units: str | None = None, import_torch: bool = True
+) -> dict[str, Any]:
     """This machine: CPU, flags, cores, threads (torch's), memory, GPU (CUDA), OS and tool versions.
 
     ``torch_device``: where a torch table runs (the GPU is recorded for ``cuda``); ``compute_units``:
-    Core ML's, recorded for a Mac's results. torch is imported only if installed."""
+    Core ML's, recorded for a Mac's results. torch is imported only if installed, and not at all
+    without ``import_torch`` (threads and GPU then unknown; torch's version is read from its package
+    metadata either way), so that ``nas cost`` checks a CPU table's machine without that import."""
     cpu = _cpu()
     found: dict[str, Any] = {
         "cpu": cpu["name"],
@@ -59,7 +63,7 @@ def fingerprint(torch_device: str | None = "cpu", compute_units: str | None = No
         "torch": _version("torch"),
         "coremltools": _version("coremltools"),
     }
-    if found["torch"] is not None:
+    if found["torch"] is not None and import_torch:
         import torch
 
         found["threads"] = torch.get_num_threads()
@@ -124,7 +128,8 @@ def _warn(path: str, machine: tuple | None, torch_device: str, threads: bool) ->
             f"this one with nas table adapt"
         )
     else:
-        note = differences(dict(machine), fingerprint(torch_device), threads)
+        here = fingerprint(torch_device, import_torch=threads or torch_device == "cuda")  # threads, the GPU's name
+        note = differences(dict(machine), here, threads)
         if not note:
             return []
         message = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,13 @@ def pytest_configure(config):
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    # The library facts that loading a space keeps on disk (nas.space.library_cache) go to a folder of this
+    # run, inherited by the processes tests start: no test finds (or leaves) an answer of another run.
+    os.environ["NAS_CACHE_DIR"] = config._nas_cache_dir = tempfile.mkdtemp(prefix="nas-test-cache-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_nas_cache_dir", ""), ignore_errors=True)
 
 
 # The modules that take longest (25 s to 2 minutes each on this 2-core VM), longest first. Under `make test`

@@ -196,11 +196,11 @@ def test_bad_adapt_input_is_one_line_and_changes_no_file(cli, results_kit, tmp_p
 
 
 def test_the_space_is_found_from_the_tables_own_command(tmp_path, monkeypatch):
-    from nas.profile.adapt import _space_path
+    from nas.profile.adapt import space_of_table
 
     monkeypatch.chdir(ROOT)
     table = CostTable.load(ROOT / "latency_tables" / "cpu_snapgen_v.csv")
-    assert str(_space_path(table, None)) == "search_spaces/snapgen_v.yaml"
+    assert str(space_of_table(table, None)) == "search_spaces/snapgen_v.yaml"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(NasError, match="name it with --space"):
-        _space_path(table, None)
+        space_of_table(table, None)

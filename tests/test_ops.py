@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.ops import OpKey, TemporalOp, get_op, list_ops, register_op
+from nas.ops import OpKey, TemporalOp, get_op, list_ops, op_spec, register_op
 from nas.space import SearchSpace
 
 BUILT_IN = ["none", "conv1d", "conv3d", "attn1d", "attn3d"]
@@ -69,6 +69,25 @@ def test_cost_params_match_the_built_layer(op_name):
     layer = op_cls(64, 8, 8)
     cost = op_cls.cost(64, 8, 6, 10, dict(op_cls.defaults))
     assert cost.params == sum(p.numel() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("op_name", BUILT_IN)
+@pytest.mark.parametrize("channels, params", [(32, {}), (64, {"kernel": 5, "heads": 2}), (320, {"heads": 8})])
+def test_closed_form_spec_matches_the_built_layer(op_name, channels, params):
+    """nas cost counts the built-in ops' parameters and forms their keys without torch (nas.ops.spec)."""
+    op_cls, spec = get_op(op_name), op_spec(op_name)
+    assert spec is not op_cls and spec.defaults == op_cls.defaults
+    params = {k: v for k, v in params.items() if k in op_cls.defaults}
+    layer = op_cls(channels, 8, 8, **params)
+    assert spec.param_count(channels, 8, 6, 10, params) == sum(p.numel() for p in layer.parameters())
+    assert spec.key(channels, 8, 6, 10, params) == op_cls.key(channels, 8, 6, 10, params)
+    bad = {"kernel": 2, "heads": 3}
+    if op_cls.defaults:
+        with pytest.raises(ValueError) as from_spec:
+            spec.check_params(channels, {**op_cls.defaults, **{k: bad[k] for k in op_cls.defaults}})
+        with pytest.raises(ValueError) as from_class:
+            op_cls.check_params(channels, {**op_cls.defaults, **{k: bad[k] for k in op_cls.defaults}})
+        assert str(from_spec.value) == str(from_class.value)
 
 
 def test_flops_follow_the_attention_shapes():

@@ -138,3 +138,24 @@ def test_a_backbone_is_built_once_per_config_and_a_bad_one_fails_every_time(tiny
     for _ in range(2):
         with pytest.raises(NasError, match="backbone: "):
             SearchSpace.from_dict(tiny_dict)
+
+
+def test_backbone_count_is_kept_on_disk_and_a_broken_file_is_counted_again(tmp_path, monkeypatch):
+    """nas space show and nas cost read the backbone's parameter count from NAS_CACHE_DIR (no torch)."""
+    import json
+
+    from nas.space import library_cache, search_space
+
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    config = json.dumps(SearchSpace.load(DEFAULT).backbone, sort_keys=True)
+    counted = search_space._backbone_params.__wrapped__(config)
+    [path] = (tmp_path / "backbone_params").glob("*.json")
+    kept = json.loads(path.read_text())
+    assert kept["answer"] == counted and kept["config"] == config and kept["diffusers"]
+    path.write_text(json.dumps({**kept, "answer": 7}))  # the file is what the next process reads
+    assert search_space._backbone_params.__wrapped__(config) == 7
+    path.write_text("{not json")
+    assert search_space._backbone_params.__wrapped__(config) == counted
+    path.write_text(json.dumps({**kept, "config": "{}", "answer": 7}))  # another question's file: not believed
+    assert search_space._backbone_params.__wrapped__(config) == counted
+    assert library_cache.kept("q", "no-such-package-here", "{}", lambda: [1, 2]) == [1, 2]

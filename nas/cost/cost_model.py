@@ -41,7 +41,7 @@ from nas.cost.memory import slot_context_bytes
 from nas.cost.plan import choice_key, fixed_part_calls, fixed_part_key, spatial_key
 from nas.cost.table import FIXED_PARTS, SPATIAL, WHOLE_MODEL_OPS, WORKING_SET, CostTable
 from nas.errors import NasError, NasWarning
-from nas.model.size import choice_size, size_arrays
+from nas.model.size import choice_params, size_arrays
 from nas.ops import OpKey, get_op
 from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
@@ -385,7 +385,7 @@ class CostModel:
             }
             if key is not None:
                 cost = self.key_cost(key)
-                params += choice_size(self.space, slot, choice).params
+                params += choice_params(self.space, slot, choice)
                 row.update(
                     latency_ms=cost.latency_ms * choice.count,
                     working_set_mb=cost.working_set_mb,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from nas.cost.table import FIXED_PARTS, KEY_COLUMNS, SPATIAL
 from nas.errors import NasError
-from nas.ops import OpKey, get_op
+from nas.ops import OpKey, op_spec
 from nas.ops.key import parse_params
 from nas.outputs import claim
 from nas.space import SearchSpace
@@ -82,7 +82,7 @@ def choice_key(space: SearchSpace, slot: Slot, choice: Choice) -> OpKey | None:
     """Key of one layer of ``choice`` at ``slot`` (None for the ``none`` op, which costs nothing)."""
     if choice.is_none:
         return None
-    return get_op(choice.op).key(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+    return op_spec(choice.op).key(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
 
 
 def table_plan(space: SearchSpace) -> list[OpKey]:

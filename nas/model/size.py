@@ -3,7 +3,8 @@
 FLOPs are for one forward pass on one clip of the space's video shape (batch 1), counted as
 torch's FlopCounterMode counts them (2 x multiply-accumulates of matmuls, convolutions and
 attention). Counting runs on the meta device, so even the 0.6B model costs no memory. A VAE
-decoder's FLOPs are per decoded frame.
+decoder's FLOPs are per decoded frame. Parameters of the built-in ops are closed form
+(:mod:`nas.ops.spec`): pricing an architecture imports torch only to count FLOPs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
-from torch.utils.flop_counter import FlopCounterMode
 
-from nas.ops import get_op
-from nas.ops.base import OpCost
+from nas.ops import OpCost, get_op, op_spec
 from nas.space import Architecture, Choice, SearchSpace, Slot
 
 
@@ -28,13 +25,22 @@ def choice_size(space: SearchSpace, slot: Slot, choice: Choice) -> OpCost:
     return OpCost(cost.params * choice.count, cost.flops * choice.count)
 
 
+def choice_params(space: SearchSpace, slot: Slot, choice: Choice) -> int:
+    """Parameters of all ``count`` layers of ``choice`` at ``slot`` (the built-in ops' without torch)."""
+    size = op_spec(choice.op).param_count(slot.channels, space.video.frames, slot.height, slot.width, choice.param_dict)
+    return size * choice.count
+
+
 def size_arrays(space: SearchSpace, column: str) -> list[np.ndarray]:
     """Per slot, ``column`` (params or flops) of each of its choices: a choice row
     (:meth:`SearchSpace.encode`) indexes them to size many architectures at once."""
-    return [
-        np.array([getattr(choice_size(space, slot, choice), column) for choice in slot.choices], dtype=np.int64)
-        for slot in space.slots
-    ]
+
+    def size(slot: Slot, choice: Choice) -> int:
+        if column == "params":
+            return choice_params(space, slot, choice)
+        return getattr(choice_size(space, slot, choice), column)
+
+    return [np.array([size(slot, choice) for choice in slot.choices], dtype=np.int64) for slot in space.slots]
 
 
 def slot_sizes(space: SearchSpace, architecture: Architecture) -> list[dict[str, Any]]:
@@ -65,6 +71,10 @@ def spatial_flops(space: SearchSpace) -> int:
 
 @lru_cache(maxsize=32)
 def _spatial_flops(backbone_json: str, video, text_tokens: int) -> int:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
     with torch.device("meta"):
         unet = UNet2DConditionModel(**json.loads(backbone_json))
         x = torch.empty(video.frames, video.latent_channels, video.latent_height, video.latent_width)
@@ -84,6 +94,10 @@ def decoder_flops(vae_config: dict[str, Any], height: int, width: int) -> int:
 
 @lru_cache(maxsize=32)
 def _decoder_flops(config_json: str, height: int, width: int) -> int:
+    import torch
+    from diffusers import AutoencoderKL
+    from torch.utils.flop_counter import FlopCounterMode
+
     with torch.device("meta"):
         vae = AutoencoderKL.from_config(json.loads(config_json))
         scale = 2 ** (len(vae.config.block_out_channels) - 1)

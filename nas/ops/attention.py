@@ -23,6 +23,7 @@ from nas.ops import ane
 from nas.ops.base import TemporalOp
 from nas.ops.layout import sinusoidal_table
 from nas.ops.registry import BUILTIN_DEFAULTS, register_op
+from nas.ops.spec import check_heads
 
 
 class TemporalAttention(TemporalOp):
@@ -70,9 +71,7 @@ class TemporalAttention(TemporalOp):
 
     @classmethod
     def check_params(cls, channels: int, params: dict[str, int]) -> None:
-        heads = params["heads"]
-        if not (isinstance(heads, int) and heads >= 1 and channels % heads == 0):
-            raise ValueError(f"{cls.name}: heads must be a positive divisor of {channels} channels, got {heads!r}")
+        check_heads(cls.name, channels, params)
 
 
 @register_op

@@ -12,8 +12,8 @@ Contract (what the model, the cost model and the profilers rely on):
   so inserting it into a pretrained spatial UNet changes nothing until it is trained.
 - ``check_params(channels, params)``: raise ValueError when ``params`` cannot work at that
   width (heads not dividing channels, even kernels), so a bad space fails at load time.
-- ``key(...)`` and ``cost(...)``: the table key and the (parameters, FLOPs) of one layer at one
-  input shape. The default ``cost`` builds the layer on the meta device and counts FLOPs with
+- ``key(...)``, ``cost(...)`` and ``param_count(...)``: the table key, the (parameters, FLOPs) and the
+  parameters of one layer at one input shape. The default ``cost`` builds the layer on the meta device and counts FLOPs with
   torch's FlopCounterMode, so a user op needs no hand-written formula.
 - ``working_set(...)``: peak bytes one call allocates beyond its input and weights (fp32). The
   cost model prices the memory of an unmeasured shape along it, so it must grow as the op's
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -37,18 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas.ops.key import OpKey
 from nas.ops.memory_tracker import MemoryTracker
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """Size and work of one layer for one video (batch 1).
-
-    ``flops`` counts 2 x multiply-accumulates of matmuls, convolutions and attention, as
-    torch's FlopCounterMode does; norms and activations are not counted.
-    """
-
-    params: int
-    flops: int
+from nas.ops.spec import OpCost
 
 
 class TemporalOp(nn.Module):
@@ -78,6 +66,11 @@ class TemporalOp(nn.Module):
     @classmethod
     def cost(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> OpCost:
         return _meta_trace(cls, channels, frames, height, width, tuple(sorted(params.items())))[0]
+
+    @classmethod
+    def param_count(cls, channels: int, frames: int, height: int, width: int, params: dict[str, int]) -> int:
+        """Parameters of one layer (the built-in ops count theirs without torch: :mod:`nas.ops.spec`)."""
+        return cls.cost(channels, frames, height, width, params).params
 
     @classmethod
     def working_set(

@@ -24,6 +24,7 @@ from nas.ops import ane
 from nas.ops.base import TemporalOp
 from nas.ops.layout import clip_to_frames, frames_to_clip
 from nas.ops.registry import BUILTIN_DEFAULTS, register_op
+from nas.ops.spec import check_kernel
 
 
 class TemporalConv(TemporalOp):
@@ -56,9 +57,7 @@ class TemporalConv(TemporalOp):
 
     @classmethod
     def check_params(cls, channels: int, params: dict[str, int]) -> None:
-        kernel = params["kernel"]
-        if not (isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 1):
-            raise ValueError(f"{cls.name}: kernel must be an odd positive integer, got {kernel!r}")
+        check_kernel(cls.name, channels, params)
 
 
 @register_op

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from nas.ops.base import OpCost, TemporalOp
+from nas.ops.base import TemporalOp
 from nas.ops.registry import register_op
+from nas.ops.spec import OpCost
 
 
 @register_op

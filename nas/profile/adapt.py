@@ -196,7 +196,7 @@ def adapt_table(
             ),
             *table_outputs(measured_path),
         ]
-        space_path = _space_path(parent, space)
+        space_path = space_of_table(parent, space)
         outputs.claim(claims, [table, sidecar_path(table), space_path], named=[out])
         measured, where = _measure_here(
             parent,
@@ -378,7 +378,7 @@ def _round(value: float, digits: int = 3) -> float:
     return float(round(value, digits)) if math.isfinite(value) else value
 
 
-def _space_path(parent: CostTable, given: str | Path | None) -> Path:
+def space_of_table(parent: CostTable, given: str | Path | None) -> Path:
     """The space of the table: ``given``, else the YAML of the table's own command, else
     ``search_spaces/<name>.yaml`` here; it must be the space the sidecar names."""
     name = parent.meta.get("space")

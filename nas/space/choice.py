@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.ops import get_op
+from nas.ops import op_spec
 
 NONE = "none"
 
@@ -41,15 +41,16 @@ class Choice:
         return {"op": self.op, "count": self.count, **dict(self.params)}
 
 
-def parse_op(entry: dict[str, Any], other_keys: tuple[str, ...] = ()) -> tuple[type | None, dict[str, Any]]:
-    """The op class an ``{op: NAME, **params}`` mapping names (None for ``none``) and its parameters.
+def parse_op(entry: dict[str, Any], other_keys: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+    """The op spec (:func:`nas.ops.op_spec`) an ``{op: NAME, **params}`` mapping names (None for ``none``)
+    and its parameters.
 
     A space's choices and an architecture's slots are both written this way. An unknown op, or a
     parameter the op does not have, raises ValueError (the caller says where); ``other_keys`` (an
     architecture's ``count``) are neither parameters nor errors.
     """
     try:
-        op = get_op(entry["op"])
+        op = op_spec(entry["op"])
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
     if entry["op"] == NONE:

@@ -30,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from nas.space.library_cache import kept
 from nas.space.weights import safetensors_problem
 
 DECODER, TEXT_ENCODER = "decoder", "text_encoder"
@@ -269,7 +270,14 @@ def _text_encoder_problem(part: FixedPart, space) -> str | None:
 
 @cache
 def _defaults(kind: str) -> dict[str, Any]:
-    """The constructor defaults of the part's class (diffusers AutoencoderKL, transformers CLIPTextConfig)."""
+    """The constructor defaults of the part's class (diffusers AutoencoderKL, transformers CLIPTextConfig), read
+    once per library version (:mod:`nas.space.library_cache`: importing them takes seconds)."""
+    return kept(
+        f"{kind}_defaults", "diffusers" if kind == DECODER else "transformers", "{}", lambda: _read_defaults(kind)
+    )
+
+
+def _read_defaults(kind: str) -> dict[str, Any]:
     if kind == DECODER:
         from diffusers import AutoencoderKL
 

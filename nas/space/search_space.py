@@ -21,6 +21,7 @@ from nas.errors import NasError
 from nas.options import renamed_keys
 from nas.space.choice import NONE, Choice, parse_op
 from nas.space.generation import Generation, parse_generation
+from nas.space.library_cache import kept
 from nas.space.yaml_io import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ class SearchSpace:
 
     @cached_property
     def params_spatial(self) -> int:
-        """Parameters of the spatial backbone (counted on the meta device, nothing allocated)."""
+        """Parameters of the spatial backbone (counted on the meta device once, then read from a cache file:
+        :mod:`nas.space.library_cache`)."""
         try:
             key = json.dumps(self.backbone, sort_keys=True)
         except TypeError:  # a value JSON cannot write (given through the API): counted, not remembered
@@ -479,12 +481,13 @@ def _choices(raw, counts, channels, where, fail) -> tuple[Choice, ...]:
 
 @functools.lru_cache(maxsize=256)
 def _backbone_params(config: str) -> int:
-    """:func:`_count_backbone_params` of a backbone config (JSON), once per process.
+    """:func:`_count_backbone_params` of a backbone config (JSON), once per config and diffusers version.
 
     Every command and every API call that loads a space counts its backbone (building it on meta:
-    ~0.2 s for the tiny space, ~1 s for SD1.5's), and a search loads its space in several places.
+    ~0.2 s for the tiny space, ~1 s for SD1.5's, after ~3 s importing torch and diffusers), and a
+    search loads its space in several places: once per process, and kept on disk between processes.
     """
-    return _count_backbone_params(json.loads(config))
+    return int(kept("backbone_params", "diffusers", config, lambda: _count_backbone_params(json.loads(config))))
 
 
 def _count_backbone_params(backbone: dict[str, Any]) -> int:
