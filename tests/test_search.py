@@ -124,7 +124,7 @@ def completed(storage_url: str) -> list:
 
 
 def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
-    TRIALS = 30  # killed after >= 10: enough left to be cut mid-run, few for the re-run to finish
+    TRIALS = 120  # killed after >= 10: enough left that the kill lands mid-run (a trial takes ~0.1 s), few to re-run
     out = tmp_path / "run"
     args = [
         "search",
@@ -143,7 +143,7 @@ def test_kill_9_then_rerun_completes_without_loss(cli, table_path, tmp_path):
     url = f"sqlite:///{out.resolve() / 'study.db'}"
     deadline = time.time() + 180
     while time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
         if (out / "study.db").exists():
             try:
                 if len(completed(url)) >= 10:
