@@ -215,3 +215,28 @@ def test_world_has_digit_captions_and_unseen_positions(world):
     assert offsets(search) <= set(SEEN_OFFSETS) and offsets(positions) <= set(UNSEEN_OFFSETS)
     speeds = (search["dx_px"] ** 2 + search["dy_px"] ** 2) ** 0.5 / 8
     assert speeds.min() >= 1  # at least one latent pixel a frame
+
+
+def test_ground_truth_motion_reads_the_samples_from_its_fixed_noise(world):
+    """Same seed, same noises, same values; the other seed's noises (same captions) give other values --
+    a motion metric that read the caption or the real clip instead of the sample would not change."""
+    import numpy as np
+
+    from nas.data.world import World
+    from nas.quality.ground_truth import GroundTruth
+    from nas.quality.proxy_check import check_architectures
+
+    w = World(world)
+    options = {"train_steps": 2, "batch": 2, "sampling_steps": 2, "samples_per_caption": 2}
+    first, second = GroundTruth(w, seed=1, **options), GroundTruth(w, seed=2, **options)
+    label, architecture = check_architectures(w.space(), 4)[1]  # a design with temporal layers
+    assert label != "all none"
+    model = first.train(architecture)
+    values = first.motion(model, per_sample=True)
+    again = first.motion(model, per_sample=True)
+    assert all(np.array_equal(values[k], again[k]) for k in values)
+    assert len(values["direction_accuracy"]) == 2 * 2  # 2 test captions x 2 samples each
+    first.pools = {pool: (text, second.pools[pool][1], *rest) for pool, (text, _, *rest) in first.pools.items()}
+    swapped = first.motion(model, per_sample=True)
+    for key in ("dynamic_degree", "temporal_consistency", "positions_speed_error"):
+        assert not np.allclose(values[key], swapped[key]), key

@@ -385,11 +385,6 @@ class World:
         c = self.centroids(latents)
         return c - c[:, :1]
 
-    def motion_error(self, samples: torch.Tensor, clips: torch.Tensor) -> float:
-        """Mean distance in latent pixels, over samples and frames after the first, between the
-        object's trajectory in each sample and in the real clip of its caption (same order)."""
-        return float((self.trajectories(samples) - self.trajectories(clips))[:, 1:].norm(dim=-1).mean())
-
     def motion_calibration(self) -> dict[str, float]:
         """How well the latent trajectory follows the true one on the test clips themselves."""
         from nas.data.latents import LatentDataset

@@ -123,6 +123,14 @@ class GroundTruth:
 
     def score(self, architecture: Architecture) -> dict[str, float]:
         start = time.perf_counter()
+        model = self.train(architecture)
+        trained = time.perf_counter()
+        result = {"denoise_loss": self.denoise_loss(model), **self.motion(model)}
+        return {**result, "train_s": round(trained - start, 2), "seconds": round(time.perf_counter() - start, 2)}
+
+    def train(self, architecture: Architecture) -> VideoUNet:
+        """The architecture's temporal layers (or whole model) trained on this run's batches, in eval
+        mode: for a reader who wants per-sample metrics (``motion(model, per_sample=True)``)."""
         torch.manual_seed(self.seed)
         model = VideoUNet.from_space(self.space, architecture, self.world.backbone, freeze_spatial=not self.whole_model)
         parameters = [p for p in model.parameters() if p.requires_grad]
@@ -139,10 +147,7 @@ class GroundTruth:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        model.eval()
-        trained = time.perf_counter()
-        result = {"denoise_loss": self.denoise_loss(model), **self.motion(model)}
-        return {**result, "train_s": round(trained - start, 2), "seconds": round(time.perf_counter() - start, 2)}
+        return model.eval()
 
     @torch.no_grad()
     def denoise_loss(self, model: VideoUNet) -> float:
