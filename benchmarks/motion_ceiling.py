@@ -44,16 +44,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, default=ROOT / "runs" / "world")
     parser.add_argument("--samples", type=int, default=12, help="architectures (check_architectures' pick)")
-    parser.add_argument("--train-steps", type=int, default=120)
-    parser.add_argument("--samples-per-caption", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=400)
+    parser.add_argument("--samples-per-caption", type=int, default=8)
     parser.add_argument("--sampling-steps", type=int, default=8)
     parser.add_argument("--seeds", default="7919,31337")
     parser.add_argument("--labels", default=None, help="comma-separated labels to run only (no tau then)")
+    parser.add_argument("--part", action="store_true", help="write the seeds' rows only (to merge with --merge)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="parts (--part outputs of other seeds) to combine")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "motion_ceiling.json")
     args = parser.parse_args()
-    if not args.world.exists():
-        make_world(args.world, SearchSpace.load(ROOT / "search_spaces" / "world.yaml"))
-    world = World(args.world)
+    start = time.perf_counter()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        report = {**parts[0], "command": [p["command"] for p in parts]}
+        report["architectures"] = [r for p in parts for r in p["architectures"]]
+        report["per_sample"] = {k: v for p in parts for k, v in p["per_sample"].items()}
+        report["ground_truth"]["seeds"] = [s for p in parts for s in p["ground_truth"]["seeds"]]
+        report["wall_s"] = [p["wall_s"] for p in parts]
+        world = World(report["world"]["folder"])
+    else:
+        if not args.world.exists():
+            make_world(args.world, SearchSpace.load(ROOT / "search_spaces" / "world.yaml"))
+        world = World(args.world)
+        report = _run(world, args)
+    if args.part:
+        args.out.write_text(json.dumps(report))
+        return
+    seeds = report["ground_truth"]["seeds"]
+    rows = report["architectures"]
+    if len(seeds) >= 2 and not args.labels:
+        report["ceiling"] = _ceilings(rows, seeds)
+        report["proxies"] = _proxies(world, rows, seeds)
+    per_sample = report.pop("per_sample")
+    report["direction_accuracy_ci90"] = {
+        f"{label} / {pool}": _pooled(per_sample, label, seeds, key)
+        for label in ("reference", "all none")
+        if f"{label}/{seeds[0]}" in per_sample
+        for pool, key in (("test", "direction_accuracy"), ("positions", "positions_direction_accuracy"))
+    }
+    report["merge_s"] = round(time.perf_counter() - start, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    shown = ("ceiling", "proxies", "direction_accuracy_ci90", "wall_s")
+    print(json.dumps({k: report[k] for k in shown if k in report}, indent=1))
+
+
+def _run(world: World, args) -> dict:
+    """Train and score the ground truth for every seed and architecture; per-sample direction
+    accuracies of the reference and all-``none`` designs kept for their intervals."""
     space = world.space()
     architectures = check_architectures(space, args.samples, seed=0)
     if args.labels:
@@ -77,25 +115,36 @@ def main() -> None:
             row = {
                 "label": label,
                 "id": architecture.id,
+                "architecture": architecture.describe(),
                 "temporal": any(not c.is_none for _, c in architecture.choices),
                 "seed": seed,
                 "denoise_loss": round(truth.denoise_loss(model), 5),
                 **{k: round(float(np.mean(v)), 4) for k, v in values.items()},
                 "seconds": round(time.perf_counter() - began, 1),
             }
-            per_sample[(label, seed)] = values
+            if label in ("reference", "all none"):
+                per_sample[f"{label}/{seed}"] = {
+                    k: values[k].tolist() for k in ("direction_accuracy", "positions_direction_accuracy")
+                }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {
+    return {
         "command": " ".join(["python", *sys.argv]),
-        "world": {"folder": str(args.world), "recipe": world.info.get("recipe"), "seconds": world.info.get("seconds")},
+        "world": {
+            "folder": str(world.folder),
+            "recipe": world.info.get("recipe"),
+            "seconds": world.info.get("seconds"),
+        },
         "ground_truth": {
             "train_steps": args.train_steps,
+            "lr": truth.lr,
+            "batch": truth.batch,
             "samples_per_caption": args.samples_per_caption,
             "sampling_steps": args.sampling_steps,
             "seeds": seeds,
         },
         "architectures": rows,
+        "per_sample": per_sample,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -105,17 +154,41 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
-    if len(seeds) >= 2 and not args.labels:
-        report["ceiling"] = _ceilings(rows, seeds)
-    report["direction_accuracy_ci90"] = {
-        f"{label} / {pool}": _pooled(per_sample, label, seeds, key)
-        for label in ("reference", "all none")
-        if (label, seeds[0]) in per_sample
-        for pool, key in (("test", "direction_accuracy"), ("positions", "positions_direction_accuracy"))
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: report[k] for k in ("ceiling", "direction_accuracy_ci90", "wall_s") if k in report}, indent=1))
+
+
+def _proxies(world: World, rows: list[dict], seeds: list[int]) -> dict[str, dict]:
+    """Kendall tau of every zero-cost proxy (world data and backbone, as ``nas proxy check`` builds
+    them) against each seed's held-out denoising and direction accuracy, beside the seconds it took."""
+    from nas.quality.proxies import get_proxy
+
+    space = world.space()
+    labels = [r["label"] for r in rows if r["seed"] == seeds[0]]
+    described = {r["label"]: r["architecture"] for r in rows}
+    architectures = dict(check_architectures(space, len(labels) + 20, seed=0))
+    out = {}
+    for name in ("params", "flops", "gradnorm", "synflow", "naswot", "tsens"):
+        cls = get_proxy(name)
+        options = {
+            k: str(v) for k, v in (("data", world.latents), ("spatial_weights", world.backbone)) if k in _init_args(cls)
+        }
+        proxy = cls(space, seed=0, **options)
+        began = time.perf_counter()
+        scores = [float(proxy.score(architectures[label])) for label in labels]
+        entry = {"seconds_per_arch": round((time.perf_counter() - began) / len(labels), 3)}
+        for metric in ("denoise_loss", "direction_accuracy"):
+            for seed in seeds[:2]:
+                truth = {r["label"]: METRICS[metric] * r[metric] for r in rows if r["seed"] == seed}
+                tau = stats.kendalltau(scores, [truth[x] for x in labels]).statistic
+                entry[f"tau_{metric}_seed{seed}"] = None if np.isnan(tau) else round(float(tau), 3)
+        out[name] = entry
+    assert all(architectures[x].describe() == described[x] for x in labels), "architectures changed between runs"
+    return out
+
+
+def _init_args(cls) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)
 
 
 def _ceilings(rows: list[dict], seeds: list[int]) -> dict[str, dict[str, float]]:
@@ -138,8 +211,8 @@ def _ceilings(rows: list[dict], seeds: list[int]) -> dict[str, dict[str, float]]
 
 
 def _pooled(per_sample: dict, label: str, seeds: list[int], key: str) -> dict:
-    values = np.concatenate([per_sample[(label, s)][key] for s in seeds])
-    by_seed = [round(float(np.mean(per_sample[(label, s)][key])), 4) for s in seeds]
+    values = np.concatenate([per_sample[f"{label}/{s}"][key] for s in seeds])
+    by_seed = [round(float(np.mean(per_sample[f"{label}/{s}"][key])), 4) for s in seeds]
     return {**motion.summarize({key: values})[key], "by_seed": by_seed}
 
 

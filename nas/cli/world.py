@@ -28,7 +28,7 @@ def add_parser(commands) -> None:
         "--content", default="both", help="shapes, digits (scikit-learn's handwritten digits) or both (default)"
     )
     wmake.add_argument("--digits", type=int, default=10, help="digit classes drawn (0 .. N-1, at most 10)")
-    wmake.add_argument("--backbone-train-steps", type=int, default=300, help="optimizer steps of the spatial backbone")
+    wmake.add_argument("--backbone-train-steps", type=int, default=1200, help="optimizer steps of the spatial backbone")
     deprecated_flag(wmake, "--backbone-steps", "--backbone-train-steps", type=int)
     wmake.add_argument("--seed", type=int, default=0)
     wmake.add_argument("--json", action="store_true")

@@ -61,7 +61,7 @@ class WorldRecipe:
     position_clips: int = 16  # held-out clips with seen captions but starting positions no search clip has
     content: str = "both"  # shapes, digits (scikit-learn's bundled handwritten digits) or both
     digits: int = 10  # how many digit classes (0 .. digits-1)
-    backbone_train_steps: int = 300  # optimizer steps of the spatial backbone's image-model training
+    backbone_train_steps: int = 1200  # optimizer steps of the spatial backbone's image-model training
     backbone_batch: int = 16
     backbone_lr: float = 1e-3
     caption_dropout: float = 0.1  # empty captions in backbone training, for guidance at sampling
