@@ -43,6 +43,8 @@ class QualityProxy:
     """Scores architectures of one space; higher is better."""
 
     name: ClassVar[str] = ""
+    # how the proxy was validated, one line, printed by `nas search` (README, Quality proxies)
+    validation: ClassVar[str] = "not validated against a ground truth (check it with `nas proxy check --world`)"
     vectorised: ClassVar[bool] = False
     reports: ClassVar[bool] = False  # reports intermediate scores to a Curve (training proxies)
 

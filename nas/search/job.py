@@ -134,6 +134,8 @@ def describe(summary: dict[str, Any]) -> str:
         f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
         f"sampler {summary['sampler']}, budgets {limits} per generation of {budgets['passes']} UNet passes"
     )
+    if summary["proxy"] != "none":
+        head += f"\nquality proxy {summary['proxy']}: {get_proxy(summary['proxy']).validation}"
     if not summary["feasible_front"]:
         return (
             head
