@@ -240,3 +240,23 @@ def test_ground_truth_motion_reads_the_samples_from_its_fixed_noise(world):
     swapped = first.motion(model, per_sample=True)
     for key in ("dynamic_degree", "temporal_consistency", "positions_speed_error"):
         assert not np.allclose(values[key], swapped[key]), key
+
+
+@pytest.mark.parametrize("proxy", ["params", "gradnorm", "distill"])
+def test_search_output_says_how_its_proxy_was_validated(proxy):
+    from nas.quality.proxies import get_proxy
+    from nas.search.job import describe
+
+    summary = {
+        "space": "tiny",
+        "table": "t.csv",
+        "provenance": "measured",
+        "proxy": proxy,
+        "sampler": "nsga2",
+        "budgets": {"latency_ms": 400.0, "peak_memory_mb": 512.0, "passes": 4},
+        "feasible_front": False,
+        "pareto": 0,
+    }
+    line = describe(summary).splitlines()[1]
+    assert line == f"quality proxy {proxy}: {get_proxy(proxy).validation}" and "validated" in line
+    assert "quality proxy" not in describe({**summary, "proxy": "none"})

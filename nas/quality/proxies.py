@@ -225,7 +225,8 @@ class DistillProxy(QualityProxy):
 
     name = "distill"
     validation = (
-        "the paper's proxy; on the tiny world's recipe-2 ground truth not re-checked yet (README, Quality proxies)"
+        "the paper's proxy; not validated on the tiny world's recipe-2 ground truth (not re-run yet: README, "
+        "Quality proxies)"
     )
     reports = True
 
