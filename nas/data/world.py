@@ -2,14 +2,15 @@
 
 ``nas world make OUT`` builds, on a CPU in minutes and reproducibly from one seed:
 
-- clips of coloured shapes and handwritten digits that move (left/right/up/down, ``slowly``: 1 latent px a frame, ``quickly``: 1.5),
-  captioned with what they do, written as .mp4 + captions.csv with the true per-frame displacement;
-  the captions of the *test* clips are combinations (shape, colour, motion) that no search clip
-  has, so held-out captions are really unseen;
+- clips of coloured shapes and scikit-learn's handwritten digits that move (left/right/up/down,
+  ``slowly``: 1 latent px a frame, ``quickly``: 1.5), captioned with what they do, written as .mp4 +
+  captions.csv with the true per-frame displacement; the captions of the *test* clips are
+  (subject, motion) combinations that no search clip has, so held-out captions are really unseen;
+  the *positions* clips have seen captions but starting offsets no search clip has;
 - a tiny AutoencoderKL and a tiny CLIP text encoder (random weights: the VAE's latents keep the
   object where it is in the frame, which is all the motion metric needs; its scaling brings the
-  latents to unit variance), and ``nas data encode`` latents of both pools (``latents/``: the
-  search pool proxies may use; ``test/``: clips only the ground truth scores on);
+  latents to unit variance), and ``nas data encode`` latents of the pools (``latents/``: the
+  search pool proxies may use; ``test/`` and ``positions/``: clips only the ground truth scores on);
 - a spatial backbone (the space's 2D UNet) trained as a text-to-image model on single frames of
   the search pool, so that temporal layers are judged on top of a backbone that denoises frames,
   as on the phone.
