@@ -165,7 +165,7 @@ def _proxies(world: World, rows: list[dict], seeds: list[int]) -> dict[str, dict
     labels = [r["label"] for r in rows if r["seed"] == seeds[0]]
     described = {r["label"]: r["architecture"] for r in rows}
     architectures = dict(check_architectures(space, len(labels) + 20, seed=0))
-    out = {}
+    scored = {}
     for name in ("params", "flops", "gradnorm", "synflow", "naswot", "tsens"):
         cls = get_proxy(name)
         options = {
@@ -174,7 +174,28 @@ def _proxies(world: World, rows: list[dict], seeds: list[int]) -> dict[str, dict
         proxy = cls(space, seed=0, **options)
         began = time.perf_counter()
         scores = [float(proxy.score(architectures[label])) for label in labels]
-        entry = {"seconds_per_arch": round((time.perf_counter() - began) / len(labels), 3)}
+        scored[name] = (scores, (time.perf_counter() - began) / len(labels))
+    # distill as `nas proxy check` runs it: 16 clips of the search pool, read off one learning curve
+    distill = get_proxy("distill")(
+        space,
+        seed=0,
+        train_steps=12,
+        report_every=3,
+        clips=16,
+        data=str(world.latents),
+        spatial_weights=str(world.backbone),
+    )
+    curves = []
+    for label in labels:
+        curve = _Curve()
+        distill.score(architectures[label], curve)
+        curves.append(curve.points)
+    for steps in (3, 6, 12):
+        scored[f"distill@{steps}"] = ([c[steps][0] for c in curves], float(np.mean([c[steps][1] for c in curves])))
+    out = {}
+    for name, (scores, seconds) in scored.items():
+        reference = float(np.mean([r["seconds"] for r in rows]))
+        entry = {"seconds_per_arch": round(seconds, 3), "cost_vs_ground_truth": round(seconds / reference, 4)}
         for metric in ("denoise_loss", "direction_accuracy"):
             for seed in seeds[:2]:
                 truth = {r["label"]: METRICS[metric] * r[metric] for r in rows if r["seed"] == seed}
@@ -183,6 +204,16 @@ def _proxies(world: World, rows: list[dict], seeds: list[int]) -> dict[str, dict
         out[name] = entry
     assert all(architectures[x].describe() == described[x] for x in labels), "architectures changed between runs"
     return out
+
+
+class _Curve:
+    """Records a training proxy's reported scores and the seconds to each (its learning curve)."""
+
+    def __init__(self):
+        self.start, self.points = time.perf_counter(), {}
+
+    def report(self, value: float, step: int) -> None:
+        self.points[step] = (value, time.perf_counter() - self.start)
 
 
 def _init_args(cls) -> set[str]:
