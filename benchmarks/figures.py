@@ -83,6 +83,26 @@ def _four_step(r: dict, row: str) -> str:
     return f"FVD {x['fvd']:.1f}, KVD {x['kvd']:.1f}, motion error {x['motion_error']:.2f} ({x['passes']} passes)"
 
 
+def _four_step_motion(r: dict, row: str) -> str:
+    x = next(x for x in r["rows"] if x["row"] == row)
+    low, high = x["direction_accuracy"]["ci90"]
+    return (
+        f"direction accuracy {x['direction_accuracy']['mean']:.2f} (90% CI {low:.2f}-{high:.2f}), "
+        f"FVD {x['fvd']:.1f}, KVD {x['kvd']:.1f} ({x['passes']} passes)"
+    )
+
+
+def _ceiling(r: dict, metric: str) -> str:
+    c = r["ceiling"][metric]
+    return f"Kendall tau **{c['tau_all']:.2f}** (all 12), {c['tau_temporal']:.2f} among the temporal designs"
+
+
+def _direction(r: dict, design: str) -> str:
+    x = r["direction_accuracy_ci90"][design]
+    low, high = x["ci90"]
+    return f"{x['mean']:.2f} (90% CI {low:.2f}-{high:.2f}, {x['samples']} samples; by seed {x['by_seed']})"
+
+
 def _table_check(space: str, table: str, samples: int, extra: str = "") -> str:
     return (
         f"nas table check search_spaces/{space}.yaml --table latency_tables/{table} --samples {samples}{extra} --json"
@@ -140,7 +160,8 @@ FIGURES: dict[str, Entry] = {
         date="2026-12-05",
     ),
     "four_step.json": Entry(
-        "4-step generation on the tiny world: stage 1 at 25 steps vs the adversarial 4-step model",
+        "4-step generation on the tiny world of recipe 1 (shapes; the script now makes recipe-2 worlds): stage 1 at "
+        "25 steps vs the adversarial 4-step model",
         "python benchmarks/four_step.py",
         (
             ("(a) stage 1, 25 steps, CFG 3", lambda r: _four_step(r, "(a) stage 1")),
@@ -150,6 +171,30 @@ FIGURES: dict[str, Entry] = {
             ("wall", lambda r: f"{r['wall_s']:.0f} s"),
         ),
         date="2026-11-26",
+    ),
+    "four_step_recipe2.json": Entry(
+        "the same table on the recipe-2 world (digits and shapes), with the motion metrics of nas/quality/motion.py",
+        "python benchmarks/four_step.py --out benchmarks/results/four_step_recipe2.json",
+        (
+            ("real test clips", lambda r: _four_step_motion(r, "real test clips (reference)")),
+            ("(a) stage 1, 25 steps, CFG", lambda r: _four_step_motion(r, "(a) stage 1")),
+            ("(b) stage 1 at 4 steps", lambda r: _four_step_motion(r, "(b) stage 1")),
+            ("(c) adversarial, 4 steps", lambda r: _four_step_motion(r, "(c) adversarial")),
+            ("(d) adversarial term off", lambda r: _four_step_motion(r, "(d) adversarial, term off")),
+            ("wall", lambda r: f"{r['wall_s']:.0f} s"),
+        ),
+        date="2026-12-06",
+    ),
+    "motion_ceiling.json": Entry(
+        "the ground truth against itself: two seeds on 12 architectures of the recipe-2 world (400 steps)",
+        "python benchmarks/motion_ceiling.py --world W --seeds S --part --out S.json (S = 7919, 31337), then --merge 7919.json 31337.json",
+        (
+            ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
+            ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),
+            ("dynamic degree", lambda r: _ceiling(r, "dynamic_degree")),
+            ("`reference`, direction accuracy on held-out captions", lambda r: _direction(r, "reference / test")),
+            ("all `none`, the same", lambda r: _direction(r, "all none / test")),
+        ),
     ),
     "hypervolume.json": Entry(
         "search quality: hypervolume at 200 trials, tiny space + cpu_tiny.csv, params proxy, 5 seeds",
@@ -287,8 +332,8 @@ def machine(result: dict) -> str:
 
 
 def date(result: dict, entry: Entry) -> str:
-    if result.get("date"):
-        return str(result["date"])
+    if result.get("date") or result.get("date_utc"):
+        return str(result.get("date") or result["date_utc"])
     if entry.date:
         return f"{entry.date} (the run's notes; not in the file)"
     return "not recorded"

@@ -9,7 +9,7 @@ exist): stage 1 (``distill``, examples/tiny/distill.yaml on the world's space an
 the adversarial stage twice from it with examples/tiny/adversarial.yaml (``--set`` overrides a
 key of it): once as configured and once identically but with ``loss_adversarial: 0`` (same seed,
 same batches, same noise; the discriminator still trains, unseen by the generator). It then scores
-on the world's *test* clips, whose captions (shape, colour, motion) no training clip has:
+on the world's *test* clips, whose captions (subject, motion) no training clip has:
 
   (a) stage 1, 25 DDIM steps, classifier-free guidance ``--guidance`` (empty caption as unconditional)
   (a') stage 1, 25 steps, no guidance (for context)
@@ -20,16 +20,16 @@ on the world's *test* clips, whose captions (shape, colour, motion) no training 
 Each draws ``--noises`` samples per test caption from fixed noise (the same noise for every row).
 Metrics (lower is better except accuracy):
 
-- ``motion error``: the ground truth's motion metric (nas/quality/ground_truth.py, docs/quality.md): mean
-  distance in latent pixels between the object's trajectory in a sample and in the real test clip
-  of its caption, frames after the first;
+- ``direction acc`` (higher is better, chance 0.25), ``speed error``, ``dynamic degree`` and
+  ``temporal consistency``: the motion metrics of nas/quality/motion.py (docs/quality.md), each with its
+  90% bootstrap interval over samples;
 - ``FVD``: an FVD-style Frechet distance between Gaussian fits of video features of the samples and
   of the real test clips. The features are the 16-dim embedding of a small 3D-conv video encoder
-  trained here on the search pool's latents to recognise each clip's shape, colour and motion
+  trained here on the search pool's latents to recognise each clip's subject and motion
   (FVD uses I3D trained on Kinetics; this is that idea at the world's scale). With 16 real clips
   the Frechet estimate is biased, so ``KVD`` is also given: the unbiased squared MMD with KID's
   cubic polynomial kernel on the same features (Kernel Video Distance, as in the FVD paper);
-- ``caption acc``: how often the encoder reads the caption's motion / shape / colour off a sample
+- ``caption acc``: how often the encoder reads the caption's motion / subject off a sample
   (its accuracy on the real test clips is printed as the reference row).
 
 Finished runs are reused from ``--runs`` (one folder per config hash). Prints the table and the
@@ -58,16 +58,16 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine, print_table, run_main, write_results  # noqa: E402
 from nas.data.latents import LatentDataset  # noqa: E402
-from nas.data.synth import COLOURS, SHAPES  # noqa: E402
-from nas.data.world import World, make_world, motions  # noqa: E402
+from nas.data.world import World, make_world, motions, subjects  # noqa: E402
 from nas.errors import NasError  # noqa: E402
 from nas.model import VideoUNet  # noqa: E402
 from nas.model.loading import load_pretrained  # noqa: E402
 from nas.pipeline import few_step_scheduler, sample_latents  # noqa: E402
+from nas.quality import motion  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
 from nas.train import AdversarialConfig, DistillConfig, adversarial, distill, load_config  # noqa: E402
 
-ATTRIBUTES = {"motion": motions(), "shape": list(SHAPES), "colour": list(COLOURS)}
+ATTRIBUTES = {"motion": motions(), "subject": [name for name, _ in subjects("both")]}
 
 
 def main() -> None:
@@ -132,7 +132,10 @@ def main() -> None:
     encoder = train_encoder(world, args.seed + 2)
     generator = torch.Generator().manual_seed(args.seed + 1)
     noise = torch.randn((len(real) * args.noises, *real.shape[1:]), generator=generator)
-    texts, targets = text.repeat(args.noises, 1, 1), real.repeat(args.noises, 1, 1, 1, 1)
+    texts = text.repeat(args.noises, 1, 1)
+    table = world.test_motion().set_index("file")
+    sources = [test.samples[i]["source"] for i in test.videos] * args.noises
+    directions, speeds = list(table.loc[sources, "direction"]), list(table.loc[sources, "speed"])
     sample_labels = {k: v.repeat(args.noises) for k, v in labels.items()}
     real_features = features(encoder, real)
     search = LatentDataset(world.latents)
@@ -143,7 +146,7 @@ def main() -> None:
             "steps": "-",
             "guidance": "-",
             "passes": "-",
-            "motion_error": 0.0,
+            **_motion(real, world, directions[: len(real)], speeds[: len(real)], args.seed),
             "fvd": 0.0,
             "kvd": 0.0,
             **accuracy(encoder, real, labels),
@@ -164,7 +167,7 @@ def main() -> None:
                 "steps": steps,
                 "guidance": guidance,
                 "passes": passes,
-                "motion_error": world.motion_error(samples, targets),
+                **_motion(samples, world, directions, speeds, args.seed),
                 **distances(features(encoder, samples), real_features),
                 **accuracy(encoder, samples, sample_labels),
             }
@@ -186,14 +189,25 @@ def main() -> None:
         + ", ".join(f"{k} {rows[0][f'acc_{k}']:.2f}" for k in ATTRIBUTES)
     )
     print_table(
-        ["row", "steps", "guidance", "UNet passes", "motion error", "FVD", "KVD", "acc motion/shape/colour"],
+        [
+            "row",
+            "steps",
+            "guidance",
+            "UNet passes",
+            "direction acc [90% CI]",
+            "speed err",
+            "FVD",
+            "KVD",
+            "acc motion/subject",
+        ],
         [
             [
                 r["row"],
                 r["steps"],
                 r["guidance"],
                 r["passes"],
-                _f(r["motion_error"]),
+                f"{_f(r['direction_accuracy']['mean'], 2)} {_ci(r['direction_accuracy']['ci90'])}",
+                _f(r["speed_error"]["mean"]),
                 _f(r["fvd"]),
                 _f(r["kvd"], 4),
                 "/".join(_f(r[f"acc_{k}"], 2) for k in ATTRIBUTES),
@@ -261,7 +275,7 @@ def sample(
 
 # ------------------------------------------------------------------------------------ video encoder
 class VideoEncoder(nn.Module):
-    """3D convolutions over a latent clip (C, F, h, w) -> a 16-dim embedding -> shape, colour, motion logits."""
+    """3D convolutions over a latent clip (C, F, h, w) -> a 16-dim embedding -> subject and motion logits."""
 
     def __init__(self, channels: int, frames: int, height: int, width: int, dim: int = 16):
         super().__init__()
@@ -285,7 +299,7 @@ class VideoEncoder(nn.Module):
 
 
 def attribute_labels(world: World, data: LatentDataset, pool: str) -> dict[str, torch.Tensor]:
-    """Class index of each video's motion, shape and colour, from the world's captions table."""
+    """Class index of each video's motion and subject, from the world's captions table."""
     table = pd.read_csv(world.folder / "videos" / pool / "captions.csv").set_index("file")
     rows = [table.loc[data.samples[i]["source"]] for i in data.videos]
     return {k: torch.tensor([values.index(row[k]) for row in rows]) for k, values in ATTRIBUTES.items()}
@@ -339,6 +353,15 @@ def distances(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     m, n = len(x), len(y)
     kvd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
     return {"fvd": max(fvd, 0.0), "kvd": float(kvd)}
+
+
+def _motion(latents: torch.Tensor, world: World, directions: list[str], speeds: list[str], seed: int) -> dict:
+    """The motion metrics of ``latents`` (one caption's direction and speed each), mean and 90% interval."""
+    return motion.summarize(motion.per_sample(latents, world.background, directions, speeds), seed=seed)
+
+
+def _ci(interval) -> str:
+    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _f(value, digits: int = 3) -> str:

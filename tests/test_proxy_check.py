@@ -40,6 +40,10 @@ def world(tmp_path_factory):
                 "8",
                 "--test-clips",
                 "2",
+                "--position-clips",
+                "2",
+                "--content",
+                "digits",
                 "--backbone-train-steps",
                 "6",
                 "--json",
@@ -101,13 +105,21 @@ def test_proxy_check_against_independent_ground_truth(world, cli, tmp_path):
     labels = [a["label"] for a in report["architectures"]]
     assert labels[0] == "all none" and len(labels) == 4
     row = report["architectures"][0]
-    assert row["ref_denoise_loss"] > 0 and row["ref_motion_error"] > 0 and row["reference_s"] > 0
+    assert row["ref_denoise_loss"] > 0 and row["reference_s"] > 0 and row["reference2_s"] > 0
+    assert 0 <= row["ref_direction_accuracy"] <= 1 and 0 <= row["ref2_positions_direction_accuracy"] <= 1
+    assert report["reference"]["seeds"] == [7919, 31337] and set(report["ceilings"]) == {
+        "denoise",
+        "motion",
+        "positions",
+    }
+    for r in report["results"]:  # every proxy's tau sits beside its metric's ceiling
+        assert r["ceiling"] == report["ceilings"][r["metric"]]
     names = {(r["proxy"], r["metric"]) for r in report["results"]}
     assert {("params", "denoise"), ("distill@1", "motion"), ("combo", "denoise")} <= names
     for r in report["results"]:
         assert r["relative_cost"] >= 0 and len(r["tau_ci90"]) == 2
     assert (tmp_path / "check" / "scatter.png").stat().st_size > 0
-    assert "tau" in out and "recommended" in out
+    assert "tau" in out and "ceiling" in out and "recommended on motion" in out
 
 
 def test_replayed_reference_fails_the_independence_check(world, cli, tmp_path):
@@ -162,3 +174,89 @@ def test_ground_truth_needs_a_world(cli, tmp_path):
     assert code == 2 and "needs a world" in err
     code, _, err = cli("proxy", "check", "--world", tmp_path / "nowhere", "--out", tmp_path)
     assert code == 2 and "nas world make" in err
+
+
+def test_world_refuses_another_recipe_version_and_bad_content(world, cli, tmp_path):
+    """An old world folder is one line, exit 2 (the version check in World); so are --content and --digits."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(world, old)
+    info = json.loads((old / "world.json").read_text())
+    info.pop("recipe_version")  # as a world of recipe 1 was written
+    (old / "world.json").write_text(json.dumps(info))
+    code, _, err = cli("proxy", "check", "--world", old, "--samples", 4, "--proxy", "params", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and "recipe version 1" in err, err
+    small = tmp_path / "long.yaml"  # 8 frames of 64x64 px: no room for a digit moving 1.5 latent px a frame
+    small.write_text(WORLD.read_text().replace("frames: 4", "frames: 8"))
+    for args, message in (
+        (["--content", "letters"], "--content must be one of shapes, digits, both"),
+        (["--content", "digits", "--digits", "11"], "--digits must be 1 to 10"),
+        (["--space", small], "cannot draw"),
+    ):
+        code, _, err = cli("world", "make", tmp_path / "new", *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "new").exists()
+
+
+def test_world_has_digit_captions_and_unseen_positions(world):
+    from nas.data.world import SEEN_OFFSETS, UNSEEN_OFFSETS, World
+
+    w = World(world)
+    search, test, positions = (w.test_motion(p) for p in ("search", "test", "positions"))
+    assert all(c.startswith("the digit ") and " moving " in c for c in search["caption"])
+    assert not set(test["caption"]) & set(search["caption"])  # unseen combinations
+    assert set(positions["caption"]) <= set(search["caption"])  # seen captions ...
+
+    def offsets(frame):  # ... at starting offsets across the motion no search clip has (latent px)
+        across = [r.start_y_px if r.direction in ("left", "right") else r.start_x_px for r in frame.itertuples()]
+        return {round((a - 32) / 8, 2) for a in across}
+
+    assert offsets(search) <= set(SEEN_OFFSETS) and offsets(positions) <= set(UNSEEN_OFFSETS)
+    speeds = (search["dx_px"] ** 2 + search["dy_px"] ** 2) ** 0.5 / 8
+    assert speeds.min() >= 1  # at least one latent pixel a frame
+
+
+def test_ground_truth_motion_reads_the_samples_from_its_fixed_noise(world):
+    """Same seed, same noises, same values; the other seed's noises (same captions) give other values --
+    a motion metric that read the caption or the real clip instead of the sample would not change."""
+    import numpy as np
+
+    from nas.data.world import World
+    from nas.quality.ground_truth import GroundTruth
+    from nas.quality.proxy_check import check_architectures
+
+    w = World(world)
+    options = {"train_steps": 2, "batch": 2, "sampling_steps": 2, "samples_per_caption": 2}
+    first, second = GroundTruth(w, seed=1, **options), GroundTruth(w, seed=2, **options)
+    label, architecture = check_architectures(w.space(), 4)[1]  # a design with temporal layers
+    assert label != "all none"
+    model = first.train(architecture)
+    values = first.motion(model, per_sample=True)
+    again = first.motion(model, per_sample=True)
+    assert all(np.array_equal(values[k], again[k]) for k in values)
+    assert len(values["direction_accuracy"]) == 2 * 2  # 2 test captions x 2 samples each
+    first.pools = {pool: (text, second.pools[pool][1], *rest) for pool, (text, _, *rest) in first.pools.items()}
+    swapped = first.motion(model, per_sample=True)
+    for key in ("dynamic_degree", "temporal_consistency", "positions_speed_error"):
+        assert not np.allclose(values[key], swapped[key]), key
+
+
+@pytest.mark.parametrize("proxy", ["params", "gradnorm", "distill"])
+def test_search_output_says_how_its_proxy_was_validated(proxy):
+    from nas.quality.proxies import get_proxy
+    from nas.search.job import describe
+
+    summary = {
+        "space": "tiny",
+        "table": "t.csv",
+        "provenance": "measured",
+        "proxy": proxy,
+        "sampler": "nsga2",
+        "budgets": {"latency_ms": 400.0, "peak_memory_mb": 512.0, "passes": 4},
+        "feasible_front": False,
+        "pareto": 0,
+    }
+    line = describe(summary).splitlines()[1]
+    assert line == f"quality proxy {proxy}: {get_proxy(proxy).validation}" and "validated" in line
+    assert "quality proxy" not in describe({**summary, "proxy": "none"})

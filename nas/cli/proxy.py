@@ -71,7 +71,7 @@ def add_parser(commands) -> None:
 
 def cmd_proxy_check(args) -> None:
     from nas.options import key_values
-    from nas.quality.proxy_check import check_proxies
+    from nas.quality.proxy_check import check_proxies, refusals
 
     report, paths = check_proxies(
         args.out,
@@ -94,17 +94,18 @@ def cmd_proxy_check(args) -> None:
     ref = report["reference"]
     print(
         f"{len(report['architectures'])} architectures of {report['space']}; reference: {ref['kind']}, "
-        f"{ref['train_steps']} steps, seed {ref['provenance']['seed']}"
+        f"{ref['train_steps']} steps, seeds {', '.join(map(str, ref['seeds']))}"
     )
     if report["independence_problems"]:
         print(f"warning: the reference is not independent of the proxy: {'; '.join(report['independence_problems'])}")
     print_table(
-        ["proxy", "metric", "tau", "tau 90% CI", "rho", "rho 90% CI", "cost vs reference"],
+        ["proxy", "metric", "tau", "ceiling", "tau 90% CI", "rho", "rho 90% CI", "cost vs reference"],
         [
             [
                 r["proxy"],
                 r["metric"],
                 r["kendall_tau"],
+                r["ceiling"],
                 r["tau_ci90"],
                 r["spearman_rho"],
                 r["rho_ci90"],
@@ -113,9 +114,12 @@ def cmd_proxy_check(args) -> None:
             for r in report["results"]
         ],
     )
-    best = report["recommended"]
-    print(
-        "recommended (<= 1/10 of the reference's cost, best tau on held-out denoising): "
-        + ("none" if best is None else f"{best['proxy']}, tau {best['kendall_tau']}")
-    )
+    for line in refusals(report):
+        print(line)
+    for metric, best in report["recommended_by_metric"].items():
+        print(
+            f"recommended on {metric} (<= 1/10 of the reference's cost, best tau): "
+            + ("none" if best is None else f"{best['proxy']}, tau {best['kendall_tau']}")
+        )
+    print(f"validated on denoising and motion (tau >= 0.6 on both): {report['validated'] or 'none'}")
     print(f"outputs: {paths['json'].parent}")

@@ -19,9 +19,16 @@ def add_parser(commands) -> None:
     )
     wmake.add_argument("out", type=Path, help="new folder")
     wmake.add_argument("--space", type=Path, default=Path("search_spaces/world.yaml"))
-    wmake.add_argument("--clips", type=int, default=64, help="search-pool clips")
+    wmake.add_argument("--clips", type=int, default=96, help="search-pool clips")
     wmake.add_argument("--test-clips", type=int, default=16, help="held-out clips (each an unseen caption)")
-    wmake.add_argument("--backbone-train-steps", type=int, default=300, help="optimizer steps of the spatial backbone")
+    wmake.add_argument(
+        "--position-clips", type=int, default=16, help="held-out clips (seen captions, unseen starting positions)"
+    )
+    wmake.add_argument(
+        "--content", default="both", help="shapes, digits (scikit-learn's handwritten digits) or both (default)"
+    )
+    wmake.add_argument("--digits", type=int, default=10, help="digit classes drawn (0 .. N-1, at most 10)")
+    wmake.add_argument("--backbone-train-steps", type=int, default=1200, help="optimizer steps of the spatial backbone")
     deprecated_flag(wmake, "--backbone-steps", "--backbone-train-steps", type=int)
     wmake.add_argument("--seed", type=int, default=0)
     wmake.add_argument("--json", action="store_true")
@@ -33,7 +40,13 @@ def cmd_world_make(args) -> None:
     from nas.space import SearchSpace
 
     recipe = WorldRecipe(
-        clips=args.clips, test_clips=args.test_clips, backbone_train_steps=args.backbone_train_steps, seed=args.seed
+        clips=args.clips,
+        test_clips=args.test_clips,
+        position_clips=args.position_clips,
+        content=args.content,
+        digits=args.digits,
+        backbone_train_steps=args.backbone_train_steps,
+        seed=args.seed,
     )
     info = make_world(args.out, SearchSpace.load(args.space), recipe, progress=not args.json)
     if args.json:
@@ -42,7 +55,7 @@ def cmd_world_make(args) -> None:
     b, m = info["backbone"], info["motion_calibration"]
     print(
         f"world {args.out}: {info['search_clips']} search clips, {info['test_clips']} test clips with unseen "
-        f"captions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
+        f"captions, {info['position_clips']} at unseen starting positions; backbone held-out loss {b['held_out_loss_before']} -> {b['held_out_loss_after']} "
         f"({b['train_steps']} steps); latent trajectory vs true motion: error {m['mean_error_latent_px']} of "
         f"{m['mean_true_travel_latent_px']} latent px travel, direction cosine {m['direction_cosine']}; "
         f"{info['seconds']} s"

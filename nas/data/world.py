@@ -2,14 +2,15 @@
 
 ``nas world make OUT`` builds, on a CPU in minutes and reproducibly from one seed:
 
-- clips of coloured shapes that move (left/right/up/down, ``slowly`` or ``quickly``) or rotate,
-  captioned with what they do, written as .mp4 + captions.csv with the true per-frame displacement;
-  the captions of the *test* clips are combinations (shape, colour, motion) that no search clip
-  has, so held-out captions are really unseen;
+- clips of coloured shapes and scikit-learn's handwritten digits that move (left/right/up/down,
+  ``slowly``: 1 latent px a frame, ``quickly``: 1.5), captioned with what they do, written as .mp4 +
+  captions.csv with the true per-frame displacement; the captions of the *test* clips are
+  (subject, motion) combinations that no search clip has, so held-out captions are really unseen;
+  the *positions* clips have seen captions but starting offsets no search clip has;
 - a tiny AutoencoderKL and a tiny CLIP text encoder (random weights: the VAE's latents keep the
   object where it is in the frame, which is all the motion metric needs; its scaling brings the
-  latents to unit variance), and ``nas data encode`` latents of both pools (``latents/``: the
-  search pool proxies may use; ``test/``: clips only the ground truth scores on);
+  latents to unit variance), and ``nas data encode`` latents of the pools (``latents/``: the
+  search pool proxies may use; ``test/`` and ``positions/``: clips only the ground truth scores on);
 - a spatial backbone (the space's 2D UNet) trained as a text-to-image model on single frames of
   the search pool, so that temporal layers are judged on top of a backbone that denoises frames,
   as on the phone.
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from nas import outputs
@@ -43,19 +45,26 @@ from nas.space import SearchSpace
 
 WORLD = "world.json"
 PARTIAL_OWNER = ".nas-partial"  # marks OUT.partial as make_world's work folder, so only such a folder is removed
+RECIPE_VERSION = 2  # 2: latent speed >= 1 px/frame, digits, the unseen-positions split, no rotations
+CONTENTS = ("shapes", "digits", "both")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-SPEEDS = {"slowly": 0.25, "quickly": 0.5}  # share of the frame's width travelled over a clip
-ROTATIONS = {"rotating clockwise": 180.0, "rotating counterclockwise": -180.0}  # degrees over a clip
+SPEEDS = {"slowly": 1.0, "quickly": 1.5}  # latent pixels travelled per frame (the VAE's 8 px)
+OBJECT_SIZE = 2.5  # the object's size in latent pixels (a shape's radius is half of it; a digit's box)
+SEEN_OFFSETS, UNSEEN_OFFSETS = (-1.0, 0.0, 1.0), (-0.5, 0.5)  # start offsets across the motion, latent px
 BACKGROUND = (20, 20, 28)
+DIGIT_COLOUR = (235, 235, 235)
 
 
 @dataclass
 class WorldRecipe:
     """Everything that determines a world: same recipe, same world (bit for bit on one machine)."""
 
-    clips: int = 64  # search-pool clips (proxies and the ground truth train on these)
+    clips: int = 96  # search-pool clips (proxies and the ground truth train on these)
     test_clips: int = 16  # held-out clips, each with a caption no search clip has
-    backbone_train_steps: int = 300  # optimizer steps of the spatial backbone's image-model training
+    position_clips: int = 16  # held-out clips with seen captions but starting positions no search clip has
+    content: str = "both"  # shapes, digits (scikit-learn's bundled handwritten digits) or both
+    digits: int = 10  # how many digit classes (0 .. digits-1)
+    backbone_train_steps: int = 1200  # optimizer steps of the spatial backbone's image-model training
     backbone_batch: int = 16
     backbone_lr: float = 1e-3
     caption_dropout: float = 0.1  # empty captions in backbone training, for guidance at sampling
@@ -66,7 +75,17 @@ WorldRecipe.__init__ = renamed_kwargs(backbone_steps="backbone_train_steps")(Wor
 
 
 def motions() -> list[str]:
-    return [f"moving {d} {s}" for d in DIRECTIONS for s in SPEEDS] + list(ROTATIONS)
+    return [f"moving {d} {s}" for d in DIRECTIONS for s in SPEEDS]
+
+
+def subjects(content: str, digits: int = 10) -> list[tuple[str, str]]:
+    """(subject, caption stem) pairs of a content: ("red circle", "a red circle"), ("digit 7", "the digit 7")."""
+    out = []
+    if content in ("shapes", "both"):
+        out += [(f"{c} {s}", f"a {c} {s}") for s in SHAPES for c in COLOURS]
+    if content in ("digits", "both"):
+        out += [(f"digit {d}", f"the digit {d}") for d in range(digits)]
+    return out
 
 
 def make_world(
@@ -94,21 +113,23 @@ def make_world(
 
     encode_dataset(work / "videos" / "search", work / "vae", work / "text_encoder", work / "latents", space)
     encode_dataset(work / "videos" / "test", work / "vae", work / "text_encoder", work / "test", space)
+    encode_dataset(work / "videos" / "positions", work / "vae", work / "text_encoder", work / "positions", space)
     _write_reference_latents(work, space)
     backbone = _train_backbone(work, space, recipe, progress)
-    world = World(work)
-    calibration = world.motion_calibration()
     info = {
+        "recipe_version": RECIPE_VERSION,
         "space": space.name,
         "recipe": asdict(recipe),
         "search_clips": len(split["search"]),
         "test_clips": len(split["test"]),
+        "position_clips": len(split["positions"]),
         "test_captions_unseen": sorted(set(split["test"]["caption"]) - set(split["search"]["caption"])),
         "backbone": backbone,
-        "motion_calibration": calibration,
-        "seconds": round(time.perf_counter() - start, 1),
     }
     shutil.copyfile(space.source, work / "space.yaml")
+    (work / WORLD).write_text(json.dumps(info, indent=1))
+    info["motion_calibration"] = World(work).motion_calibration()
+    info["seconds"] = round(time.perf_counter() - start, 1)
     (work / WORLD).write_text(json.dumps(info, indent=1))
     (work / PARTIAL_OWNER).unlink()
     if out.exists():
@@ -118,50 +139,72 @@ def make_world(
 
 
 def _check_recipe(recipe: WorldRecipe, space: SearchSpace) -> None:
-    if recipe.clips < 8 or recipe.test_clips < 2:
+    if recipe.content not in CONTENTS:
+        raise NasError(f"nas world make: --content must be one of {', '.join(CONTENTS)}, got {recipe.content!r}")
+    if recipe.content != "shapes" and not 1 <= recipe.digits <= 10:
+        raise NasError(f"nas world make: --digits must be 1 to 10 (the digits 0-9 can be drawn), got {recipe.digits}")
+    if recipe.clips < 8 or recipe.test_clips < 2 or recipe.position_clips < 2:
         raise NasError(
-            f"nas world make: needs at least 8 search clips and 2 test clips (got {recipe.clips}, {recipe.test_clips})"
+            "nas world make: needs at least 8 search clips, 2 test clips and 2 position clips "
+            f"(got {recipe.clips}, {recipe.test_clips}, {recipe.position_clips})"
         )
-    combos = len(SHAPES) * len(COLOURS) * len(motions())
+    combos = len(subjects(recipe.content, recipe.digits)) * len(motions())
     if recipe.test_clips > combos // 2:
         raise NasError(f"nas world make: at most {combos // 2} test clips (one unseen caption each)")
     if recipe.backbone_train_steps < 1 or recipe.backbone_batch < 1 or not 0 <= recipe.caption_dropout < 1:
         raise NasError("nas world make: backbone train steps and batch must be positive, caption dropout in [0, 1)")
     if not space.source or not Path(space.source).is_file():
         raise NasError(f"nas world make: the space must come from a YAML file (got {space.source!r})")
-    if space.video.latent_channels != 4:
+    v = space.video
+    if v.latent_channels != 4:
+        raise NasError(f"{space.source}: the world's VAE has 4 latent channels, the space needs {v.latent_channels}")
+    reach = (OBJECT_SIZE + max(SPEEDS.values()) * (v.frames - 1)) * v.latent_scale
+    if v.frames < 2 or reach > min(v.height, v.width):
         raise NasError(
-            f"{space.source}: the world's VAE has 4 latent channels, the space needs {space.video.latent_channels}"
+            f"{space.source}: {v.frames} frames of {v.height}x{v.width} px cannot draw an object of "
+            f"{OBJECT_SIZE * v.latent_scale:g} px moving {max(SPEEDS.values()):g} latent px a frame "
+            f"(needs 2+ frames and {reach:g} px of frame)"
         )
 
 
 # ------------------------------------------------------------------------------------------ clips
 def _write_clips(root: Path, space: SearchSpace, recipe: WorldRecipe) -> dict[str, pd.DataFrame]:
-    """Search and test clips; test captions are held-out (shape, colour, motion) combinations."""
+    """Search clips; test clips with held-out (subject, motion) captions; position clips with seen
+    captions whose starting offsets across the motion no search clip has."""
     rng = random.Random(recipe.seed)
-    combos = [(s, c, m) for s in SHAPES for c in COLOURS for m in motions()]
+    combos = [(subject, stem, m) for subject, stem in subjects(recipe.content, recipe.digits) for m in motions()]
     rng.shuffle(combos)
     test_combos, search_combos = combos[: recipe.test_clips], combos[recipe.test_clips :]
-    v = space.video
+    digits = _digit_images() if recipe.content != "shapes" else None
     split = {}
-    for name, count, pool in (("search", recipe.clips, search_combos), ("test", recipe.test_clips, test_combos)):
+    seen = [rng.choice(search_combos) for _ in range(recipe.clips)]
+    for name, count, pool, offsets in (
+        ("search", recipe.clips, seen, SEEN_OFFSETS),
+        ("test", recipe.test_clips, test_combos, SEEN_OFFSETS),
+        ("positions", recipe.position_clips, list(dict.fromkeys(seen)), UNSEEN_OFFSETS),
+    ):
         folder = root / "videos" / name
         folder.mkdir(parents=True)
         rows = []
         for index in range(count):
-            shape, colour, motion = pool[index % len(pool)] if name == "test" else rng.choice(pool)
-            clip, shift = _render(shape, COLOURS[colour], motion, v.frames, v.height, v.width, rng)
+            subject, stem, motion = pool[index % len(pool)]
+            offset = rng.choice(offsets)
+            clip, shift, start = _render(subject, motion, offset, space, rng, digits)
             file = f"clip_{index:04d}.mp4"
             write_video(folder / file, clip)
+            _, direction, speed = motion.split()
             rows.append(
                 {
                     "file": file,
-                    "caption": f"a {colour} {shape} {motion}",
-                    "shape": shape,
-                    "colour": colour,
+                    "caption": f"{stem} {motion}",
+                    "subject": subject,
                     "motion": motion,
+                    "direction": direction,
+                    "speed": speed,
                     "dx_px": shift[0],
                     "dy_px": shift[1],
+                    "start_x_px": start[0],
+                    "start_y_px": start[1],
                 }
             )
         split[name] = pd.DataFrame(rows)
@@ -169,25 +212,46 @@ def _write_clips(root: Path, space: SearchSpace, recipe: WorldRecipe) -> dict[st
     return split
 
 
-def _render(shape: str, colour, motion: str, frames: int, height: int, width: int, rng: random.Random):
-    """(F, H, W, 3) uint8 frames and the centre's displacement per frame in pixels (dx, dy)."""
-    size = rng.uniform(0.16, 0.22) * min(height, width)
-    jitter = (rng.uniform(-0.08, 0.08) * width, rng.uniform(-0.08, 0.08) * height)
-    centre = (width / 2 + jitter[0], height / 2 + jitter[1])
-    step = max(frames - 1, 1)
-    if motion in ROTATIONS:
-        angle0 = rng.uniform(0, 90)
-        poses = [(centre, angle0 + ROTATIONS[motion] * f / step) for f in range(frames)]
-        shift = (0.0, 0.0)
-    else:
-        _, direction, speed = motion.split()
-        dx, dy = DIRECTIONS[direction]
-        travel = SPEEDS[speed] * width
-        shift = (dx * travel / step, dy * travel / step)
-        first = (centre[0] - dx * travel / 2, centre[1] - dy * travel / 2)
-        poses = [((first[0] + shift[0] * f, first[1] + shift[1] * f), 0.0) for f in range(frames)]
-    clip = np.stack([_draw(shape, colour, c, a, size, width, height) for c, a in poses])
-    return clip, shift
+def _digit_images() -> dict[int, np.ndarray]:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download), grouped by class."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return {d: data.images[data.target == d] / 16.0 for d in range(10)}
+
+
+def _render(subject: str, motion: str, offset: float, space: SearchSpace, rng: random.Random, digits):
+    """(F, H, W, 3) uint8 frames, the centre's displacement per frame in pixels (dx, dy) and its start."""
+    v = space.video
+    frames, height, width, scale = v.frames, v.height, v.width, v.latent_scale
+    _, direction, speed = motion.split()
+    dx, dy = DIRECTIONS[direction]
+    per_frame = SPEEDS[speed] * scale
+    shift = (dx * per_frame, dy * per_frame)
+    travel = per_frame * (frames - 1)
+    across = offset * scale
+    start = (width / 2 - dx * travel / 2 + abs(dy) * across, height / 2 - dy * travel / 2 + abs(dx) * across)
+    size = OBJECT_SIZE * scale
+    if subject.startswith("digit "):
+        images = digits[int(subject.split()[1])]
+        glyph = Image.fromarray((images[rng.randrange(len(images))] * 255).astype(np.uint8)).resize(
+            (round(size), round(size)), Image.BILINEAR
+        )
+    clip = []
+    for f in range(frames):
+        centre = (start[0] + shift[0] * f, start[1] + shift[1] * f)
+        if subject.startswith("digit "):
+            image = Image.new("RGB", (width, height), BACKGROUND)
+            image.paste(
+                Image.new("RGB", glyph.size, DIGIT_COLOUR),
+                (round(centre[0] - size / 2), round(centre[1] - size / 2)),
+                glyph,
+            )
+            clip.append(np.asarray(image))
+        else:
+            colour, shape = subject.split()
+            clip.append(_draw(shape, COLOURS[colour], centre, 0.0, size / 2, width, height))
+    return np.stack(clip), shift, start
 
 
 def _frames_of(folder: Path, file: str) -> np.ndarray:
@@ -271,12 +335,21 @@ class World:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        for part in ("latents", "test", "backbone", "reference.safetensors"):
+        for part in ("latents", "test", "positions", "backbone", "reference.safetensors", WORLD):
             if not (self.folder / part).exists():
                 raise NasError(f"{self.folder}: no {part} here (make a world with `nas world make`)")
+        try:
+            self.info = json.loads((self.folder / WORLD).read_text())
+        except json.JSONDecodeError:
+            raise NasError(f"{self.folder / WORLD}: not JSON (make the world again with `nas world make`)") from None
+        version = self.info.get("recipe_version", 1) if isinstance(self.info, dict) else None
+        if version != RECIPE_VERSION:
+            raise NasError(
+                f"{self.folder / WORLD}: a world of recipe version {version}, this nas reads version "
+                f"{RECIPE_VERSION} (make it again with `nas world make`)"
+            )
         reference = load_file(str(self.folder / "reference.safetensors"))
         self.background, self.empty_text = reference["background"], reference["empty_text"]
-        self.info = json.loads((self.folder / WORLD).read_text()) if (self.folder / WORLD).is_file() else {}
 
     @property
     def latents(self) -> Path:
@@ -289,14 +362,20 @@ class World:
         return self.folder / "test"
 
     @property
+    def positions(self) -> Path:
+        """The held-out pool of seen captions at starting positions no search clip has."""
+        return self.folder / "positions"
+
+    @property
     def backbone(self) -> Path:
         return self.folder / "backbone"
 
     def space(self) -> SearchSpace:
         return SearchSpace.load(self.folder / "space.yaml")
 
-    def test_motion(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "videos" / "test" / "captions.csv")
+    def test_motion(self, pool: str = "test") -> pd.DataFrame:
+        """The true motion of a held-out pool's clips (``test`` or ``positions``), one row a clip."""
+        return pd.read_csv(self.folder / "videos" / pool / "captions.csv")
 
     def centroids(self, latents: torch.Tensor) -> torch.Tensor:
         """Object centre per frame, (B, F, 2) as (x, y) in latent pixels: the centroid of the squared
@@ -311,11 +390,6 @@ class World:
         """Centroid displacement of every frame from the first, (B, F, 2) in latent pixels."""
         c = self.centroids(latents)
         return c - c[:, :1]
-
-    def motion_error(self, samples: torch.Tensor, clips: torch.Tensor) -> float:
-        """Mean distance in latent pixels, over samples and frames after the first, between the
-        object's trajectory in each sample and in the real clip of its caption (same order)."""
-        return float((self.trajectories(samples) - self.trajectories(clips))[:, 1:].norm(dim=-1).mean())
 
     def motion_calibration(self) -> dict[str, float]:
         """How well the latent trajectory follows the true one on the test clips themselves."""

@@ -2,8 +2,10 @@
 
 The reference is, by default, the :class:`~nas.quality.ground_truth.GroundTruth` of a tiny world
 (``nas world make``): temporal layers trained ``reference_train_steps`` steps (default 10x the longest
-proxy run) with another seed and another data order, scored on test clips no proxy sees, by
-held-out denoising loss and by a motion metric on few-step samples. ``reference="replay"`` is
+proxy run) twice, with two other seeds and data orders, scored on held-out clips no proxy sees, by
+held-out denoising loss and by motion metrics of few-step samples (direction accuracy is the main
+one). The two seeds' Kendall tau per metric is that metric's *ceiling*: no proxy is recommended on
+a metric whose ceiling is below ``CEILING``. ``reference="replay"`` is
 the old check, kept as what it is: the ``distill`` proxy itself trained 5x longer with the same
 seed, clips and batch order -- it only says that one learning curve keeps its order.
 
@@ -40,8 +42,15 @@ from nas.space import Architecture, SearchSpace
 
 PROXIES = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens", "distill")
 CHEAP = ("params", "flops", "gradnorm", "synflow", "naswot", "tsens")  # the combination's inputs
-METRICS = {"denoise": "denoise_loss", "motion": "motion_error"}  # reference metric -> column (lower is better)
+# reference metric -> (ground-truth column, +1 when higher is better); "motion" is the main motion metric
+METRICS = {
+    "denoise": ("denoise_loss", -1),
+    "motion": ("direction_accuracy", 1),
+    "positions": ("positions_direction_accuracy", 1),
+}
 GOAL_COST, GOAL_TAU = 0.1, 0.6
+CEILING = 0.6  # no proxy is recommended on a metric whose two ground-truth seeds agree less (Kendall tau)
+REFERENCE_SEEDS = (7919, 31337)  # offsets of the ground truth's seeds from the check's seed
 GROUND_TRUTH_OPTIONS = (
     "lr",
     "batch",
@@ -158,15 +167,20 @@ def proxy_check(
         unknown = sorted(set(reference_options) - set(GROUND_TRUTH_OPTIONS))
         if unknown:
             raise NasError(f"--reference-option {unknown[0]}: the ground truth takes {', '.join(GROUND_TRUTH_OPTIONS)}")
-        truth = GroundTruth(world, space, train_steps=reference_train_steps, seed=seed + 7919, **reference_options)
+        truths = [
+            GroundTruth(world, space, train_steps=reference_train_steps, seed=seed + offset, **reference_options)
+            for offset in REFERENCE_SEEDS
+        ]
     else:
         distill_opts = {
             k: v for k, v in options.get("distill", {}).items() if k in ("data", "clips", "lr", "spatial_weights")
         }
         distill_opts = {**world_data, "clips": 16, **distill_opts}
-        truth = get_proxy("distill")(
-            space, seed=seed, train_steps=reference_train_steps, report_every=reference_train_steps, **distill_opts
-        )
+        truths = [
+            get_proxy("distill")(
+                space, seed=seed, train_steps=reference_train_steps, report_every=reference_train_steps, **distill_opts
+            )
+        ]
     config = {  # the cache's key; spelled as before the train_steps names, so that existing caches stay valid
         "space": space.name,
         "world": str(world.folder) if world else None,
@@ -187,9 +201,19 @@ def proxy_check(
             scores = store.get(f"{name}/{architecture.id}", lambda: _score(name, proxy, architecture, train_steps))  # noqa: B023 (called at once)
             provenance["distill"] = _longer(provenance["distill"], scores.pop("provenance", None))
             row.update(scores)
-        scores = store.get(f"reference/{architecture.id}", lambda: _reference(truth, architecture))  # noqa: B023 (called at once)
-        provenance["reference"] = _longer(provenance["reference"], _current_names(scores.pop("provenance")))
-        row.update(scores)
+        for index, truth in enumerate(truths):
+            prefix = "ref_" if index == 0 else f"ref{index + 1}_"  # ref_: the first seed, ref2_: the second
+            key = "reference" if index == 0 else f"reference{index + 1}"
+            scores = store.get(f"{key}/{architecture.id}", lambda: _reference(truth, architecture))  # noqa: B023 (called at once)
+            if index == 0:
+                provenance["reference"] = _longer(provenance["reference"], _current_names(scores.pop("provenance")))
+            scores.pop("provenance", None)
+            row.update(
+                {
+                    (prefix + k[4:] if k.startswith("ref_") else k if index == 0 else f"{key}_s"): v
+                    for k, v in scores.items()
+                }
+            )
         rows.append(row)
     frame = pd.DataFrame(rows)
     report = {
@@ -200,6 +224,7 @@ def proxy_check(
             "kind": reference,
             "train_steps": reference_train_steps,
             "metrics": list(METRICS) if reference == "ground-truth" else ["denoise"],
+            "seeds": [seed + o for o in REFERENCE_SEEDS] if reference == "ground-truth" else [seed],
             "provenance": provenance["reference"],
         },
         "proxy_provenance": provenance["distill"],
@@ -207,8 +232,13 @@ def proxy_check(
         "architectures": json.loads(frame.to_json(orient="records")),
     }
     report["independence_problems"] = independence_problems(report)
+    report["ceilings"] = ceilings(frame, report["reference"]["metrics"])
     report["results"] = _results(frame, report["reference"]["metrics"], seed)
-    report["recommended"] = _recommended(report["results"])
+    report["recommended_by_metric"] = {
+        m: _recommended(report["results"], m, report["ceilings"].get(m)) for m in report["reference"]["metrics"]
+    }
+    report["recommended"] = report["recommended_by_metric"]["denoise"]
+    report["validated"] = _validated(report["results"], report["ceilings"])
     return report
 
 
@@ -258,8 +288,7 @@ def _reference(truth, architecture: Architecture) -> dict[str, float]:
     if hasattr(truth, "denoise_loss"):
         result = truth.score(architecture)
         return {
-            "ref_denoise_loss": result["denoise_loss"],
-            "ref_motion_error": result["motion_error"],
+            **{f"ref_{k}": v for k, v in result.items() if k not in ("train_s", "seconds")},
             "reference_s": time.perf_counter() - start,
             "provenance": truth.provenance,
         }
@@ -299,13 +328,30 @@ def _combo_loo(frame: pd.DataFrame, target: np.ndarray, inputs: list[str], ridge
     return out
 
 
+def truth_of(frame: pd.DataFrame, metric: str, prefix: str = "ref_") -> np.ndarray:
+    """A reference metric's values, signed so that higher is better (as proxies score)."""
+    column, sign = METRICS[metric]
+    return sign * frame[prefix + column].to_numpy(dtype=float)
+
+
+def ceilings(frame: pd.DataFrame, metrics: list[str]) -> dict[str, float | None]:
+    """Kendall tau between the two ground-truth seeds per metric: how well the reference agrees with
+    itself, so the best tau any proxy can be expected to reach (None with one seed)."""
+    if not any(c.startswith("ref2_") for c in frame.columns):
+        return {m: None for m in metrics}
+    return {m: _round(kendall_tau(truth_of(frame, m), truth_of(frame, m, "ref2_"))) for m in metrics}
+
+
 def _results(frame: pd.DataFrame, metrics: list[str], seed: int) -> list[dict[str, Any]]:
-    columns = [c for c in frame.columns if c[:-2] in frame.columns and c.endswith("_s") and c != "reference_s"]
+    columns = [
+        c for c in frame.columns if c[:-2] in frame.columns and c.endswith("_s") and not c.startswith("reference")
+    ]
     names = [c[:-2] for c in columns]
     reference_cost = float(frame["reference_s"].mean())
     results = []
+    ceiling = ceilings(frame, metrics)
     for metric in metrics:
-        truth = -frame[f"ref_{METRICS[metric]}"].to_numpy(dtype=float)  # higher is better, as proxies
+        truth = truth_of(frame, metric)
         scored = {name: (frame[name].to_numpy(dtype=float), float(frame[f"{name}_s"].mean())) for name in names}
         inputs = [c for c in CHEAP if c in frame.columns and frame[c].nunique() > 1]
         if len(inputs) >= 2:
@@ -323,6 +369,7 @@ def _results(frame: pd.DataFrame, metrics: list[str], seed: int) -> list[dict[st
                     "spearman_rho": _round(rho),
                     "tau_ci90": [_round(v) for v in bootstrap_interval(values, truth, kendall_tau, seed)],
                     "rho_ci90": [_round(v) for v in bootstrap_interval(values, truth, spearman_rho, seed)],
+                    "ceiling": ceiling[metric],
                     "seconds_per_arch": round(cost, 3),
                     "relative_cost": round(cost / reference_cost, 4),
                 }
@@ -334,17 +381,40 @@ def _round(value: float) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 3)
 
 
-def _recommended(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The proxy with the highest tau on the denoising metric among those at <= 1/10 of the reference's cost."""
+def _recommended(results: list[dict[str, Any]], metric: str, ceiling: float | None) -> dict[str, Any] | None:
+    """The proxy with the highest tau on ``metric`` among those at <= 1/10 of the reference's cost;
+    None where the reference's two seeds agree less than ``CEILING`` (nothing can be validated there)."""
+    if ceiling is not None and ceiling < CEILING:
+        return None
     cheap = [
-        r
-        for r in results
-        if r["metric"] == "denoise" and r["relative_cost"] <= GOAL_COST and r["kendall_tau"] is not None
+        r for r in results if r["metric"] == metric and r["relative_cost"] <= GOAL_COST and r["kendall_tau"] is not None
     ]
     if not cheap:
         return None
     best = max(cheap, key=lambda r: r["kendall_tau"])
     return {**best, "meets_goal": best["kendall_tau"] >= GOAL_TAU}
+
+
+def refusals(report: dict[str, Any]) -> list[str]:
+    """One line per metric on which no proxy is recommended because the ground truth disagrees with itself."""
+    return [
+        f"no proxy is recommended on {m}: the ground truth's two seeds agree at tau {c} < {CEILING}"
+        for m, c in report.get("ceilings", {}).items()
+        if c is not None and c < CEILING
+    ]
+
+
+def _validated(results: list[dict[str, Any]], ceiling: dict[str, float | None]) -> str | None:
+    """The cheap proxy (<= 1/10 of the reference's cost) with tau >= GOAL_TAU on held-out denoising
+    and on the main motion metric, both with a ceiling of at least CEILING; the best sum of taus wins."""
+    if any(ceiling.get(m) is None or ceiling[m] < CEILING for m in ("denoise", "motion")):
+        return None
+    taus: dict[str, dict[str, float]] = {}
+    for r in results:
+        if r["metric"] in ("denoise", "motion") and r["relative_cost"] <= GOAL_COST and r["kendall_tau"] is not None:
+            taus.setdefault(r["proxy"], {})[r["metric"]] = r["kendall_tau"]
+    good = {p: t for p, t in taus.items() if len(t) == 2 and min(t.values()) >= GOAL_TAU}
+    return max(good, key=lambda p: sum(good[p].values())) if good else None
 
 
 class _Cache:
@@ -411,12 +481,12 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
     for i, metric in enumerate(metrics):
         for j, name in enumerate(names):
             ax = axes[i][j]
-            ax.scatter(frame[name], frame[f"ref_{METRICS[metric]}"], s=12)
+            ax.scatter(frame[name], frame[f"ref_{METRICS[metric][0]}"], s=12)
             row = results[(results["proxy"] == name) & (results["metric"] == metric)].iloc[0]
-            ax.set_title(f"{name}: tau {row['kendall_tau']}", fontsize=8)
+            ax.set_title(f"{name}: tau {row['kendall_tau']} (ceiling {row['ceiling']})", fontsize=8)
             ax.tick_params(labelsize=6)
             if j == 0:
-                ax.set_ylabel(f"reference {METRICS[metric]}", fontsize=7)
+                ax.set_ylabel(f"reference {METRICS[metric][0]}", fontsize=7)
     figure.tight_layout()
     figure.savefig(paths["scatter"], dpi=90)
     plt.close(figure)

@@ -186,6 +186,8 @@ def describe(summary: dict[str, Any]) -> str:
         f"{summary['space']} on {summary['table']} ({summary['provenance']}), proxy {summary['proxy']}, "
         f"sampler {summary['sampler']}, budgets {limits} per whole generation ({whole})"
     )
+    if summary["proxy"] != "none":
+        head += f"\nquality proxy {summary['proxy']}: {get_proxy(summary['proxy']).validation}"
     if not summary["feasible_front"]:
         return (
             head
