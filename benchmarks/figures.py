@@ -55,6 +55,19 @@ def _check(r: dict) -> str:
     )
 
 
+def _adapt(r: dict) -> str:
+    a = r["adapt"]
+    return (
+        f"{a['form']} x{a['factors'].get('all', a['factors'])} from {a['samples']} keys in {a['seconds']:.0f} s; "
+        f"leave-one-out error {a['loo_error']:.1%} (largest {a['loo_max']:.1%})"
+    )
+
+
+def _adapt_check(r: dict, run: int) -> str:
+    c = r["checks"][run]
+    return f"{_check(c)}; the check's own noise (median spread of a model's rounds) {c['noise_median']:.1%}"
+
+
 def _memory_check(r: dict) -> str:
     return f"within 10% {r['memory_within_10pct']:.2f}, MAPE {r['memory_mape']:.2%}"
 
@@ -132,19 +145,22 @@ FIGURES: dict[str, Entry] = {
         date="2026-11-25",
     ),
     "generation_cpu_8x128x128.json": Entry(
-        "a whole generation, 8 frames x 128x128, SD1.5's decoder on both sides: ours 4 steps vs AnimateDiff "
-        "25 steps + CFG",
+        "a whole generation, 8 frames x 128x128: ours 4 steps with the light decoder (0.20 of SD's decoder FLOPs) vs "
+        "AnimateDiff 25 steps + CFG with SD1.5's decoder; ours decoded with SD's decoder too, in the same run",
         "python benchmarks/generation.py --frames 8 --height 128 --width 128 "
         "-o benchmarks/results/generation_cpu_8x128x128.json",
         (
             ("UNet loop, ours vs AnimateDiff", lambda r: _models(r, "unet_s", lambda s: f"{s:.1f} s")),
+            ("decode, ours (light) vs AnimateDiff (SD)", lambda r: _models(r, "vae_decode_s", lambda s: f"{s:.2f} s")),
             ("with the decode", lambda r: _models(r, "total_s", lambda s: f"{s:.1f} s")),
             (
-                "ratio: UNet loop, total, memory",
-                lambda r: f"**{r['ratio_unet']}x**, **{r['ratio_total']}x**, {r['ratio_memory']}x",
+                "ratio: UNet loop, total, total with SD's decoder on both sides, memory",
+                lambda r: (
+                    f"**{r['ratio_unet']}x**, **{r['ratio_total']}x**, {r['ratio_total_both_sd_decoder']}x, "
+                    f"{r['ratio_memory']}x"
+                ),
             ),
         ),
-        date="2026-11-25",
     ),
     "generation_cpu_8x128x128_loaded.json": Entry(
         "the same generation, ours with the light decoder (0.20 of SD's decoder FLOPs), machine loaded by other jobs",
@@ -274,8 +290,31 @@ FIGURES: dict[str, Entry] = {
         "python benchmarks/startup.py --repeats 5 -o benchmarks/results/startup_cpu.json",
         tuple(
             (f"`{c}`", lambda r, c=c: _startup(r, c))
-            for c in ("python -c pass", "nas --help", "nas table validate", "nas cost tiny.yaml")
+            for c in (
+                "python -c pass",
+                "python -c 'import torch'",
+                "nas --help",
+                "nas space show tiny.yaml",
+                "nas cost tiny.yaml --arch reference",
+                "nas cost tiny.yaml --arch reference (cold cache)",
+            )
         ),
+    ),
+    "table_adapt_cpu_tiny.json": Entry(
+        "a table of another machine adapted here (`nas table adapt`, 8 keys), then checked 3 times against 20 "
+        "whole tiny models",
+        "python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --checks 3 "
+        "-o benchmarks/results/table_adapt_cpu_tiny.json",
+        (
+            ("adapt", _adapt),
+            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
+        ),
+    ),
+    "table_adapt_cpu_snapgen_v.json": Entry(
+        "the same at full size (snapgen_v, 6 keys), checked once against 6 whole models (--warmup 1 --repeats 3)",
+        "python benchmarks/table_adapt.py latency_tables/cpu_snapgen_v.csv --samples 6 --checks 1 --check-samples 6 "
+        "--warmup 1 --repeats 3 -o benchmarks/results/table_adapt_cpu_snapgen_v.json",
+        (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
     ),
     "table_check_cpu_snapgen_v.json": Entry(
         "the latency table against whole models timed here: snapgen_v (full size)",
