@@ -15,6 +15,7 @@ from nas.profile.adapt import choose_keys, fit_correction
 from tests.conftest import ROOT, TINY, copy_table, here_table
 
 FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
+TINY_OK = int((pd.read_csv(ROOT / "latency_tables" / "cpu_tiny.csv")["status"] == "ok").sum())  # the shipped table's
 
 
 def test_a_known_scale_is_found_exactly_and_predicts_every_held_out_key():
@@ -50,16 +51,24 @@ def test_no_form_has_a_class_with_fewer_than_two_keys():
 
 def test_keys_cover_the_whole_model_every_op_type_and_both_ends_of_their_sizes():
     table = CostTable.load(ROOT / "latency_tables" / "cpu_snapgen_v.csv")
-    keys = choose_keys(table, 6)
-    assert keys[0].op == "spatial" and {k.op for k in keys} == {"spatial", "conv1d", "conv3d", "attn1d", "attn3d"}
+    whole = ["spatial", "text_encoder", "decoder"]  # the shipped table prices the whole generation
+    keys = choose_keys(table, 7)
+    assert [k.op for k in keys[:3]] == whole and {k.op for k in keys} == {
+        *whole,
+        "conv1d",
+        "conv3d",
+        "attn1d",
+        "attn3d",
+    }
     p50 = table.rows.set_index(["op", "channels", "height"])["latency_p50_ms"]
     sizes = [p50[(k.op, k.channels, k.height)] for k in keys]
     assert min(sizes) < 1000 <= max(sizes)  # both regimes: probe-scaled and absolute calls
-    nine = choose_keys(table, 13)  # spatial, then three keys of each of the four op types
+    nine = choose_keys(table, 15)  # the three whole-model rows, then three keys of each of the four op types
     conv1d = sorted(p50[("conv1d", k.channels, k.height)] for k in nine if k.op == "conv1d")
     assert conv1d[0] == p50.loc["conv1d"].min() and conv1d[-1] == p50.loc["conv1d"].max()  # both ends of one op
-    with pytest.raises(NasError, match="only 16 measured"):
-        choose_keys(table, 17)
+    ok = int((table.rows["status"] == "ok").sum())
+    with pytest.raises(NasError, match=f"only {ok} measured"):
+        choose_keys(table, ok + 1)
 
 
 @pytest.fixture
@@ -101,6 +110,26 @@ def test_a_table_scaled_by_a_known_factor_is_adapted_back_to_what_this_machine_m
     for key, row in measured.items():  # a measured key carries its measurement, not a fitted value
         assert adapted[key]["latency_p50_ms"] == pytest.approx(row["latency_p50_ms"])
     assert "leave-one-out error" in stdout
+
+
+def test_a_profile_resumed_on_an_adapted_table_keeps_its_parent_and_fit(cli, scaled, tmp_path):
+    """Adding rows to an adapted table (a key the space now needs, say a fixed part) measures only those and
+    keeps what the sidecar says of the others: the parent, the fit and the command that made them."""
+    original, _ = scaled
+    out = tmp_path / "adapted.csv"
+    code, _, err = cli("table", "adapt", original, "--samples", "4", "-o", out, *FAST)
+    assert code == 0, err
+    before = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    rows = pd.read_csv(out, keep_default_na=False)
+    rows[rows["op"] != "decoder"].to_csv(out, index=False)  # a key the adapted table lacks
+    side = out.with_suffix(".yaml")
+    side.write_text(yaml.safe_dump({**before, "rows": len(rows) - 1}))
+    code, _, err = cli("profile", TINY, "--backend", "torch", "-o", out, *FAST)
+    assert code == 0, err
+    after = yaml.safe_load(side.read_text())
+    assert after["parent"] == before["parent"] and after["adapt"] == before["adapt"]
+    assert after["earlier_commands"] == [before["command"]] and after["command"].startswith("nas profile")
+    assert len(pd.read_csv(out)) == len(rows)
 
 
 @pytest.fixture
@@ -169,7 +198,7 @@ def _kit_of_another_space(kit):
 @pytest.mark.parametrize(
     "args, setup, message",
     [
-        (["{measured}", "--samples", "18"], None, "--samples 18, but the table has only 17 measured (ok) rows"),
+        (["{measured}", "--samples", "99"], None, f"--samples 99, but the table has only {TINY_OK} measured (ok) rows"),
         (["{measured}", "--samples", "1"], None, "--samples must be at least 2"),
         (["{estimate}", "--samples", "4"], None, "is adapted to measurements of that device: pass them with --results"),
         (["{estimate}", "--results", "{kit}"], _kit_of_another_space, "results of space snapgen_v, but"),

@@ -103,6 +103,7 @@ def profile(
             if memory_limit_mb:
                 meta["memory_limit_mb"] = memory_limit_mb
             _check_same_setup(out, previous, meta)
+            meta.update(_history(previous, command))
             write_yaml(sidecar_path(out), {**meta, "rows": len(set(status) | set(todo))})
             with open(out, "a", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -152,6 +153,19 @@ def _older_format(header: list[str]) -> str:
     if renamed:
         return f"it had the old column name {', '.join(renamed)}"
     return "it had an older set of columns"
+
+
+HISTORY = ("parent", "adapt")  # where a table's earlier rows came from (nas table adapt), kept by a resume
+
+
+def _history(previous: dict[str, Any], command: str) -> dict[str, Any]:
+    """What a resumed profile keeps of the sidecar it extends: the rows it did not measure were made by
+    earlier commands (a profile cut off, or ``nas table adapt``: its parent and fit), listed oldest first
+    in ``earlier_commands`` so that the sidecar still says how every row was made."""
+    kept = {k: previous[k] for k in HISTORY if k in previous}
+    earlier = [*previous.get("earlier_commands", []), previous.get("command")]
+    earlier = [c for c in dict.fromkeys(earlier) if c and c != command]
+    return {**kept, **({"earlier_commands": earlier} if earlier else {})}
 
 
 def _check_same_setup(out: Path, previous: dict[str, Any], meta: dict[str, Any]) -> None:
