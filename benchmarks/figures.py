@@ -161,6 +161,7 @@ FIGURES: dict[str, Entry] = {
                 ),
             ),
         ),
+        date="2026-12-06 02:42 UTC",
     ),
     "generation_cpu_8x128x128_loaded.json": Entry(
         "the same generation, ours with the light decoder (0.20 of SD's decoder FLOPs), machine loaded by other jobs",
