@@ -254,6 +254,7 @@ def test_search_output_says_how_its_proxy_was_validated(proxy):
         "proxy": proxy,
         "sampler": "nsga2",
         "budgets": {"latency_ms": 400.0, "peak_memory_mb": 512.0, "passes": 4},
+        "generation": {"decode": "per_frame", "complete": True, "missing": []},
         "feasible_front": False,
         "pareto": 0,
     }

@@ -45,6 +45,7 @@ from nas.model.size import choice_params, size_arrays
 from nas.ops import OpKey, get_op
 from nas.options import renamed_kwargs
 from nas.space import Architecture, SearchSpace
+from nas.space.library_cache import kept
 
 EXACT, INTERPOLATED, EXTRAPOLATED = "exact", "interpolated", "extrapolated"
 MISSING, LEGACY = "missing", "legacy"  # a fixed part with no row; one priced from a row of the first form
@@ -494,8 +495,11 @@ def _part_params(kind: str, config_json: str) -> int:
 
 
 def part_params(part) -> int:
-    """Parameters of a fixed part as a generation holds it (the decoder without the encoder), counted on meta."""
-    return _part_params(part.kind, json.dumps(part.config, sort_keys=True, default=str))
+    """Parameters of a fixed part as a generation holds it (the decoder without the encoder), counted on meta
+    once per config and library version, then read from the library-facts cache (``nas cost`` needs no torch)."""
+    config = json.dumps(part.config, sort_keys=True, default=str)
+    package = "transformers" if part.kind == "text_encoder" else "diffusers"
+    return int(kept(f"{part.kind}_params", package, config, lambda: _part_params(part.kind, config)))
 
 
 def _estimated_working_set_mb(space: SearchSpace, key: OpKey, dtype_bytes: int, attention: str | None) -> float:

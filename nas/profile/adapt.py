@@ -341,7 +341,7 @@ def _adapt(parent: CostTable, measured: CostTable) -> tuple[CostTable, Fit]:
 
 def _sidecar(parent: CostTable, source: dict[str, Any], fit: Fit, where: str, command: str) -> dict[str, Any]:
     """The parent's sidecar, with where and when the new rows were measured, its parent and the fit."""
-    meta = {k: v for k, v in parent.meta.items() if k != "rows"}
+    meta = {k: v for k, v in parent.meta.items() if k not in ("rows", "earlier_commands")}  # the parent says those
     for key in ("device", "os", "compute_units", "torch_device", "date", "machine", "note", "memory_limit_mb"):
         if key in source:
             meta[key] = source[key]
