@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import weakref
 
 
 class Interrupts:
@@ -53,7 +54,7 @@ class Interrupts:
         # Pending even when raised now: code running inside the trial (a finalizer) may print and drop the
         # exception, and the search would then go on for all its trials; the next trial's start raises it again.
         self.pending = True
-        if self.busy:
+        if self.busy and not _in_finalizer(frame):
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -63,6 +64,16 @@ class Interrupts:
             yield
             if self.pending:
                 raise KeyboardInterrupt
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether the signal arrived inside a finalizer (``weakref.finalize``, a weakref callback, ``__del__``), where
+    Python prints an exception as a traceback and drops it: the interrupt then waits for the next trial's start."""
+    while frame is not None:
+        if frame.f_code.co_filename == weakref.__file__ or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
