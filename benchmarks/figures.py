@@ -58,7 +58,8 @@ def _check(r: dict) -> str:
 def _adapt(r: dict) -> str:
     a = r["adapt"]
     return (
-        f"{a['form']} x{a['factors'].get('all', a['factors'])} from {a['samples']} keys in {a['seconds']:.0f} s; "
+        f"{a['form']} {', '.join(f'{k} x{v}' for k, v in a['factors'].items())} from {a['samples']} keys in "
+        f"{a['seconds']:.0f} s; "
         f"leave-one-out error {a['loo_error']:.1%} (largest {a['loo_max']:.1%})"
     )
 
@@ -315,6 +316,13 @@ FIGURES: dict[str, Entry] = {
         "the same at full size (snapgen_v, 6 keys), checked once against 6 whole models (--warmup 1 --repeats 3)",
         "python benchmarks/table_adapt.py latency_tables/cpu_snapgen_v.csv --samples 6 --checks 1 --check-samples 6 "
         "--warmup 1 --repeats 3 -o benchmarks/results/table_adapt_cpu_snapgen_v.json",
+        (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
+    ),
+    "table_adapt_cpu_snapgen_v_k14.json": Entry(
+        "the same full-size table adapted from 14 keys (the size-regime form), checked once against 6 whole models: "
+        "the shipped cpu_snapgen_v.csv",
+        "git show 35f932b:latency_tables/cpu_snapgen_v.csv (and .yaml) > /tmp/oldt/...; python benchmarks/table_adapt.py "
+        "/tmp/oldt/cpu_snapgen_v.csv --samples 14 --checks 1 --check-samples 6 --warmup 1 --repeats 3",
         (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
     ),
     "table_check_cpu_snapgen_v.json": Entry(
