@@ -320,9 +320,9 @@ FIGURES: dict[str, Entry] = {
     ),
     "table_adapt_cpu_snapgen_v_k14.json": Entry(
         "the same full-size table adapted from 14 keys (the size-regime form), checked once against 6 whole models: "
-        "the shipped cpu_snapgen_v.csv",
-        "git show 35f932b:latency_tables/cpu_snapgen_v.csv (and .yaml) > /tmp/oldt/...; python benchmarks/table_adapt.py "
-        "/tmp/oldt/cpu_snapgen_v.csv --samples 14 --checks 1 --check-samples 6 --warmup 1 --repeats 3",
+        "the shipped cpu_snapgen_v.csv (OLD.csv: latency_tables/cpu_snapgen_v.csv as of commit 35f932b, with its sidecar)",
+        "python benchmarks/table_adapt.py OLD.csv --samples 14 --checks 1 --check-samples 6 --warmup 1 --repeats 3 "
+        "-o benchmarks/results/table_adapt_cpu_snapgen_v_k14.json",
         (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
     ),
     "table_check_cpu_snapgen_v.json": Entry(
