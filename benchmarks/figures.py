@@ -106,6 +106,20 @@ def _four_step_motion(r: dict, row: str) -> str:
     )
 
 
+def _four_step_rows(value: Callable[[dict, str], str], first: str) -> tuple:
+    """The four rows of benchmarks/four_step.py's table (labelled as on the page) and its wall time."""
+    rows = (
+        (first, "(a) stage 1"),
+        ("(b) stage 1 at 4 steps", "(b) stage 1"),
+        ("(c) adversarial, 4 steps", "(c) adversarial"),
+        ("(d) adversarial term off", "(d) adversarial, term off"),
+    )
+    return (
+        *((label, lambda r, row=row: value(r, row)) for label, row in rows),
+        ("wall", lambda r: f"{r['wall_s']:.0f} s"),
+    )
+
+
 def _ceiling(r: dict, metric: str) -> str:
     c = r["ceiling"][metric]
     return f"Kendall tau **{c['tau_all']:.2f}** (all 12), {c['tau_temporal']:.2f} among the temporal designs"
@@ -181,13 +195,7 @@ FIGURES: dict[str, Entry] = {
         "4-step generation on the tiny world of recipe 1 (shapes; the script now makes recipe-2 worlds): stage 1 at "
         "25 steps vs the adversarial 4-step model",
         "python benchmarks/four_step.py",
-        (
-            ("(a) stage 1, 25 steps, CFG 3", lambda r: _four_step(r, "(a) stage 1")),
-            ("(b) stage 1 at 4 steps", lambda r: _four_step(r, "(b) stage 1")),
-            ("(c) adversarial, 4 steps", lambda r: _four_step(r, "(c) adversarial")),
-            ("(d) adversarial term off", lambda r: _four_step(r, "(d) adversarial, term off")),
-            ("wall", lambda r: f"{r['wall_s']:.0f} s"),
-        ),
+        _four_step_rows(_four_step, "(a) stage 1, 25 steps, CFG 3"),
         date="2026-11-26",
     ),
     "four_step_recipe2.json": Entry(
@@ -195,11 +203,7 @@ FIGURES: dict[str, Entry] = {
         "python benchmarks/four_step.py --out benchmarks/results/four_step_recipe2.json",
         (
             ("real test clips", lambda r: _four_step_motion(r, "real test clips (reference)")),
-            ("(a) stage 1, 25 steps, CFG", lambda r: _four_step_motion(r, "(a) stage 1")),
-            ("(b) stage 1 at 4 steps", lambda r: _four_step_motion(r, "(b) stage 1")),
-            ("(c) adversarial, 4 steps", lambda r: _four_step_motion(r, "(c) adversarial")),
-            ("(d) adversarial term off", lambda r: _four_step_motion(r, "(d) adversarial, term off")),
-            ("wall", lambda r: f"{r['wall_s']:.0f} s"),
+            *_four_step_rows(_four_step_motion, "(a) stage 1, 25 steps, CFG"),
         ),
         date="2026-12-06",
     ),
