@@ -40,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", type=Path, help="a measured table (of another machine, or of this one)")
     parser.add_argument("--samples", type=int, default=8, help="keys the adapt measures here")
+    parser.add_argument("--models", type=int, default=0, help="whole architectures the adapt times here (0: none)")
     parser.add_argument("--checks", type=int, default=3, help="consecutive checks of the adapted table")
     parser.add_argument("--check-samples", type=int, default=20, help="architectures per check")
     parser.add_argument("--warmup", type=int, default=5, help="the check's untimed calls per architecture")
@@ -52,9 +53,14 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="nas-adapt-"))
     adapted_path = args.adapted or folder / f"{args.table.stem}_here.csv"
     start, load_start = time.perf_counter(), os.getloadavg()[0]
-    adapted, fit = adapt_table(args.table, samples=args.samples, out=adapted_path, progress=False)
+    adapted, fit = adapt_table(args.table, samples=args.samples, models=args.models, out=adapted_path, progress=False)
     adapt_s = time.perf_counter() - start
     print(f"adapt: {fit.form}, leave-one-out error {fit.loo_error:.1%} (max {fit.loo_max:.1%}), {adapt_s:.0f} s")
+    models = adapted.meta["adapt"].get("models")
+    if models:
+        print(
+            f"models: x{models['fitted']} applied {models['applied']}, {models['loo_error']:.1%} vs {models['rows_error']:.1%}"
+        )
     checks = []
     for run in range(args.checks):
         result = check_table(
@@ -77,6 +83,7 @@ def main() -> None:
             "loo_error": fit.loo_error,
             "loo_max": fit.loo_max,
             "candidates": adapted.meta["adapt"]["candidates"],
+            "models": {k: v for k, v in models.items() if k != "note"} if models else None,
         },
         "check_protocol": {"samples": args.check_samples, "warmup": args.warmup, "repeats": args.repeats},
         "checks": checks,

@@ -11,7 +11,7 @@ import yaml
 from nas.cost.plan import plan_frame, table_plan
 from nas.cost.table import COLUMNS, CostTable
 from nas.errors import NasError
-from nas.profile.adapt import choose_keys, fit_correction
+from nas.profile.adapt import choose_keys, fit_correction, fit_models
 from tests.conftest import ROOT, TINY, copy_table, here_table
 
 FAST = ["--warmup", "1", "--repeats", "3", "--budget", "0.2"]
@@ -47,6 +47,20 @@ def test_no_form_has_a_class_with_fewer_than_two_keys():
     assert fit.candidates["op"] is None and fit.candidates["regime"] is None and fit.form == "scale"
     with pytest.raises(NasError, match="at least 2 measured keys"):
         fit_correction([1.0], [2.0], ["conv1d"])
+
+
+def test_a_steady_bias_of_whole_models_is_fitted_and_noise_around_none_is_not():
+    """The rows over-predict every model by 6% (+-2% noise): the factor is applied and held-out models come
+    within the noise. Models scattered around their predictions get no factor: it would only fit noise."""
+    predicted = np.array([60.0, 70.0, 80.0, 90.0, 100.0, 110.0])
+    noise = np.array([1.02, 0.98, 1.0, 1.01, 0.99, 1.0])
+    biased = fit_models(predicted, predicted / 1.06 * noise)
+    assert biased.applied and biased.factor == pytest.approx(1 / 1.06, rel=0.01)
+    assert biased.loo_error < 0.03 < biased.rows_error
+    unbiased = fit_models(predicted, predicted * np.array([1.03, 0.97, 1.02, 0.98, 1.01, 0.99]))
+    assert not unbiased.applied and unbiased.factor == 1.0 and unbiased.loo_error >= unbiased.rows_error
+    with pytest.raises(NasError, match="at least 2 whole architectures"):
+        fit_models([1.0], [2.0])
 
 
 def test_keys_cover_the_whole_model_every_op_type_and_both_ends_of_their_sizes():
@@ -110,6 +124,28 @@ def test_a_table_scaled_by_a_known_factor_is_adapted_back_to_what_this_machine_m
     for key, row in measured.items():  # a measured key carries its measurement, not a fitted value
         assert adapted[key]["latency_p50_ms"] == pytest.approx(row["latency_p50_ms"])
     assert "leave-one-out error" in stdout
+
+
+def test_whole_models_scale_the_unet_rows_by_their_factor_and_leave_the_fixed_parts(cli, scaled, tmp_path):
+    """Adapted twice from the same measured keys (the second run resumes them), without and with --models:
+    every UNet-pass row moves by the models' factor (1 where it did not pay), the text encoder's and decoder's
+    rows not at all, and the sidecar lists the timed architectures, drawn from the adapt's own seed."""
+    original, _ = scaled
+    out = tmp_path / "adapted.csv"
+    code, _, err = cli("table", "adapt", original, "--samples", "4", "-o", out, *FAST)
+    assert code == 0, err
+    rows_only = CostTable.load(out).rows
+    code, stdout, err = cli("table", "adapt", original, "--samples", "4", "--models", "3", "-o", out, *FAST)
+    assert code == 0, err
+    adapted = CostTable.load(out)
+    models = adapted.meta["adapt"]["models"]
+    assert models["seed"] == 1_000_000 and len(models["architectures"]) == 3
+    assert models["factor"] == (models["fitted"] if models["applied"] else 1.0)
+    ratio = adapted.rows["latency_p50_ms"] / rows_only["latency_p50_ms"]
+    fixed = adapted.rows["op"].isin(["text_encoder", "decoder"])
+    np.testing.assert_allclose(ratio[fixed], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ratio[~fixed], models["factor"], rtol=2e-3)
+    assert "whole models: 3 timed here" in stdout
 
 
 def test_a_profile_resumed_on_an_adapted_table_keeps_its_parent_and_fit(cli, scaled, tmp_path):
@@ -202,7 +238,9 @@ def _kit_of_another_space(kit):
         (["{measured}", "--samples", "1"], None, "--samples must be at least 2"),
         (["{estimate}", "--samples", "4"], None, "is adapted to measurements of that device: pass them with --results"),
         (["{estimate}", "--results", "{kit}"], _kit_of_another_space, "results of space snapgen_v, but"),
-        (["{estimate}", "--results", "{kit}", "--samples", "3"], None, "--samples goes with measuring here"),
+        (["{estimate}", "--results", "{kit}", "--samples", "3"], None, "--samples and --models go with measuring here"),
+        (["{estimate}", "--results", "{kit}", "--models", "3"], None, "--samples and --models go with measuring here"),
+        (["{measured}", "--samples", "2", "--models", "1"], None, "--models must be 0 or at least 2"),
         (["{measured}", "--samples", "2", "-o", "{measured}"], None, "the output is also an input"),
         (
             ["{measured}", "--samples", "2", "--space", ROOT / "search_spaces" / "snapgen_v.yaml"],

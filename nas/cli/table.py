@@ -66,6 +66,18 @@ def add_parser(commands) -> None:
     adapt.add_argument(
         "--samples", type=int, help="keys to measure here (the whole-model rows first, then each op type)"
     )
+    adapt.add_argument(
+        "--models",
+        type=int,
+        default=0,
+        help="also time M random whole architectures here and scale the UNet-pass rows to them if that predicts "
+        "held-out models better (M >= 2)",
+    )
+    adapt.add_argument(
+        "--models-seed",
+        type=int,
+        help="first seed of the --models architectures (default 1000000, far from nas table check's seed 0)",
+    )
     adapt.add_argument("--results", type=Path, metavar="DIR", help="a kit folder whose results.csv holds measured keys")
     adapt.add_argument("--space", type=Path, help="the table's space (default: the one its sidecar's command names)")
     adapt.add_argument("-o", "--out", type=Path, help="new table (default runs/tables/NAME_adapted.csv)")
@@ -180,6 +192,8 @@ def cmd_table_adapt(args) -> None:
         args.table,
         args.out,
         args.samples,
+        models=args.models,
+        models_seed=args.models_seed,
         results=args.results,
         space=args.space,
         warmup=args.warmup,
@@ -200,6 +214,13 @@ def cmd_table_adapt(args) -> None:
         print(
             f"  {key['key']}: table {key['parent_ms']:,.3f} ms, measured {key['measured_ms']:,.3f} ms, "
             f"predicted left out {key['left_out_ms']:,.3f} ms"
+        )
+    models = table.meta["adapt"].get("models")
+    if models:
+        verdict = "applied to the UNet-pass rows" if models["applied"] else "not applied: the rows alone do as well"
+        print(
+            f"whole models: {len(models['architectures'])} timed here, measured/predicted x{models['fitted']:.3f} "
+            f"({verdict}); leave-one-out error {models['loo_error']:.1%} with it, {models['rows_error']:.1%} without"
         )
 
 

@@ -119,6 +119,44 @@ def check_table(
             NasWarning,
             stacklevel=2,
         )
+    rows, draws, rounds = time_architectures(space, table, samples, seed, warmup, repeats, progress, rounds)
+    if len(rows) < 2:
+        raise NasError(f"{table.path}: fewer than 2 of {draws} sampled architectures can run per the table")
+    pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
+    pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
+    return {
+        "space": space.name,
+        "table": str(table.path),
+        "samples": len(rows),
+        # drawn but left out: the table says they cannot run (an op out of memory or unsupported)
+        "skipped": draws - len(rows),
+        "probe_ms": table.meta.get("probe_ms") if device.type == "cpu" else None,
+        "rounds": rounds,
+        **accuracy(pm, mm),
+        **noise([r["spread"] for r in rows]),
+        **accuracy(pb, mb, "memory_"),
+        "machine": fingerprint(device.type),
+        "architectures": rows,
+    }
+
+
+def time_architectures(
+    space: SearchSpace,
+    table: CostTable,
+    samples: int,
+    seed: int,
+    warmup: int,
+    repeats: int,
+    progress: bool = True,
+    rounds: int = ROUNDS,
+    desc: str = "check",
+) -> tuple[list[dict[str, Any]], int, int]:
+    """``samples`` random architectures (``space.sample(seed)``, ``seed + 1``, ... that the table says can run)
+    timed end to end in the table's protocol and probe scale, beside the table's predictions.
+
+    Returns one row per architecture (predicted and measured ms and MB, the rounds' times and their spread),
+    how many architectures were drawn, and how many rounds ran."""
+    device = torch.device(table.meta.get("torch_device", "cpu"))
     dtype = DTYPES[table.meta["precision"]]
     cost = CostModel(space, table)
     v = space.video
@@ -152,7 +190,7 @@ def check_table(
         per_round, rewarm = max(1, repeats // rounds), 0
     rows: list[dict[str, Any]] = []
     round_p50: dict[int, list[float]] = {i: [] for i in range(len(built))}
-    bar = tqdm(total=rounds * len(built), desc="check", unit="run", disable=not progress)
+    bar = tqdm(total=rounds * len(built), desc=desc, unit="run", disable=not progress)
     for group in memory_groups([p.weights_mb + p.activation_mb for _, p in built]):
         models: dict[int, torch.nn.Module] = {}
         for round_index in range(rounds):
@@ -197,21 +235,4 @@ def check_table(
         row["measured_ms"] = float(np.median(round_p50[i]))
         row["rounds_ms"] = [round(t, 3) for t in round_p50[i]]
         row["spread"] = spread(round_p50[i])
-    if len(rows) < 2:
-        raise NasError(f"{table.path}: fewer than 2 of {draws} sampled architectures can run per the table")
-    pm, mm = (np.array([r[k] for r in rows]) for k in ("predicted_ms", "measured_ms"))
-    pb, mb = (np.array([r[k] for r in rows]) for k in ("predicted_mb", "measured_mb"))
-    return {
-        "space": space.name,
-        "table": str(table.path),
-        "samples": len(rows),
-        # drawn but left out: the table says they cannot run (an op out of memory or unsupported)
-        "skipped": draws - len(rows),
-        "probe_ms": probe_ms,
-        "rounds": rounds,
-        **accuracy(pm, mm),
-        **noise([r["spread"] for r in rows]),
-        **accuracy(pb, mb, "memory_"),
-        "machine": fingerprint(device.type),
-        "architectures": rows,
-    }
+    return rows, draws, rounds
