@@ -58,7 +58,8 @@ def _check(r: dict) -> str:
 def _adapt(r: dict) -> str:
     a = r["adapt"]
     return (
-        f"{a['form']} {', '.join(f'{k} x{v}' for k, v in a['factors'].items())} from {a['samples']} keys in "
+        f"{a['form']} {', '.join(f'{k} x{v}' for k, v in a['factors'].items())} from {a['samples']} keys"
+        f"{' (and ' + str(len(a['models']['architectures'])) + ' whole models)' if a.get('models') else ''} in "
         f"{a['seconds']:.0f} s; "
         f"leave-one-out error {a['loo_error']:.1%} (largest {a['loo_max']:.1%})"
     )
@@ -67,6 +68,20 @@ def _adapt(r: dict) -> str:
 def _adapt_check(r: dict, run: int) -> str:
     c = r["checks"][run]
     return f"{_check(c)}; the check's own noise (median spread of a model's rounds) {c['noise_median']:.1%}"
+
+
+def _adapt_models(r: dict) -> str:
+    m = r["adapt"]["models"]
+    verdict = "applied" if m["applied"] else "not applied"
+    return (
+        f"{len(m['architectures'])} whole models timed: measured/predicted x{m['fitted']} ({verdict}); leave-one-out "
+        f"error {m['loo_error']:.1%} with it, {m['rows_error']:.1%} with the keys' rows alone"
+    )
+
+
+def _rows_only(r: dict, run: int) -> str:
+    c = r["checks"][run]["rows_only"]
+    return f"within 10% {c['within_10pct']:.2f}, MAPE {c['mape']:.1%}, predicted/measured {c['mean_ratio']:.2f}"
 
 
 def _memory_check(r: dict) -> str:
@@ -314,6 +329,31 @@ FIGURES: dict[str, Entry] = {
         (
             ("adapt", _adapt),
             *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
+        ),
+    ),
+    "table_adapt_cpu_tiny_models.json": Entry(
+        "the same table of another machine (OLD.csv: latency_tables/cpu_tiny.csv as of commit 35f932b, with its "
+        "sidecar) adapted here from 8 keys and 6 whole models (`--models 6`), then checked 3 times against 20 whole "
+        "tiny models; 'rows only': the same checks' models judged by the rows the 8 keys alone gave",
+        "python benchmarks/table_adapt.py OLD.csv --samples 8 --models 6 --checks 3 "
+        "-o benchmarks/results/table_adapt_cpu_tiny_models.json",
+        (
+            ("adapt", _adapt),
+            ("whole models", _adapt_models),
+            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
+            *((f"check {i + 1}, rows only", lambda r, i=i: _rows_only(r, i)) for i in range(3)),
+        ),
+    ),
+    "table_adapt_cpu_tiny_models_shipped.json": Entry(
+        "the shipped tiny table (as of commit ea2bc49) adapted the same way: the result is the shipped "
+        "latency_tables/cpu_tiny.csv",
+        "python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --models 6 --checks 3 "
+        "-o benchmarks/results/table_adapt_cpu_tiny_models_shipped.json",
+        (
+            ("adapt", _adapt),
+            ("whole models", _adapt_models),
+            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
+            *((f"check {i + 1}, rows only", lambda r, i=i: _rows_only(r, i)) for i in range(3)),
         ),
     ),
     "table_adapt_cpu_snapgen_v.json": Entry(

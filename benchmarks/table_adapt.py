@@ -5,11 +5,13 @@ measured keys, must predict whole models here. This runs the public API only
 (:func:`nas.profile.adapt.adapt_table`, :func:`nas.profile.check.check_table`): one adapt (its time,
 its form and leave-one-out error), then ``--checks`` consecutive checks of the adapted table (each
 draws the same architectures; their spread is the machine's run-to-run noise, the check's own
-``noise_median`` the spread within one check). It writes JSON with the machine's fingerprint, the
+``noise_median`` the spread within one check). With ``--models M`` the adapt also times M whole
+architectures and each check carries ``rows_only``: its own models judged by the rows the keys alone gave,
+the paired control of that step. It writes JSON with the machine's fingerprint, the
 load average at start and end, and the commands, e.g.
 
-    python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --checks 3 \
-        -o benchmarks/results/table_adapt_cpu_tiny.json
+    python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --models 6 --checks 3 \
+        -o benchmarks/results/table_adapt_cpu_tiny_models_shipped.json
     python benchmarks/table_adapt.py latency_tables/cpu_snapgen_v.csv --samples 6 --checks 1 --check-samples 6 \
         --warmup 1 --repeats 3 -o benchmarks/results/table_adapt_cpu_snapgen_v.json
 """
@@ -24,6 +26,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -31,7 +35,16 @@ from benchmarks.common import run_main, write_results  # noqa: E402
 from nas.cost.table import CostTable  # noqa: E402
 from nas.machine import fingerprint  # noqa: E402
 from nas.profile.adapt import adapt_table, space_of_table  # noqa: E402
-from nas.profile.check import check_table  # noqa: E402
+from nas.profile.check import accuracy, check_table  # noqa: E402
+
+
+def rows_only(check: dict, factor: float) -> dict[str, float]:
+    """The same check's models judged by the rows fitted on the keys alone (predictions / the models' factor):
+    a paired control of ``--models`` on the very same measurements."""
+    predicted = np.array([a["predicted_ms"] for a in check["architectures"]]) / factor
+    measured = np.array([a["measured_ms"] for a in check["architectures"]])
+    return {k: v for k, v in accuracy(predicted, measured).items() if k != "kendall_tau"}
+
 
 SUMMARY = ("within_10pct", "mape", "mean_ratio", "kendall_tau", "noise_median", "noise_max", "memory_within_10pct")
 
@@ -67,6 +80,8 @@ def main() -> None:
             space, adapted_path, samples=args.check_samples, warmup=args.warmup, repeats=args.repeats, progress=False
         )
         checks.append({k: result.get(k) for k in SUMMARY} | {"architectures": result["architectures"]})
+        if models:
+            checks[-1]["rows_only"] = rows_only(checks[-1], models["factor"])
         print(f"check {run + 1}: " + ", ".join(f"{k} {result.get(k)}" for k in SUMMARY))
     results = {
         "what": "nas table adapt of a table on this machine, then nas table check of the adapted table, repeated",
