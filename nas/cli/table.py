@@ -73,11 +73,7 @@ def add_parser(commands) -> None:
         help="also time M random whole architectures here and scale the UNet-pass rows to them if that predicts "
         "held-out models better (M >= 2)",
     )
-    adapt.add_argument(
-        "--models-seed",
-        type=int,
-        help="first seed of the --models architectures (default 1000000, far from nas table check's seed 0)",
-    )
+    adapt.add_argument("--models-seed", type=int, help="first seed of the --models architectures (default 1000000)")
     adapt.add_argument("--results", type=Path, metavar="DIR", help="a kit folder whose results.csv holds measured keys")
     adapt.add_argument("--space", type=Path, help="the table's space (default: the one its sidecar's command names)")
     adapt.add_argument("-o", "--out", type=Path, help="new table (default runs/tables/NAME_adapted.csv)")
@@ -186,7 +182,7 @@ def cmd_table_import(args) -> None:
 
 
 def cmd_table_adapt(args) -> None:
-    from nas.profile.adapt import adapt_table
+    from nas.profile.adapt import adapt_report, adapt_table
 
     table, fit = adapt_table(
         args.table,
@@ -203,25 +199,7 @@ def cmd_table_adapt(args) -> None:
         memory_limit_mb=args.memory_limit,
         command=args.command_line,
     )
-    factors = ", ".join(f"{name} x{value:.3f}" for name, value in fit.factors.items())
-    tried = ", ".join(f"{form} {error:.1%}" for form, error in fit.candidates.items() if error is not None)
-    print(f"wrote {table.path} ({len(table.rows)} rows, {table.meta['provenance']}, parent {args.table})")
-    print(
-        f"fit: {fit.form} ({factors}) from {len(fit.keys)} measured keys; leave-one-out error {fit.loo_error:.1%} "
-        f"mean, {fit.loo_max:.1%} largest (tried: {tried})"
-    )
-    for key in fit.keys:
-        print(
-            f"  {key['key']}: table {key['parent_ms']:,.3f} ms, measured {key['measured_ms']:,.3f} ms, "
-            f"predicted left out {key['left_out_ms']:,.3f} ms"
-        )
-    models = table.meta["adapt"].get("models")
-    if models:
-        verdict = "applied to the UNet-pass rows" if models["applied"] else "not applied: the rows alone do as well"
-        print(
-            f"whole models: {len(models['architectures'])} timed here, measured/predicted x{models['fitted']:.3f} "
-            f"({verdict}); leave-one-out error {models['loo_error']:.1%} with it, {models['rows_error']:.1%} without"
-        )
+    print(adapt_report(table, fit, args.table))
 
 
 def cmd_table_estimate(args) -> None:

@@ -284,6 +284,30 @@ def adapt_table(
     return adapted, fit
 
 
+def adapt_report(table: CostTable, fit: Fit, parent: str | Path) -> str:
+    """What ``nas table adapt`` prints: the new table, the fit with every key's left-out prediction, the models."""
+    factors = ", ".join(f"{name} x{value:.3f}" for name, value in fit.factors.items())
+    tried = ", ".join(f"{form} {error:.1%}" for form, error in fit.candidates.items() if error is not None)
+    lines = [
+        f"wrote {table.path} ({len(table.rows)} rows, {table.meta['provenance']}, parent {parent})",
+        f"fit: {fit.form} ({factors}) from {len(fit.keys)} measured keys; leave-one-out error {fit.loo_error:.1%} "
+        f"mean, {fit.loo_max:.1%} largest (tried: {tried})",
+    ]
+    lines += [
+        f"  {key['key']}: table {key['parent_ms']:,.3f} ms, measured {key['measured_ms']:,.3f} ms, "
+        f"predicted left out {key['left_out_ms']:,.3f} ms"
+        for key in fit.keys
+    ]
+    models = table.meta["adapt"].get("models")
+    if models:
+        verdict = "applied to the UNet-pass rows" if models["applied"] else "not applied: the rows alone do as well"
+        lines.append(
+            f"whole models: {len(models['architectures'])} timed here, measured/predicted x{models['fitted']:.3f} "
+            f"({verdict}); leave-one-out error {models['loo_error']:.1%} with it, {models['rows_error']:.1%} without"
+        )
+    return "\n".join(lines)
+
+
 def _measure_here(
     parent: CostTable, space_path: Path, measured_path: Path, samples: int | None, **options
 ) -> tuple[CostTable, str]:
