@@ -261,3 +261,20 @@ def test_search_output_says_how_its_proxy_was_validated(proxy):
     line = describe(summary).splitlines()[1]
     assert line == f"quality proxy {proxy}: {get_proxy(proxy).validation}" and "validated" in line
     assert "quality proxy" not in describe({**summary, "proxy": "none"})
+
+
+def test_ground_truth_trains_and_samples_on_the_backbones_schedule_without_clipping(world):
+    """The world's latents are unit-std with channel means near 2: a sampler that clips its x0 estimate
+    to [-1, 1] (diffusers' default schedule) washes them out, so the world records SD1.5's schedule --
+    the training stages' -- and the ground truth trains and samples on exactly that one."""
+    from nas.data.world import NOISE_SCHEDULE, World
+    from nas.pipeline import few_step_scheduler
+    from nas.quality.ground_truth import GroundTruth
+    from nas.train.runtime import SD15_SCHEDULE
+
+    w = World(world)
+    assert NOISE_SCHEDULE == SD15_SCHEDULE
+    assert json.loads((world / "world.json").read_text())["noise_schedule"] == NOISE_SCHEDULE
+    truth = GroundTruth(w, train_steps=1, batch=2, samples_per_caption=1)
+    assert {k: truth.scheduler.config[k] for k in NOISE_SCHEDULE} == NOISE_SCHEDULE
+    assert few_step_scheduler(truth.scheduler.config).config.clip_sample is False

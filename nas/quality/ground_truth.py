@@ -8,7 +8,7 @@ own seed and their own data order, and then scored on the world's *test* clips, 
   timesteps spread evenly over [50, 950], at noise fixed by the seed (lower is better);
 - the motion metrics of :mod:`nas.quality.motion` (``direction_accuracy``, ``speed_error``,
   ``dynamic_degree``, ``temporal_consistency``) on few-step samples (DDIM, ``sampling_steps`` steps,
-  trailing spacing), ``samples_per_caption`` for every test caption -- combinations of subject and
+  trailing spacing, on the world's noise schedule without clipping: ``World.scheduler``), ``samples_per_caption`` for every test caption -- combinations of subject and
   motion no search clip has -- and, prefixed ``positions_``, for every clip of the positions pool
   (seen captions, unseen starting positions). Every architecture is sampled from the same noises
   (fixed by the seed), so differences between architectures are not differences of noise. A
@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler
 
 from nas.data.latents import LatentDataset
 from nas.data.world import World
@@ -70,7 +70,7 @@ class GroundTruth:
         self.world, self.space = world, space or world.space()
         self.train_steps, self.seed, self.lr, self.batch = train_steps, seed, lr, batch
         self.guidance, self.whole_model, self.sampling_steps = guidance, whole_model, sampling_steps
-        self.scheduler = DDPMScheduler(num_train_timesteps=1000)
+        self.scheduler = world.scheduler()  # the backbone's own schedule, unclipped (see world.NOISE_SCHEDULE)
         self.train_data = LatentDataset(world.latents)
         test = LatentDataset(world.test)
         v = self.space.video
