@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nas.data.schedule import noise_scheduler  # noqa: E402
 from nas.model import VideoUNet  # noqa: E402
 from nas.rss import peak_rss_mb  # noqa: E402
 from nas.space import SearchSpace  # noqa: E402
-from nas.train.runtime import noise_scheduler  # noqa: E402
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import save_file
 
 from nas.data.latents import LatentDataset
+from nas.data.schedule import noise_scheduler
 from nas.model import VideoUNet
 from nas.space import SearchSpace
 from nas.train import AdversarialConfig, adversarial
-from nas.train.runtime import noise_scheduler
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

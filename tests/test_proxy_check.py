@@ -266,15 +266,17 @@ def test_search_output_says_how_its_proxy_was_validated(proxy):
 def test_ground_truth_trains_and_samples_on_the_backbones_schedule_without_clipping(world):
     """The world's latents are unit-std with channel means near 2: a sampler that clips its x0 estimate
     to [-1, 1] (diffusers' default schedule) washes them out, so the world records SD1.5's schedule --
-    the training stages' -- and the ground truth trains and samples on exactly that one."""
-    from nas.data.world import NOISE_SCHEDULE, World
+    the training stages' and the proxies' -- and the ground truth trains and samples on exactly that one."""
+    from nas.data.schedule import SD15_SCHEDULE
+    from nas.data.world import World
     from nas.pipeline import few_step_scheduler
     from nas.quality.ground_truth import GroundTruth
-    from nas.train.runtime import SD15_SCHEDULE
+    from nas.quality.proxies import DistillProxy
 
     w = World(world)
-    assert NOISE_SCHEDULE == SD15_SCHEDULE
-    assert json.loads((world / "world.json").read_text())["noise_schedule"] == NOISE_SCHEDULE
+    assert json.loads((world / "world.json").read_text())["noise_schedule"] == SD15_SCHEDULE
     truth = GroundTruth(w, train_steps=1, batch=2, samples_per_caption=1)
-    assert {k: truth.scheduler.config[k] for k in NOISE_SCHEDULE} == NOISE_SCHEDULE
+    assert {k: truth.scheduler.config[k] for k in SD15_SCHEDULE} == SD15_SCHEDULE
     assert few_step_scheduler(truth.scheduler.config).config.clip_sample is False
+    proxy = DistillProxy(w.space(), data=w.latents, spatial_weights=w.backbone, clips=4)
+    assert {k: proxy.scheduler.config[k] for k in SD15_SCHEDULE} == SD15_SCHEDULE

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from nas import outputs
 from nas.data.media import write_video
+from nas.data.schedule import SD15_SCHEDULE, noise_scheduler
 from nas.data.synth import COLOURS, SHAPES, _draw
 from nas.data.tiny_models import write_text_encoder, write_vae
 from nas.errors import NasError
@@ -45,22 +46,7 @@ from nas.space import SearchSpace
 
 WORLD = "world.json"
 PARTIAL_OWNER = ".nas-partial"  # marks OUT.partial as make_world's work folder, so only such a folder is removed
-RECIPE_VERSION = 3  # 2: latent speed >= 1 px/frame, digits, unseen positions; 3: NOISE_SCHEDULE
-# The backbone's (and the ground truth's) noise schedule: SD1.5's, as the training stages use
-# (nas.train.runtime.SD15_SCHEDULE; a test keeps the two equal). diffusers' default (linear betas to
-# 0.02, clip_sample=True) ends at alpha_bar 4e-5, so a few-step DDIM sampler multiplies the first
-# step's noise-prediction error by ~157 into its x0 estimate, and the clip to [-1, 1] then flattens
-# these unit-std latents (channel means up to 1.8): samples came out at std 0.47 clipped and 1.66
-# unclipped, against 1.0 for the data. On SD1.5's schedule (alpha_bar 0.0047 at the end, factor ~15)
-# unclipped samples have the data's statistics (std 0.92, measured on the recipe-2 world).
-NOISE_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-}
+RECIPE_VERSION = 3  # 2: latent speed >= 1 px/frame, digits, unseen positions; 3: SD1.5's noise schedule
 CONTENTS = ("shapes", "digits", "both")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SPEEDS = {"slowly": 1.0, "quickly": 1.5}  # latent pixels travelled per frame (the VAE's 8 px)
@@ -135,7 +121,7 @@ def make_world(
         "recipe_version": RECIPE_VERSION,
         "space": space.name,
         "recipe": asdict(recipe),
-        "noise_schedule": NOISE_SCHEDULE,
+        "noise_schedule": SD15_SCHEDULE,
         "search_clips": len(split["search"]),
         "test_clips": len(split["test"]),
         "position_clips": len(split["positions"]),
@@ -297,14 +283,14 @@ def _write_reference_latents(root: Path, space: SearchSpace) -> None:
 # ------------------------------------------------------------------------------------- backbone
 def _train_backbone(root: Path, space: SearchSpace, recipe: WorldRecipe, progress: bool) -> dict[str, Any]:
     """Train the space's 2D UNet on single frames of the search pool (text-to-image denoising)."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from tqdm import tqdm
 
     from nas.data.latents import LatentDataset
 
     torch.manual_seed(recipe.seed)
     unet = UNet2DConditionModel(**space.backbone)
-    scheduler = DDPMScheduler(**NOISE_SCHEDULE)
+    scheduler = noise_scheduler()
     data = LatentDataset(root / "latents")
     test = LatentDataset(root / "test")
     empty = load_file(str(root / "reference.safetensors"))["empty_text"]
@@ -391,9 +377,7 @@ class World:
 
     def scheduler(self):
         """The noise schedule the backbone was trained on (a ``DDPMScheduler``): what trains and samples on it."""
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler(**self.info.get("noise_schedule", NOISE_SCHEDULE))
+        return noise_scheduler(self.info["noise_schedule"])
 
     def test_motion(self, pool: str = "test") -> pd.DataFrame:
         """The true motion of a held-out pool's clips (``test`` or ``positions``), one row a clip."""

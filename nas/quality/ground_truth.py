@@ -70,7 +70,7 @@ class GroundTruth:
         self.world, self.space = world, space or world.space()
         self.train_steps, self.seed, self.lr, self.batch = train_steps, seed, lr, batch
         self.guidance, self.whole_model, self.sampling_steps = guidance, whole_model, sampling_steps
-        self.scheduler = world.scheduler()  # the backbone's own schedule, unclipped (see world.NOISE_SCHEDULE)
+        self.scheduler = world.scheduler()  # the backbone's own schedule, unclipped (nas.data.schedule)
         self.train_data = LatentDataset(world.latents)
         test = LatentDataset(world.test)
         v = self.space.video

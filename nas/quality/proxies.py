@@ -245,7 +245,7 @@ class DistillProxy(QualityProxy):
         **options: Any,
     ):
         super().__init__(space, seed)
-        from diffusers import DDPMScheduler
+        from nas.data.schedule import noise_scheduler
 
         if train_steps < 1 or report_every < 1 or clips < 2 or not lr > 0:
             raise NasError(
@@ -259,7 +259,7 @@ class DistillProxy(QualityProxy):
         self.train, self.held_out = (clean[split:], text[split:]), (clean[:split], text[:split])
         self.train_steps, self.lr, self.report_every = train_steps, lr, report_every
         self.spatial_weights = spatial_weights
-        self.scheduler = DDPMScheduler(num_train_timesteps=1000)
+        self.scheduler = noise_scheduler()  # SD1.5's: the backbone's (nas.data.schedule)
         generator = torch.Generator().manual_seed(seed + 1)
         self.eval_noise = torch.randn(self.held_out[0].shape, generator=generator)
         self.eval_t = torch.linspace(100, 900, split).long()

@@ -60,10 +60,10 @@ class _ZeroCost(QualityProxy):
         return model.eval()
 
     def noisy(self, timestep: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        from diffusers import DDPMScheduler
+        from nas.data.schedule import noise_scheduler
 
         t = torch.full((len(self.latents),), timestep)
-        return DDPMScheduler(num_train_timesteps=1000).add_noise(self.latents, self.noise, t), t
+        return noise_scheduler().add_noise(self.latents, self.noise, t), t
 
 
 @register_proxy

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 
 from nas.data import LatentDataset
+from nas.data.schedule import noise_scheduler
 from nas.errors import NasError
 from nas.model import VideoUNet
 from nas.space import SearchSpace
@@ -41,7 +42,6 @@ from nas.train.runtime import (
     image_split,
     lr_at,
     make_accelerator,
-    noise_scheduler,
     prepare_run_folder,
     set_lr,
 )

@@ -17,26 +17,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
-from diffusers import DDPMScheduler
 
 from nas import outputs
 from nas.data import LatentDataset
 from nas.errors import NasError
 from nas.train.config import TrainConfig
-
-# Stable Diffusion 1.5's training noise schedule (the spatial backbone's 2D weights expect it).
-SD15_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-}
-
-
-def noise_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(**SD15_SCHEDULE)
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
