@@ -223,8 +223,19 @@ FIGURES: dict[str, Entry] = {
         date="2026-12-06",
     ),
     "motion_ceiling.json": Entry(
-        "the ground truth against itself: two seeds on 12 architectures of the recipe-2 world (400 steps)",
+        "the ground truth against itself: two seeds on 12 architectures of the recipe-3 world (400 steps; SD1.5's noise schedule, unclipped)",
         "python benchmarks/motion_ceiling.py --world W --seeds S --part --out S.json (S = 7919, 31337), then --merge 7919.json 31337.json",
+        (
+            ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
+            ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),
+            ("dynamic degree", lambda r: _ceiling(r, "dynamic_degree")),
+            ("`reference`, direction accuracy on held-out captions", lambda r: _direction(r, "reference / test")),
+            ("all `none`, the same", lambda r: _direction(r, "all none / test")),
+        ),
+    ),
+    "motion_ceiling_recipe2.json": Entry(
+        "the same on the recipe-2 world (diffusers' default noise schedule: the few-step sampler clipped its x0 estimates)",
+        "python benchmarks/motion_ceiling.py --world W --seeds S --part --out S.json (S = 7919, 31337), then --merge 7919.json 31337.json --out benchmarks/results/motion_ceiling_recipe2.json",
         (
             ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
             ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),

@@ -150,8 +150,8 @@ class ParamsProxy(_SlotSum):
 
     name = "params"
     validation = (
-        "not validated: on the tiny world, Kendall tau -0.08/0.20 against the two ground-truth seeds on held-out "
-        "denoising, -0.11/-0.16 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau -0.11/-0.01 against the two ground-truth seeds on held-out "
+        "denoising, -0.06/-0.28 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
     column = "params"
 
@@ -162,8 +162,8 @@ class FlopsProxy(_SlotSum):
 
     name = "flops"
     validation = (
-        "not validated: on the tiny world, Kendall tau 0.18/0.21 against the two ground-truth seeds on held-out "
-        "denoising, -0.16/0.05 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau 0.03/0.15 against the two ground-truth seeds on held-out "
+        "denoising, 0.14/-0.29 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
     column = "flops"
 
@@ -179,8 +179,8 @@ class GradNormProxy(QualityProxy):
 
     name = "gradnorm"
     validation = (
-        "not validated: on the tiny world, Kendall tau -0.09/0.06 against the two ground-truth seeds on held-out "
-        "denoising, -0.09/0.11 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau 0.06/0.18 against the two ground-truth seeds on held-out "
+        "denoising, 0.24/-0.10 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
 
     def __init__(
@@ -225,8 +225,8 @@ class DistillProxy(QualityProxy):
 
     name = "distill"
     validation = (
-        "not validated: on the tiny world at 3/6/12 steps, Kendall tau 0.30/0.33/0.09 and 0.15/0.18/0.18 against "
-        "the two ground-truth seeds on held-out denoising (they agree at 0.67: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3) at 3/6/12 steps, Kendall tau -0.03/0.27/0.39 and -0.21/0.33/0.58 against "
+        "the two ground-truth seeds on held-out denoising (they agree at 0.64: docs/quality.md)"
     )
     reports = True
 

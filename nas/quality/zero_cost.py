@@ -72,8 +72,8 @@ class SynflowProxy(_ZeroCost):
 
     name = "synflow"
     validation = (
-        "not validated: on the tiny world, Kendall tau 0.27/0.24 against the two ground-truth seeds on held-out "
-        "denoising, -0.16/0.02 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau 0.24/0.12 against the two ground-truth seeds on held-out "
+        "denoising, 0.14/-0.39 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
 
     def score(self, architecture: Architecture, curve=None) -> float:
@@ -97,8 +97,8 @@ class NaswotProxy(_ZeroCost):
 
     name = "naswot"
     validation = (
-        "not validated: on the tiny world, Kendall tau 0.09/0.06 against the two ground-truth seeds on held-out "
-        "denoising, 0.09/-0.05 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau 0.09/0.03 against the two ground-truth seeds on held-out "
+        "denoising, 0.11/-0.10 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
 
     @torch.no_grad()
@@ -127,8 +127,8 @@ class TemporalSensitivityProxy(_ZeroCost):
 
     name = "tsens"
     validation = (
-        "not validated: on the tiny world, Kendall tau 0.15/0.12 against the two ground-truth seeds on held-out "
-        "denoising, 0.16/-0.30 on motion direction (the seeds agree at 0.67 and -0.12: docs/quality.md)"
+        "not validated: on the tiny world (recipe 3), Kendall tau 0.09/-0.03 against the two ground-truth seeds on held-out "
+        "denoising, 0.02/0.03 on motion direction (the seeds agree at 0.64 and -0.17: docs/quality.md)"
     )
 
     def score(self, architecture: Architecture, curve=None) -> float:
