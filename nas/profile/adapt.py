@@ -358,7 +358,7 @@ def _fit_whole_models(
     space = SearchSpace.load(space_path)
     timed, _, _ = time_architectures(space, adapted, models, seed, warmup, repeats, progress, desc="models")
     if len(timed) < 2:
-        raise NasError(f"{adapted.meta.get('command')}: fewer than 2 of the drawn architectures can run per the table")
+        raise NasError(f"{space_path}: fewer than 2 of its drawn architectures can run per the adapted table")
     fit = fit_models([r["predicted_ms"] for r in timed], [r["measured_ms"] for r in timed])
     rows = adapted.rows.copy()
     unet = (rows["status"] == "ok") & ~rows["op"].isin(FIXED_PARTS)
