@@ -84,6 +84,18 @@ def _rows_only(r: dict, run: int) -> str:
     return f"within 10% {c['within_10pct']:.2f}, MAPE {c['mape']:.1%}, predicted/measured {c['mean_ratio']:.2f}"
 
 
+def _adapt_rows(checks: int, models: bool = False) -> tuple:
+    """benchmarks/table_adapt.py's rows: the adapt, its whole models, each check and (with models) each check
+    judged by the keys' rows alone."""
+    label = (lambda i: f"check {i + 1}") if checks > 1 else (lambda i: "check")
+    return (
+        ("adapt", _adapt),
+        *((("whole models", _adapt_models),) if models else ()),
+        *((label(i), lambda r, i=i: _adapt_check(r, i)) for i in range(checks)),
+        *((f"{label(i)}, rows only", lambda r, i=i: _rows_only(r, i)) for i in range(checks) if models),
+    )
+
+
 def _memory_check(r: dict) -> str:
     return f"within 10% {r['memory_within_10pct']:.2f}, MAPE {r['memory_mape']:.2%}"
 
@@ -144,6 +156,16 @@ def _direction(r: dict, design: str) -> str:
     x = r["direction_accuracy_ci90"][design]
     low, high = x["ci90"]
     return f"{x['mean']:.2f} (90% CI {low:.2f}-{high:.2f}, {x['samples']} samples; by seed {x['by_seed']})"
+
+
+# benchmarks/motion_ceiling.py's rows, on any world
+CEILING_ROWS = (
+    ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
+    ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),
+    ("dynamic degree", lambda r: _ceiling(r, "dynamic_degree")),
+    ("`reference`, direction accuracy on held-out captions", lambda r: _direction(r, "reference / test")),
+    ("all `none`, the same", lambda r: _direction(r, "all none / test")),
+)
 
 
 def _table_check(space: str, table: str, samples: int, extra: str = "") -> str:
@@ -225,24 +247,12 @@ FIGURES: dict[str, Entry] = {
     "motion_ceiling.json": Entry(
         "the ground truth against itself: two seeds on 12 architectures of the recipe-3 world (400 steps; SD1.5's noise schedule, unclipped)",
         "python benchmarks/motion_ceiling.py --world W --seeds S --part --out S.json (S = 7919, 31337), then --merge 7919.json 31337.json",
-        (
-            ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
-            ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),
-            ("dynamic degree", lambda r: _ceiling(r, "dynamic_degree")),
-            ("`reference`, direction accuracy on held-out captions", lambda r: _direction(r, "reference / test")),
-            ("all `none`, the same", lambda r: _direction(r, "all none / test")),
-        ),
+        CEILING_ROWS,
     ),
     "motion_ceiling_recipe2.json": Entry(
         "the same on the recipe-2 world (diffusers' default noise schedule: the few-step sampler clipped its x0 estimates)",
         "python benchmarks/motion_ceiling.py --world W --seeds S --part --out S.json (S = 7919, 31337), then --merge 7919.json 31337.json --out benchmarks/results/motion_ceiling_recipe2.json",
-        (
-            ("held-out denoising", lambda r: _ceiling(r, "denoise_loss")),
-            ("direction accuracy", lambda r: _ceiling(r, "direction_accuracy")),
-            ("dynamic degree", lambda r: _ceiling(r, "dynamic_degree")),
-            ("`reference`, direction accuracy on held-out captions", lambda r: _direction(r, "reference / test")),
-            ("all `none`, the same", lambda r: _direction(r, "all none / test")),
-        ),
+        CEILING_ROWS,
     ),
     "hypervolume.json": Entry(
         "search quality: hypervolume at 200 trials, tiny space + cpu_tiny.csv, params proxy, 5 seeds",
@@ -337,10 +347,7 @@ FIGURES: dict[str, Entry] = {
         "whole tiny models",
         "python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --checks 3 "
         "-o benchmarks/results/table_adapt_cpu_tiny.json",
-        (
-            ("adapt", _adapt),
-            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
-        ),
+        _adapt_rows(checks=3),
     ),
     "table_adapt_cpu_tiny_models.json": Entry(
         "the same table of another machine (OLD.csv: latency_tables/cpu_tiny.csv as of commit 35f932b, with its "
@@ -348,37 +355,27 @@ FIGURES: dict[str, Entry] = {
         "tiny models; 'rows only': the same checks' models judged by the rows the 8 keys alone gave",
         "python benchmarks/table_adapt.py OLD.csv --samples 8 --models 6 --checks 3 "
         "-o benchmarks/results/table_adapt_cpu_tiny_models.json",
-        (
-            ("adapt", _adapt),
-            ("whole models", _adapt_models),
-            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
-            *((f"check {i + 1}, rows only", lambda r, i=i: _rows_only(r, i)) for i in range(3)),
-        ),
+        _adapt_rows(checks=3, models=True),
     ),
     "table_adapt_cpu_tiny_models_shipped.json": Entry(
         "the shipped tiny table (as of commit ea2bc49) adapted the same way: the result is the shipped "
         "latency_tables/cpu_tiny.csv",
         "python benchmarks/table_adapt.py latency_tables/cpu_tiny.csv --samples 8 --models 6 --checks 3 "
         "-o benchmarks/results/table_adapt_cpu_tiny_models_shipped.json",
-        (
-            ("adapt", _adapt),
-            ("whole models", _adapt_models),
-            *((f"check {i + 1}", lambda r, i=i: _adapt_check(r, i)) for i in range(3)),
-            *((f"check {i + 1}, rows only", lambda r, i=i: _rows_only(r, i)) for i in range(3)),
-        ),
+        _adapt_rows(checks=3, models=True),
     ),
     "table_adapt_cpu_snapgen_v.json": Entry(
         "the same at full size (snapgen_v, 6 keys), checked once against 6 whole models (--warmup 1 --repeats 3)",
         "python benchmarks/table_adapt.py latency_tables/cpu_snapgen_v.csv --samples 6 --checks 1 --check-samples 6 "
         "--warmup 1 --repeats 3 -o benchmarks/results/table_adapt_cpu_snapgen_v.json",
-        (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
+        _adapt_rows(checks=1),
     ),
     "table_adapt_cpu_snapgen_v_k14.json": Entry(
         "the same full-size table adapted from 14 keys (the size-regime form), checked once against 6 whole models: "
         "the shipped cpu_snapgen_v.csv (OLD.csv: latency_tables/cpu_snapgen_v.csv as of commit 35f932b, with its sidecar)",
         "python benchmarks/table_adapt.py OLD.csv --samples 14 --checks 1 --check-samples 6 --warmup 1 --repeats 3 "
         "-o benchmarks/results/table_adapt_cpu_snapgen_v_k14.json",
-        (("adapt", _adapt), ("check", lambda r: _adapt_check(r, 0))),
+        _adapt_rows(checks=1),
     ),
     "table_check_cpu_snapgen_v.json": Entry(
         "the latency table against whole models timed here: snapgen_v (full size)",

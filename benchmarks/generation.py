@@ -45,12 +45,13 @@ from common import (
 )
 from diffusers import DDIMScheduler
 
+from nas.data.schedule import SD15_SCHEDULE
+
 # How each model is sampled: steps, guidance (None = no CFG), DDIM timestep spacing, its decoder.
 RECIPES = {
     "reference": {"steps": 4, "guidance": None, "timestep_spacing": "trailing", "decoder": "light"},
     "animatediff": {"steps": 25, "guidance": 7.5, "timestep_spacing": "linspace", "decoder": "sd"},
 }
-SD15_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False}
 
 
 def generate(model_name: str, args) -> dict:
